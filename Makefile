@@ -1,0 +1,42 @@
+# Set-up and everyday commands. `make demo` and `make test` install first when needed.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+EXTRAS  ?= dev
+STAMP   := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench lint clean
+
+install: $(STAMP)
+
+# torch goes in first and is pinned by a constraints file, so nothing later swaps the CPU build for CUDA wheels.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "CUDA machine: installing torch from the default index"; $(BIN)/pip install -q torch; \
+	else \
+		echo "CPU machine: installing torch==2.13.* (CPU build)"; $(BIN)/pip install -q "torch==2.13.*"; \
+	fi
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python -m llava.demo
+
+test: install
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python bench/adapter_layer.py
+
+lint: install
+	$(BIN)/ruff check llava tests bench scripts eval
+	$(BIN)/ruff format --check llava tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

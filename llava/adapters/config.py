@@ -1,0 +1,116 @@
+"""AdapterConfig: which scheme, where, at what size. Saved as `adapter_config.json` in every checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+SCHEMES = ("lora", "asymlora", "moe_lora", "mixlora")
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+MLP = ["gate_proj", "up_proj", "down_proj"]
+CONFIG_NAME = "adapter_config.json"
+
+
+@dataclass
+class AdapterConfig:
+    """Hyper-parameters of the adapter family (see DESIGN.md, "The adapter family").
+
+    scheme           lora | asymlora | moe_lora | mixlora
+    r, alpha         rank and scale numerator: delta is multiplied by alpha / r
+    num_experts (E)  routed heads (asymlora), expert pairs (moe_lora), factor-pool size (mixlora)
+    num_tasks (T)    asymlora only: B heads per task, selected by the batch's task ids (paper Eq. 2 / Eq. 3)
+    router           dense (softmax over E) | topk (top_k experts, renormalised)
+    router_scope     module (each linear routes on its own input) | mlp_block (one router per MLP block, fed the
+                     block input, shared by gate/up/down: the paper's released code)
+    targets          linear layer names (suffixes) of the language model that get an adapter
+    mixture_targets  subset of targets that get `scheme`; the other targets get plain lora. None: all targets.
+    balance_coef     Switch-style load-balancing loss coefficient (0 disables)
+    task_names       names of the tasks, in task-id order (from the data mixture)
+    """
+
+    scheme: str = "lora"
+    r: int = 32
+    alpha: float = 64.0
+    dropout: float = 0.05
+    num_experts: int = 1
+    num_tasks: int = 1
+    router: str = "dense"
+    top_k: int = 1
+    router_scope: str = "module"
+    targets: list[str] = field(default_factory=lambda: ATTENTION + MLP)
+    mixture_targets: list[str] | None = None
+    balance_coef: float = 0.0
+    task_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"unknown adapter scheme {self.scheme!r}; choose one of {SCHEMES}")
+        if self.r < 1 or self.num_experts < 1 or self.num_tasks < 1:
+            raise ValueError("r, num_experts and num_tasks must be >= 1")
+        if self.router not in ("dense", "topk"):
+            raise ValueError(f"router must be 'dense' or 'topk', got {self.router!r}")
+        if self.router == "topk" and not 1 <= self.top_k <= self.num_experts:
+            raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
+        if self.router_scope not in ("module", "mlp_block"):
+            raise ValueError(f"router_scope must be 'module' or 'mlp_block', got {self.router_scope!r}")
+        if self.scheme == "lora" and (self.num_experts != 1 or self.num_tasks != 1):
+            raise ValueError("scheme 'lora' has one head: num_experts and num_tasks must be 1 (use asymlora)")
+        if self.scheme in ("moe_lora", "mixlora") and self.num_tasks != 1:
+            raise ValueError(f"num_tasks > 1 is an asymlora option; {self.scheme} routes on the input only")
+        if self.scheme == "mixlora" and self.num_experts < self.r:
+            raise ValueError(f"mixlora selects r={self.r} factors from a pool of num_experts={self.num_experts}: "
+                             "the pool must be at least r")
+        if self.mixture_targets is not None and not set(self.mixture_targets) <= set(self.targets):
+            raise ValueError(f"mixture_targets {self.mixture_targets} must be a subset of targets {self.targets}")
+        if self.task_names and len(self.task_names) != self.num_tasks and self.num_tasks > 1:
+            raise ValueError(f"{len(self.task_names)} task names for num_tasks={self.num_tasks}")
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.r
+
+    def scheme_for(self, target: str) -> str:
+        """The scheme that module `target` (e.g. 'q_proj') gets."""
+        if self.mixture_targets is None or target in self.mixture_targets:
+            return self.scheme
+        return "lora"
+
+    def task_id(self, name: str | int | None) -> int | None:
+        """Map a task name (or id) to its id; None stays None."""
+        if name is None or isinstance(name, int):
+            return name
+        if name.isdigit():
+            return int(name)
+        if name not in self.task_names:
+            raise ValueError(f"unknown task {name!r}; this adapter knows {self.task_names}")
+        return self.task_names.index(name)
+
+    @classmethod
+    def paper_preset(cls, **overrides) -> AdapterConfig:
+        """What the AsymLoRA authors' code trains: routed B heads on the MLP, plain LoRA on attention."""
+        base = dict(scheme="asymlora", r=32, alpha=64.0, dropout=0.05, num_experts=3, num_tasks=1, router="dense",
+                    router_scope="mlp_block", targets=ATTENTION + MLP, mixture_targets=list(MLP), balance_coef=0.05)
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+    @classmethod
+    def load(cls, directory: str) -> AdapterConfig:
+        path = os.path.join(directory, CONFIG_NAME)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no {CONFIG_NAME} in {directory}: not an adapter checkpoint")
+        with open(path) as f:
+            raw = json.load(f)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown adapter config keys {sorted(unknown)}")
+        return cls(**raw)

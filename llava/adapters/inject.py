@@ -1,0 +1,97 @@
+"""Put adapters into a model: only the language model's linear layers, never the vision tower or lm_head."""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+
+from llava.adapters.config import AdapterConfig
+from llava.adapters.layer import AdapterLinear
+from llava.adapters.routing import BlockRouter
+from llava.adapters.state import RoutingState
+
+logger = logging.getLogger(__name__)
+
+
+def language_model(model: nn.Module) -> nn.Module:
+    """The decoder stack: LlavaForConditionalGeneration.model.language_model, or a bare causal LM's body."""
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "language_model"):
+        return inner.language_model
+    if inner is not None and hasattr(inner, "layers"):
+        return inner
+    raise ValueError(f"cannot find a language model with decoder layers in {type(model).__name__}")
+
+
+def projector(model: nn.Module) -> nn.Module | None:
+    inner = getattr(model, "model", None)
+    return getattr(inner, "multi_modal_projector", None)
+
+
+def adapter_modules(model: nn.Module):
+    """(name, module) for every AdapterLinear and BlockRouter in the model."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (AdapterLinear, BlockRouter))]
+
+
+def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bool = True) -> nn.Module:
+    """Freeze the model, wrap the target linears of its language model, and make adapters (+ projector) trainable."""
+    if getattr(model, "adapter_config", None) is not None:
+        raise ValueError("model already has adapters")
+    lm = language_model(model)
+    state = RoutingState()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    block_routers: dict[int, BlockRouter] = {}
+    wrapped = 0
+    for name, module in list(lm.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if child_name not in config.targets or not isinstance(child, nn.Linear):
+                continue
+            scheme = config.scheme_for(child_name)
+            block = None
+            routed = scheme in ("asymlora", "moe_lora") and config.num_experts > 1
+            if routed and config.router_scope == "mlp_block":
+                if not all(hasattr(module, n) for n in ("gate_proj", "up_proj", "down_proj")):
+                    raise ValueError(f"router_scope='mlp_block' needs mixture targets inside the MLP; {name}.{child_name} "
+                                     "is not (set mixture_targets to gate_proj/up_proj/down_proj or use 'module')")
+                if id(module) not in block_routers:
+                    hidden = module.gate_proj.in_features
+                    router = BlockRouter(module, hidden, config.num_experts, state, router=config.router,
+                                         top_k=config.top_k, dtype=child.weight.dtype, device=child.weight.device)
+                    module.add_module("adapter_router", router)
+                    block_routers[id(module)] = router
+                block = block_routers[id(module)]
+            layer = AdapterLinear(child, scheme, config.r, config.alpha, config.dropout,
+                                  num_experts=config.num_experts if scheme != "lora" else 1,
+                                  num_tasks=config.num_tasks if scheme == "asymlora" else 1,
+                                  router=config.router, top_k=config.top_k, state=state, block_router=block)
+            setattr(module, child_name, layer)
+            wrapped += 1
+    if wrapped == 0:
+        raise ValueError(f"no linear layer named {config.targets} in the language model")
+    for _, m in adapter_modules(model):
+        for pname, p in m.named_parameters():
+            if not pname.startswith("base."):
+                p.requires_grad_(True)
+    proj = projector(model)
+    if proj is not None and train_projector:
+        for p in proj.parameters():
+            p.requires_grad_(True)
+    model.adapter_config = config
+    model.adapter_state = state
+    return model
+
+
+def trainable_parameter_counts(model: nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def print_trainable_parameters(model: nn.Module) -> str:
+    """PEFT's line: 'trainable params: N || all params: M || trainable%: P'."""
+    trainable, total = trainable_parameter_counts(model)
+    line = f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}"
+    print(line)
+    return line

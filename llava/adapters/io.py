@@ -1,0 +1,76 @@
+"""Adapter checkpoints: `adapter_config.json` + `adapter_model.safetensors` (adapters, routers, projector)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from llava.adapters.config import AdapterConfig
+from llava.adapters.inject import adapter_modules, inject_adapters
+
+WEIGHTS_NAME = "adapter_model.safetensors"
+PROJECTOR_PREFIX = "model.multi_modal_projector."
+
+
+def adapter_state_dict(model, include_projector: bool = True) -> dict[str, torch.Tensor]:
+    """Every adapter parameter (A, B heads, routers, factor pools) and, optionally, the projector."""
+    out = {}
+    for name, module in adapter_modules(model):
+        for pname, p in module.named_parameters():
+            if not pname.startswith("base."):
+                out[f"{name}.{pname}"] = p
+    if include_projector:
+        out.update({n: p for n, p in model.named_parameters() if n.startswith(PROJECTOR_PREFIX)})
+    return out
+
+
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: str, metadata: dict | None = None) -> None:
+    """Write safetensors to a temporary file in the same directory, then rename: readers never see half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
+                  metadata=metadata or {"format": "pt"})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_adapters(model, directory: str, include_projector: bool = True, state_dict=None) -> None:
+    """Save config + weights; `state_dict` lets a ZeRO-3 caller pass already-gathered tensors."""
+    config: AdapterConfig = model.adapter_config
+    tensors = state_dict if state_dict is not None else adapter_state_dict(model, include_projector)
+    atomic_save_file(tensors, os.path.join(directory, WEIGHTS_NAME))
+    config.save(directory)
+
+
+def load_adapters(model, directory: str) -> AdapterConfig:
+    """Inject (if needed) and load adapters + projector from `directory`; mismatched keys are an error."""
+    config = AdapterConfig.load(directory)
+    if getattr(model, "adapter_config", None) is None:
+        inject_adapters(model, config)
+    elif model.adapter_config.to_dict() != config.to_dict():
+        raise ValueError(f"{directory}: adapter config differs from the one injected in the model")
+    path = os.path.join(directory, WEIGHTS_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
+    saved = load_file(path)
+    params = adapter_state_dict(model, include_projector=True)
+    missing = [k for k in params if k not in saved and not k.startswith(PROJECTOR_PREFIX)]
+    unexpected = [k for k in saved if k not in params]
+    if missing or unexpected:
+        raise KeyError(f"{path}: adapter weights do not match the model (missing {missing[:5]}, "
+                       f"unexpected {unexpected[:5]})")
+    with torch.no_grad():
+        for key, value in saved.items():
+            target = params[key]
+            if target.shape != value.shape:
+                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, model expects {tuple(target.shape)}")
+            target.copy_(value.to(target.dtype))
+    return config

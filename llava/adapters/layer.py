@@ -1,0 +1,182 @@
+"""AdapterLinear: a frozen nn.Linear plus one adapter of the family, in fused form.
+
+    y = W x + s * Bcat u,     z = A x (once),     u = (gates ⊗ z) flattened
+
+lora:      one head, u = z.
+asymlora:  shared A (r x d_in); H = T*E heads in Bcat (d_out x H r); gates over heads = onehot(task) ⊗ g(x).
+           Heads of other tasks see u = 0, so they get exactly zero gradient from this batch.
+moe_lora:  Acat (E r x d_in) and Bcat (d_out x E r); u = g_e * z_e per expert.
+mixlora:   factor pools a (E x d_in), b (d_out x E); per instance r factors of each are picked and paired through a
+           selection matrix S [batch, E, E] (u = (A x) S), weighted by router probabilities so the routers learn.
+Two GEMMs per adapter whatever the number of heads; no [tokens, E, d_out] tensor; no loop over experts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llava.adapters.routing import Router, attach_aux
+from llava.adapters.state import RoutingState
+
+
+class AdapterLinear(nn.Module):
+    def __init__(self, base: nn.Linear, scheme: str, r: int, alpha: float, dropout: float = 0.0,
+                 num_experts: int = 1, num_tasks: int = 1, router: str = "dense", top_k: int = 1,
+                 state: RoutingState | None = None, block_router=None):
+        super().__init__()
+        self.base = base
+        self.scheme = scheme
+        self.r = r
+        self.scaling = alpha / r
+        self.num_experts = num_experts
+        self.num_tasks = num_tasks if scheme == "asymlora" else 1
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self._state = [state if state is not None else RoutingState()]
+        self._block_router = [block_router]  # shared router lives on the MLP module, not in this subtree
+        d_in, d_out = base.in_features, base.out_features
+        kw = dict(dtype=base.weight.dtype, device=base.weight.device)
+        if scheme == "mixlora":
+            self.lora_A = nn.Parameter(torch.empty(num_experts, d_in, **kw))  # factor pool a_1..a_E
+            self.lora_B = nn.Parameter(torch.zeros(d_out, num_experts, **kw))  # factor pool b_1..b_E
+            self.router_a = Router(d_in, num_experts, **kw)
+            self.router_b = Router(d_in, num_experts, **kw)
+            self.router_cfs = nn.Linear(num_experts, num_experts, bias=False, **kw)  # chosen a's -> b logits
+            self._instance_cache: tuple | None = None
+        else:
+            a_rows = r * num_experts if scheme == "moe_lora" else r
+            self.lora_A = nn.Parameter(torch.empty(a_rows, d_in, **kw))
+            self.lora_B = nn.Parameter(torch.zeros(d_out, self.num_heads * r, **kw))
+            if self.routed and block_router is None:
+                self.router = Router(d_in, num_experts, router=router, top_k=top_k, **kw)
+        if scheme == "moe_lora":
+            for e in range(num_experts):  # each expert's A gets the LoRA init of its own fan-in
+                nn.init.kaiming_uniform_(self.lora_A.data[e * r:(e + 1) * r], a=math.sqrt(5))
+        else:
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+
+    @property
+    def num_heads(self) -> int:
+        """B heads: T*E for asymlora, E for moe_lora, 1 for lora."""
+        if self.scheme == "asymlora":
+            return self.num_tasks * self.num_experts
+        return self.num_experts if self.scheme == "moe_lora" else 1
+
+    @property
+    def routed(self) -> bool:
+        return self.scheme in ("asymlora", "moe_lora") and self.num_experts > 1
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    @property
+    def weight(self) -> torch.Tensor:  # modules that peek at `.weight` (dtype checks) see the frozen base
+        return self.base.weight
+
+    # --- gates -------------------------------------------------------------------------------------------------
+    def _expert_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        block = self._block_router[0]
+        if block is not None:
+            if block.current is None:
+                raise RuntimeError("mlp_block router has no gates: the MLP's pre-hook did not run")
+            return block.current, None
+        return self.router.route(x, self._state[0])
+
+    def _task_onehot(self, x: torch.Tensor) -> torch.Tensor:
+        task_ids = self._state[0].task_ids
+        if task_ids is None:
+            raise RuntimeError(f"this asymlora adapter has {self.num_tasks} task heads: set the batch's task ids "
+                               "(adapter_batch(model, task_ids=...) or --task)")
+        task_ids = task_ids.to(x.device)
+        if task_ids.numel() == 1 and x.shape[0] != 1:
+            task_ids = task_ids.expand(x.shape[0])
+        return F.one_hot(task_ids, self.num_tasks).to(x.dtype)
+
+    # --- forward -----------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if self.scheme == "mixlora":
+            return y + self._mixlora_delta(x)
+        z = F.linear(self.dropout(x), self.lora_A)
+        aux = None
+        if self.scheme == "asymlora" and self.num_heads > 1:
+            if self.num_experts > 1:
+                gates, aux = self._expert_gates(x)  # [..., E]
+            else:
+                gates = x.new_ones(*x.shape[:-1], 1)
+            if self.num_tasks > 1:  # heads ordered task-major: head = t * E + e
+                onehot = self._task_onehot(x).view(x.shape[0], *([1] * (x.dim() - 2)), self.num_tasks, 1)
+                gates = (onehot * gates.unsqueeze(-2)).flatten(-2)
+            z = (gates.unsqueeze(-1) * z.unsqueeze(-2)).flatten(-2)
+        elif self.scheme == "moe_lora" and self.num_experts > 1:
+            gates, aux = self._expert_gates(x)
+            z = (gates.unsqueeze(-1) * z.unflatten(-1, (self.num_experts, self.r))).flatten(-2)
+        out = y + F.linear(z, self.lora_B) * self.scaling
+        return attach_aux(out, aux, self._state[0])
+
+    def _mixlora_select(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-instance selection matrix S [batch, E, E] from the mean input over the sample's attended tokens."""
+        state = self._state[0]
+        mask = state.mask_for(x)
+        if x.dim() == 3 and x.shape[1] == 1 and self._instance_cache is not None and not self.training:
+            cached = self._instance_cache  # cached decoding: keep the prompt's selection
+            if cached.shape[0] == x.shape[0]:
+                return cached
+        if x.dim() == 2:
+            inst = x.mean(0, keepdim=True)
+        elif mask is not None:
+            m = mask.unsqueeze(-1).to(x.dtype)
+            inst = (x * m).sum(1) / m.sum(1).clamp_min(1)
+        else:
+            inst = x.mean(1)
+        r = self.r
+        logits_a = F.linear(inst, self.router_a.weight).float()
+        top_a, idx_a = logits_a.topk(r, dim=-1)
+        w_a = torch.softmax(top_a, -1) * r  # mean weight 1; gradient reaches router_a
+        chosen_a = torch.zeros_like(logits_a).scatter(-1, idx_a, w_a / r)
+        logits_b = F.linear(inst, self.router_b.weight).float() + self.router_cfs(chosen_a.to(x.dtype)).float()
+        top_b, idx_b = logits_b.topk(r, dim=-1)
+        w_b = torch.softmax(top_b, -1) * r
+        batch = torch.arange(inst.shape[0], device=x.device).unsqueeze(-1).expand_as(idx_a)
+        select = torch.zeros(inst.shape[0], self.num_experts, self.num_experts, device=x.device, dtype=torch.float32)
+        select = select.index_put((batch, idx_a, idx_b), w_a * w_b)  # a_i pairs with b_i, i = 1..r
+        select = select.to(x.dtype)
+        if not self.training:
+            self._instance_cache = select
+        return select
+
+    def _mixlora_delta(self, x: torch.Tensor) -> torch.Tensor:
+        select = self._mixlora_select(x)
+        z = F.linear(self.dropout(x), self.lora_A)  # [..., E]: projections on every a
+        if x.dim() == 2:
+            u = z @ select[0]
+        else:
+            u = torch.bmm(z, select)  # pick and pair factors per instance
+        return F.linear(u, self.lora_B) * self.scaling
+
+    # --- views and merging -------------------------------------------------------------------------------------
+    def head_B(self, head: int) -> torch.Tensor:
+        """B matrix (d_out x r) of one head."""
+        return self.lora_B[:, head * self.r:(head + 1) * self.r]
+
+    def delta_weight(self, task: int | None = None) -> torch.Tensor:
+        """s * B A as a dense d_out x d_in matrix, when the adapter is input-independent (else ValueError)."""
+        if self.scheme == "lora" or (self.scheme == "asymlora" and self.num_heads == 1):
+            return self.scaling * (self.lora_B @ self.lora_A)
+        if self.scheme == "asymlora" and self.num_experts == 1:
+            if task is None:
+                raise ValueError(f"asymlora with {self.num_tasks} task heads merges per task: pass task=")
+            return self.scaling * (self.head_B(task) @ self.lora_A)
+        raise ValueError(f"{self.scheme} with {self.num_experts} routed experts depends on the input; merging it into "
+                         "W is not exact. Keep the adapter unmerged (or train with num_experts=1 and task heads).")
+
+    def extra_repr(self) -> str:
+        return f"scheme={self.scheme}, r={self.r}, heads={self.num_heads if self.scheme != 'mixlora' else 'pool'}"

@@ -1,0 +1,58 @@
+"""Fold adapters into the frozen weights where that is exact: lora, and asymlora per task when E=1.
+
+CLI: python -m llava.adapters.merge --checkpoint DIR [--task NAME] --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from llava.adapters.inject import adapter_modules
+from llava.adapters.layer import AdapterLinear
+from llava.adapters.routing import BlockRouter
+
+
+def merge_adapters(model, task: str | int | None = None):
+    """Replace every AdapterLinear by its base linear with W += s * B_task A. Raises where merging is not exact."""
+    config = model.adapter_config
+    task_id = config.task_id(task)
+    layers = [(n, m) for n, m in adapter_modules(model) if isinstance(m, AdapterLinear)]
+    deltas = [(n, m, m.delta_weight(task_id)) for n, m in layers]  # all checks before the first change
+    with torch.no_grad():
+        for name, module, delta in deltas:
+            module.base.weight += delta.to(module.base.weight.dtype)
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, module.base)
+    for name, module in adapter_modules(model):
+        if isinstance(module, BlockRouter):
+            module.remove_hooks()
+            parent_name, _, child = name.rpartition(".")
+            delattr(model.get_submodule(parent_name), child)
+    model.adapter_config = None
+    model.adapter_state = None
+    return model
+
+
+def main(argv=None):
+    from llava.adapters.io import load_adapters
+    from llava.train.checkpoint import load_checkpoint_model
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="a training checkpoint or output directory")
+    ap.add_argument("--task", default=None, help="task name (or id) whose B head is merged (asymlora with task heads)")
+    ap.add_argument("--out", required=True, help="where the merged llava-hf model goes")
+    ap.add_argument("--dtype", default="fp32")
+    args = ap.parse_args(argv)
+    model, tokenizer, image_processor = load_checkpoint_model(args.checkpoint, dtype=args.dtype, load_weights=False)
+    load_adapters(model, args.checkpoint)
+    merge_adapters(model, args.task)
+    model.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    image_processor.save_pretrained(args.out)
+    print(f"merged model written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Per-batch routing state shared by every adapter layer of one model.
+
+Layers cannot receive extra forward arguments through LlavaForConditionalGeneration, so the batch's task ids and
+token mask live here, set by the trainer or the generator before the forward (`adapter_batch`). The state also
+collects balance-loss values (for logging) and router load per task (for the end-of-training report).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+class RoutingState:
+    def __init__(self):
+        self.task_ids: torch.Tensor | None = None  # [batch] long
+        self.token_mask: torch.Tensor | None = None  # [batch, seq] bool: tokens that count for balance/instance routing
+        self.aux_grad_scale: float = 0.0  # d(total loss)/d(aux): balance_coef / gradient-accumulation steps
+        self.aux_values: list[torch.Tensor] = []
+        self.track_load: bool = False
+        self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass
+
+    def begin_batch(self, task_ids=None, token_mask=None) -> None:
+        self.task_ids = task_ids
+        self.token_mask = token_mask.bool() if token_mask is not None else None
+        self.aux_values = []
+
+    def pop_aux(self) -> torch.Tensor | None:
+        """Mean balance loss over routers of the last forward (detached; the gradient is injected in backward)."""
+        if not self.aux_values:
+            return None
+        value = torch.stack([v.float() for v in self.aux_values]).mean()
+        self.aux_values = []
+        return value
+
+    def mask_for(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The token mask if it lines up with x's [batch, seq] (it does not during cached decoding)."""
+        m = self.token_mask
+        if m is None or x.dim() != 3 or m.shape != x.shape[:2]:
+            return None
+        return m.to(x.device)
+
+    def start_load_tracking(self, num_tasks: int, num_experts: int) -> None:
+        self.track_load = True
+        self.load = torch.zeros(num_tasks, num_experts)
+
+    def record_load(self, gates: torch.Tensor) -> None:
+        """Add gate mass per (data task, expert); gates is [batch, seq, E]. No host sync."""
+        if not self.track_load or self.task_ids is None or gates.dim() != 3 or self.load is None:
+            return
+        if self.load.shape[1] != gates.shape[-1]:
+            return
+        if self.load.device != gates.device:
+            self.load = self.load.to(gates.device)
+        mask = self.mask_for(gates)
+        g = gates.detach().float()
+        if mask is not None:
+            g = g * mask.unsqueeze(-1)
+        self.load.index_add_(0, self.task_ids.to(gates.device), g.sum(1))
+
+
+class AttachAux(torch.autograd.Function):
+    """Identity on `out`; in backward, also sends `scale` as the gradient of the auxiliary loss `aux`.
+
+    Attaching the balance loss to a layer output (instead of collecting it in a list and adding it to the final
+    loss) is what lets it reach the router under reentrant gradient checkpointing, whose first forward runs without
+    autograd: the recomputed forward rebuilds this node, and backward through it reaches the router.
+    """
+
+    @staticmethod
+    def forward(ctx, out, aux, scale: float):
+        ctx.scale = scale
+        ctx.aux_shape = aux.shape
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_aux = torch.full(ctx.aux_shape, ctx.scale, dtype=grad_out.dtype, device=grad_out.device)
+        return grad_out, grad_aux, None
+
+
+def get_state(model) -> RoutingState:
+    state = getattr(model, "adapter_state", None)
+    if state is None:
+        raise ValueError("model has no adapters: call inject_adapters(model, config) first")
+    return state
+
+
+def set_adapter_batch(model, task_ids=None, token_mask=None) -> None:
+    """Set the task ids ([batch] long tensor, or an int for the whole batch) and token mask for the next forward."""
+    if isinstance(task_ids, int):
+        task_ids = torch.tensor([task_ids])
+    get_state(model).begin_batch(task_ids, token_mask)
+
+
+@contextlib.contextmanager
+def adapter_batch(model, task_ids=None, token_mask=None):
+    """`with adapter_batch(model, task_ids=...): model(...)` routes the batch to its task heads."""
+    state = get_state(model)
+    previous = (state.task_ids, state.token_mask)
+    set_adapter_batch(model, task_ids, token_mask)
+    try:
+        yield state
+    finally:
+        state.task_ids, state.token_mask = previous

@@ -1,0 +1,84 @@
+"""A lazy supervised dataset: records are validated when read, tokenised and decoded only when fetched."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from llava.conversation import get_template
+from llava.data.preprocess import move_image_to_front, tokenize_conversation
+from llava.data.sources import DataError, SkipReport, read_records
+
+logger = logging.getLogger(__name__)
+
+
+class SupervisedDataset(Dataset):
+    """Items are dicts (input_ids, labels, pixel_values | None, task_id), or None for a skipped bad sample.
+
+    With `skip_bad=False` (the default) every bad sample raises DataError naming file and sample id.
+    With `skip_bad=True` it is logged and counted in `self.report`, and the collator drops the None.
+    """
+
+    def __init__(self, data_path: str, tokenizer, image_transform=None, image_folder: str = "",
+                 template: str = "vicuna_v1", image_seq_length: int = 576, model_max_length: int = 2048,
+                 skip_bad: bool = False):
+        self.report = SkipReport()
+        self.records, self.task_names = read_records(data_path, skip_bad=skip_bad, report=self.report)
+        if not self.records:
+            raise DataError(f"{data_path}: no usable samples")
+        self.tokenizer = tokenizer
+        self.image_transform = image_transform
+        self.image_folder = image_folder
+        self.template = get_template(template)
+        self.image_seq_length = image_seq_length
+        self.model_max_length = model_max_length
+        self.skip_bad = skip_bad
+        self.truncated = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def modality_lengths(self) -> list[int]:
+        """LLaVA's convention: approximate length, positive for image samples, negative for text-only ones."""
+        out = []
+        for r in self.records:
+            n = sum(len(v.split()) for _, v in r.turns)
+            out.append(n + self.image_seq_length if r.image else -n)
+        return out
+
+    def _load_image(self, record, where: str):
+        path = os.path.join(self.image_folder, record.image)
+        if not os.path.exists(path):
+            raise DataError(f"{where}: image file {path} not found")
+        try:
+            with Image.open(path) as im:
+                im.load()
+                image = im.convert("RGB")
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"{where}: image file {path} is corrupt or unreadable: {e}") from e
+        if self.image_transform is None:
+            raise DataError(f"{where}: sample has an image but the model has no image transform")
+        return self.image_transform(image)
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        where = f"{record.file}: sample {record.sample_id}"
+        try:
+            pixel_values = self._load_image(record, where) if record.image else None
+            turns = move_image_to_front(record.turns, record.image is not None)
+            tok = tokenize_conversation(turns, self.template, self.tokenizer, self.image_seq_length,
+                                        self.model_max_length, where)
+        except DataError as e:
+            if not self.skip_bad:
+                raise
+            self.report.add(str(e).split(": ", 2)[-1], where)
+            return None
+        if tok.truncated:
+            self.truncated += 1
+            logger.warning("%s: truncated to model_max_length=%d", where, self.model_max_length)
+        return {"input_ids": tok.input_ids, "labels": tok.labels, "pixel_values": pixel_values,
+                "task_id": record.task_id}

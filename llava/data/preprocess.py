@@ -1,0 +1,88 @@
+"""Conversation -> (input_ids, labels): LLaVA's supervision, computed from character spans.
+
+The template renders the prompt and reports which characters are assistant replies (+ their end token). A token is
+supervised when its character span overlaps a reply. Every way this can go wrong silently in LLaVA's round-length
+arithmetic is an explicit check here: a reply that got no token, a reply end that is not the tokenizer's eos, an
+<image> that did not become exactly one image token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llava.constants import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX
+from llava.conversation import Template
+from llava.data.sources import DataError
+
+
+@dataclass
+class Tokenized:
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    truncated: bool
+
+
+def move_image_to_front(turns: list[tuple[int, str]], has_image: bool) -> list[tuple[int, str]]:
+    """LLaVA-1.5 puts the image first in the first human turn: '<image>\\n' + question."""
+    if not has_image:
+        return turns
+    cleaned = [(role, value.replace(DEFAULT_IMAGE_TOKEN, "").strip()) for role, value in turns]
+    role, value = cleaned[0]
+    cleaned[0] = (role, f"{DEFAULT_IMAGE_TOKEN}\n{value}")
+    return cleaned
+
+
+def tokenize_conversation(turns, template: Template, tokenizer, image_seq_length: int, max_length: int,
+                          where: str) -> Tokenized:
+    """Tokenize one conversation with labels; `where` (file + sample id) goes into every error message."""
+    text, spans = template.render(turns)
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+    ids = enc["input_ids"]
+    offsets = enc["offset_mapping"]
+    labels = [IGNORE_INDEX] * len(ids)
+    special = set(tokenizer.all_special_ids)
+    for span_start, span_end in spans:
+        hit = [i for i, (s, e) in enumerate(offsets) if e > s and e > span_start and s < span_end]
+        if not hit:
+            raise DataError(f"{where}: template/tokenizer mismatch: reply at characters {span_start}-{span_end} "
+                            f"got no tokens (template {template.name!r})")
+        for i in hit:
+            labels[i] = ids[i]
+        if template.style == "two" and ids[hit[-1]] != tokenizer.eos_token_id:
+            raise DataError(
+                f"{where}: template/tokenizer mismatch: template {template.name!r} ends replies with "
+                f"{template.sep2!r} but the tokenizer encodes it as {tokenizer.convert_ids_to_tokens(ids[hit[-1]])!r}, "
+                f"not its eos token {tokenizer.eos_token!r}; check --version against the model's tokenizer"
+            )
+        if any(ids[i] in special and ids[i] != tokenizer.eos_token_id for i in hit):
+            raise DataError(f"{where}: a reply contains a special token (e.g. {DEFAULT_IMAGE_TOKEN}); replies must be text")
+
+    image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
+    n_placeholders = text.count(DEFAULT_IMAGE_TOKEN)
+    n_image_ids = sum(1 for t in ids if t == image_id)
+    if n_placeholders != n_image_ids:
+        raise DataError(f"{where}: template/tokenizer mismatch: {n_placeholders} {DEFAULT_IMAGE_TOKEN} in the text but "
+                        f"{n_image_ids} image tokens after tokenization (is {DEFAULT_IMAGE_TOKEN} a special token?)")
+
+    # One placeholder -> image_seq_length tokens, which LlavaForConditionalGeneration fills with projected patches.
+    input_ids, out_labels = [], []
+    for t, lab in zip(ids, labels):
+        if t == image_id:
+            input_ids.extend([image_id] * image_seq_length)
+            out_labels.extend([IGNORE_INDEX] * image_seq_length)
+        else:
+            input_ids.append(t)
+            out_labels.append(lab)
+
+    truncated = len(input_ids) > max_length
+    if truncated:
+        cut = max_length
+        if image_id in input_ids[cut:] and image_id in input_ids[:cut]:
+            raise DataError(f"{where}: model_max_length={max_length} cuts through the image tokens "
+                            f"({image_seq_length} per image); raise --model_max_length")
+        input_ids, out_labels = input_ids[:cut], out_labels[:cut]
+    if all(lab == IGNORE_INDEX for lab in out_labels):
+        raise DataError(f"{where}: no supervised token left after truncation to model_max_length={max_length}")
+    return Tokenized(torch.tensor(input_ids), torch.tensor(out_labels), truncated)

@@ -1,0 +1,157 @@
+"""Read LLaVA conversation files (JSON list or JSONL) and task mixtures, validating structure up front.
+
+Structural problems (malformed JSON, unknown role, turns that do not alternate, an empty reply, <image> without an
+image) are found when the files are read, so a bad sample in a 665k-sample mixture fails in seconds rather than
+hours into training. Each error names the file and the sample id (or line).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+from llava.constants import DEFAULT_IMAGE_TOKEN
+
+logger = logging.getLogger(__name__)
+
+HUMAN_ROLES = {"human", "user"}
+ASSISTANT_ROLES = {"gpt", "assistant"}
+
+
+class DataError(ValueError):
+    """A problem with one sample or one file; the message names both."""
+
+
+@dataclass
+class Record:
+    """One conversation as read from disk, with where it came from."""
+
+    file: str
+    sample_id: str
+    turns: list[tuple[int, str]]  # (0 = human, 1 = assistant, text)
+    image: str | None
+    task_id: int
+
+
+@dataclass
+class SkipReport:
+    """Counts of samples skipped (only with --skip_bad_samples) and truncated, by reason."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, reason: str, where: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        logger.warning("skipping %s: %s", where, reason)
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def parse_data_path(spec: str) -> list[tuple[str | None, str]]:
+    """`a.json` -> [(None, a.json)]; `vqa=a.json,gen=b.json` -> [("vqa", a.json), ("gen", b.json)]."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise DataError("--data_path is empty")
+    out = []
+    for part in parts:
+        if "=" in part:
+            name, path = part.split("=", 1)
+            if not name:
+                raise DataError(f"--data_path entry {part!r} has an empty task name")
+            out.append((name, path))
+        else:
+            out.append((None, part))
+    return out
+
+
+def _read_raw(path: str) -> list[tuple[str, dict]]:
+    """Return (location, sample) pairs; location is `line N` for JSONL, `index N` for a JSON list."""
+    if not os.path.exists(path):
+        raise DataError(f"data file {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    stripped = text.lstrip()
+    if path.endswith(".jsonl") or (stripped and not stripped.startswith("[")):
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"line {lineno}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: malformed JSON at line {lineno}: {e.msg}") from e
+        return rows
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of samples, got {type(data).__name__}")
+    return [(f"index {i}", row) for i, row in enumerate(data)]
+
+
+def _parse_turns(raw: dict, where: str) -> list[tuple[int, str]]:
+    convs = raw.get("conversations")
+    if not isinstance(convs, list) or not convs:
+        raise DataError(f"{where}: missing or empty 'conversations'")
+    turns = []
+    for i, turn in enumerate(convs):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise DataError(f"{where}: turn {i} must be an object with 'from' and 'value'")
+        role_name = str(turn["from"]).lower()
+        if role_name in HUMAN_ROLES:
+            role = 0
+        elif role_name in ASSISTANT_ROLES:
+            role = 1
+        else:
+            raise DataError(f"{where}: turn {i} has unknown role {turn['from']!r} (expected human/gpt)")
+        if role != i % 2:
+            expected = "human" if i % 2 == 0 else "gpt"
+            raise DataError(f"{where}: turns do not alternate: turn {i} is {turn['from']!r}, expected {expected!r}")
+        value = turn["value"]
+        if not isinstance(value, str):
+            raise DataError(f"{where}: turn {i} value is not a string")
+        if role == 1 and not value.strip():
+            raise DataError(f"{where}: turn {i} is an empty reply")
+        turns.append((role, value))
+    if turns[-1][0] != 1:
+        raise DataError(f"{where}: conversation ends with a human turn and has no reply to learn")
+    return turns
+
+
+def read_records(spec: str, skip_bad: bool = False, report: SkipReport | None = None):
+    """Read every file of a `--data_path` spec. Returns (records, task_names)."""
+    report = report if report is not None else SkipReport()
+    entries = parse_data_path(spec)
+    task_names: list[str] = []
+
+    def task_index(name: str) -> int:
+        if name not in task_names:
+            task_names.append(name)
+        return task_names.index(name)
+
+    records: list[Record] = []
+    for mixture_task, path in entries:
+        for location, raw in _read_raw(path):
+            sample_id = str(raw.get("id", location)) if isinstance(raw, dict) else location
+            where = f"{path}: sample {sample_id} ({location})"
+            try:
+                if not isinstance(raw, dict):
+                    raise DataError(f"{where}: sample is not a JSON object")
+                turns = _parse_turns(raw, where)
+                image = raw.get("image")
+                has_token = any(DEFAULT_IMAGE_TOKEN in v for _, v in turns)
+                if image is None and has_token:
+                    raise DataError(f"{where}: text contains {DEFAULT_IMAGE_TOKEN} but the sample has no 'image'")
+                if image is not None and not isinstance(image, str):
+                    raise DataError(f"{where}: 'image' must be one path string (multi-image samples are not supported)")
+            except DataError as e:
+                if not skip_bad:
+                    raise
+                report.add(str(e).split(": ", 2)[-1], where)
+                continue
+            task = mixture_task or raw.get("task") or "default"
+            records.append(Record(path, sample_id, turns, image, task_index(str(task))))
+    return records, task_names

@@ -1,0 +1,54 @@
+"""Command-line arguments, named as in LLaVA's train.py so a LLaVA user's scripts carry over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import transformers
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default="tiny", metadata={"help": "tiny | llava-hf dir | original LLaVA dir | LM dir"})
+    vision_tower: str | None = field(default=None, metadata={"help": "CLIP vision tower directory (parts / original)"})
+    pretrain_mm_mlp_adapter: str | None = field(default=None, metadata={"help": "stage-1 mm_projector.bin/.safetensors"})
+    tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the projector (stage 1)"})
+    mm_projector_type: str = field(default="mlp2x_gelu", metadata={"help": "LLaVA-1.5's two-layer GELU MLP only"})
+    mm_vision_select_layer: int = field(default=-2, metadata={"help": "LLaVA-1.5 uses the second-to-last layer"})
+    version: str = field(default="v1", metadata={"help": "conversation template: v1/vicuna_v1, llava_v1, plain"})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2"})
+    model_seed: int = field(default=0, metadata={"help": "seed of the tiny preset's weights"})
+
+
+@dataclass
+class DataArguments:
+    data_path: str = field(default="", metadata={"help": "a.json, or a mixture vqa=a.json,gen=b.json (task names)"})
+    image_folder: str = field(default="", metadata={"help": "root that sample 'image' paths are relative to"})
+    image_aspect_ratio: str = field(default="pad", metadata={"help": "pad (LLaVA-1.5) | resize"})
+    lazy_preprocess: bool = field(default=True, metadata={"help": "accepted for LLaVA compatibility; always lazy"})
+    is_multimodal: bool = field(default=True, metadata={"help": "accepted for LLaVA compatibility"})
+    skip_bad_samples: bool = field(default=False, metadata={"help": "log and count bad samples instead of failing"})
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    model_max_length: int = field(default=2048, metadata={"help": "sequences are truncated (and counted) past this"})
+    lora_enable: bool = field(default=False, metadata={"help": "train adapters on the language model"})
+    lora_r: int = 64
+    lora_alpha: float = 16
+    lora_dropout: float = 0.05
+    lora_bias: str = field(default="none", metadata={"help": "only 'none' is supported"})
+    mm_projector_lr: float | None = field(default=None, metadata={"help": "projector learning rate (own group)"})
+    freeze_mm_mlp_adapter: bool = field(default=False, metadata={"help": "keep the projector frozen"})
+    group_by_modality_length: bool = field(default=False, metadata={"help": "batches of one modality, similar length"})
+    adapter_scheme: str = field(default="lora", metadata={"help": "lora | asymlora | moe_lora | mixlora"})
+    num_experts: int = field(default=1, metadata={"help": "routed B heads / experts / mixlora factor pool size"})
+    num_tasks: int = field(default=1, metadata={"help": "asymlora task heads; -1: one per data task"})
+    router: str = field(default="dense", metadata={"help": "dense | topk"})
+    top_k: int = 1
+    router_scope: str = field(default="module", metadata={"help": "module | mlp_block (paper preset)"})
+    lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+    mixture_targets: str | None = field(default=None, metadata={"help": "targets that get the mixture; rest: lora"})
+    balance_coef: float = field(default=0.0, metadata={"help": "load-balancing loss coefficient"})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "keep task_ids and pixel_values"})
+    skip_if_exists: bool = field(default=False, metadata={"help": "unused; kept for LLaVA script compatibility"})

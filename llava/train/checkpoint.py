@@ -1,0 +1,54 @@
+"""What a checkpoint holds and how to rebuild a model from one.
+
+Every checkpoint directory (intermediate `checkpoint-N/` and the final output) holds: adapter_config.json,
+adapter_model.safetensors (adapters, routers and the projector), config.json (the Llava model config),
+llava_base.json (how to rebuild the frozen base), the tokenizer and the image processor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from llava.adapters.io import load_adapters
+from llava.model.builder import load_model
+
+BASE_NAME = "llava_base.json"
+
+
+def write_base_info(directory: str, model_name_or_path: str, vision_tower: str | None,
+                    pretrain_mm_mlp_adapter: str | None, model_seed: int, template: str,
+                    image_aspect_ratio: str, task_names: list[str]) -> None:
+    os.makedirs(directory, exist_ok=True)
+    info = dict(model_name_or_path=model_name_or_path, vision_tower=vision_tower,
+                pretrain_mm_mlp_adapter=pretrain_mm_mlp_adapter, model_seed=model_seed, version=template,
+                image_aspect_ratio=image_aspect_ratio, task_names=task_names)
+    with open(os.path.join(directory, BASE_NAME), "w") as f:
+        json.dump(info, f, indent=2)
+
+
+def read_base_info(directory: str) -> dict:
+    path = os.path.join(directory, BASE_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{directory} has no {BASE_NAME}: not a llava-asymlora checkpoint")
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_checkpoint_model(directory: str, dtype="fp32", attn_implementation: str | None = None,
+                          load_weights: bool = True):
+    """Rebuild base model + adapters + projector from a checkpoint. Returns (model, tokenizer, image_processor).
+
+    A merged or plain llava-hf directory (no llava_base.json) loads as a model without adapters.
+    """
+    if not os.path.exists(os.path.join(directory, BASE_NAME)):
+        return load_model(directory, dtype=dtype, attn_implementation=attn_implementation)
+    info = read_base_info(directory)
+    model, tokenizer, image_processor = load_model(
+        info["model_name_or_path"], vision_tower=info.get("vision_tower"),
+        pretrain_mm_mlp_adapter=info.get("pretrain_mm_mlp_adapter"), dtype=dtype,
+        attn_implementation=attn_implementation, seed=info.get("model_seed", 0))
+    if load_weights and os.path.exists(os.path.join(directory, "adapter_config.json")):
+        load_adapters(model, directory)
+    model.llava_base_info = info
+    return model, tokenizer, image_processor

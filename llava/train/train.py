@@ -1,0 +1,120 @@
+"""Entry point: `python -m llava.train.train --model_name_or_path ... --data_path ... --lora_enable True ...`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import torch
+import transformers
+
+from llava.adapters import AdapterConfig, inject_adapters, print_trainable_parameters
+from llava.adapters.inject import projector
+from llava.analysis.router_load import load_table
+from llava.data import SupervisedCollator, SupervisedDataset
+from llava.model.builder import load_model
+from llava.model.image import ImageTransform
+from llava.train.args import DataArguments, ModelArguments, TrainingArguments
+from llava.train.trainer import LlavaTrainer
+
+logger = logging.getLogger("llava.train")
+
+
+def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> AdapterConfig:
+    num_tasks = args.num_tasks if args.num_tasks > 0 else max(1, len(task_names))
+    targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
+    mixture = [t.strip() for t in args.mixture_targets.split(",")] if args.mixture_targets else None
+    if args.lora_bias != "none":
+        raise ValueError("--lora_bias other than 'none' is not supported")
+    return AdapterConfig(
+        scheme=args.adapter_scheme, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
+        num_experts=args.num_experts, num_tasks=num_tasks if args.adapter_scheme == "asymlora" else 1,
+        router=args.router, top_k=args.top_k, router_scope=args.router_scope, targets=targets,
+        mixture_targets=mixture, balance_coef=args.balance_coef,
+        task_names=task_names if (args.adapter_scheme == "asymlora" and num_tasks > 1) else [],
+    )
+
+
+def model_dtype(args: TrainingArguments) -> torch.dtype:
+    if args.bf16:
+        return torch.bfloat16
+    if args.fp16:
+        return torch.float16
+    return torch.float32
+
+
+def train(argv=None):
+    parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if model_args.mm_projector_type != "mlp2x_gelu" or model_args.mm_vision_select_layer != -2:
+        raise ValueError("only LLaVA-1.5's projector (mlp2x_gelu) on vision layer -2 is supported")
+    if training_args.fp16 and training_args.adapter_scheme != "lora" and training_args.balance_coef > 0:
+        raise ValueError("fp16 loss scaling does not reach the injected balance-loss gradient; use --bf16")
+
+    model, tokenizer, image_processor = load_model(
+        model_args.model_name_or_path, vision_tower=model_args.vision_tower,
+        pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, dtype=model_dtype(training_args),
+        attn_implementation=model_args.attn_implementation, seed=model_args.model_seed)
+    model.config.use_cache = False
+
+    dataset = SupervisedDataset(
+        data_args.data_path, tokenizer, ImageTransform(image_processor, data_args.image_aspect_ratio),
+        image_folder=data_args.image_folder, template=model_args.version,
+        image_seq_length=model.config.image_seq_length, model_max_length=training_args.model_max_length,
+        skip_bad=data_args.skip_bad_samples)
+    logger.info("%d samples, tasks %s", len(dataset), dataset.task_names)
+
+    if training_args.lora_enable:
+        config = adapter_config_from_args(training_args, dataset.task_names)
+        inject_adapters(model, config, train_projector=not training_args.freeze_mm_mlp_adapter)
+        if config.num_experts > 1 and config.scheme in ("asymlora", "moe_lora"):
+            model.adapter_state.start_load_tracking(len(dataset.task_names), config.num_experts)
+    elif model_args.tune_mm_mlp_adapter:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in projector(model).parameters():
+            p.requires_grad_(True)
+    else:
+        raise ValueError("nothing to train: pass --lora_enable True (adapters) or --tune_mm_mlp_adapter True")
+    print_trainable_parameters(model)
+
+    if training_args.gradient_checkpointing:
+        model.enable_input_require_grads()  # frozen embeddings: reentrant checkpoints need a grad-requiring input
+
+    base_info = dict(model_name_or_path=model_args.model_name_or_path, vision_tower=model_args.vision_tower,
+                     pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, model_seed=model_args.model_seed,
+                     template=model_args.version, image_aspect_ratio=data_args.image_aspect_ratio,
+                     task_names=dataset.task_names)
+    collator = SupervisedCollator(tokenizer.pad_token_id)
+    trainer = LlavaTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
+                           processing_class=tokenizer, image_processor=image_processor, base_info=base_info)
+    resume = training_args.resume_from_checkpoint
+    if resume in ("last", "true", "True"):
+        resume = True  # the newest checkpoint-N under output_dir
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_state()
+    trainer.save_model(training_args.output_dir)
+
+    report_lines = [f"samples truncated to model_max_length={training_args.model_max_length}: {dataset.truncated}",
+                    f"bad samples skipped: {dataset.report.total() + collator.dropped} {dataset.report.counts}"]
+    state = getattr(model, "adapter_state", None)
+    if state is not None and state.load is not None:
+        table = load_table(state.load, dataset.task_names)
+        report_lines += ["router load per task (share of gate mass per expert, all routed layers):", table]
+        if training_args.should_save:
+            with open(os.path.join(training_args.output_dir, "router_load.md"), "w") as f:
+                f.write(table + "\n")
+    if training_args.should_log:
+        print("\n".join(report_lines))
+    return trainer
+
+
+def main():
+    train(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

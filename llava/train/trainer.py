@@ -1,0 +1,127 @@
+"""LlavaTrainer: transformers' Trainer plus what LLaVA fine-tuning needs.
+
+* the projector in its own optimizer group at `--mm_projector_lr`;
+* task ids and the token mask handed to the adapter layers before each forward;
+* the balance loss added to the LM loss (value for logging here, gradient injected in backward, see state.AttachAux),
+  both logged separately;
+* complete checkpoints: adapters + routers + projector + configs + tokenizer + image processor, in every
+  intermediate checkpoint too, written as safetensors; resuming reloads them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from transformers import Trainer
+
+from llava.adapters.inject import projector
+from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict, atomic_save_file, load_adapters, save_adapters
+from llava.data.sampler import ModalityLengthGroupedSampler
+from llava.model.builder import load_projector
+from llava.train.checkpoint import write_base_info
+
+logger = logging.getLogger(__name__)
+PROJECTOR_FILE = "mm_projector.safetensors"
+
+
+class LlavaTrainer(Trainer):
+    def __init__(self, *args, image_processor=None, base_info: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.image_processor = image_processor
+        self.base_info = base_info or {}
+        self._loss_parts = {"lm_loss": [], "balance_loss": []}
+
+    # --- optimisation ------------------------------------------------------------------------------------------
+    def create_optimizer(self, model=None):
+        """Two learning rates (adapters / projector) x decay / no decay, as LLaVA's trainer."""
+        if self.optimizer is not None:
+            return self.optimizer
+        model = self.model
+        decay = set(self.get_decay_parameter_names(model))
+        proj_lr = self.args.mm_projector_lr
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            is_proj = proj_lr is not None and name.startswith(PROJECTOR_PREFIX)
+            groups.setdefault((is_proj, name in decay), []).append(p)
+        param_groups = []
+        for (is_proj, has_decay), params in groups.items():
+            group = {"params": params, "weight_decay": self.args.weight_decay if has_decay else 0.0}
+            if is_proj:
+                group["lr"] = proj_lr
+            param_groups.append(group)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.group_by_modality_length and hasattr(dataset, "modality_lengths"):
+            return ModalityLengthGroupedSampler(dataset.modality_lengths, self.args.train_batch_size,
+                                                self.args.world_size * self.args.gradient_accumulation_steps,
+                                                seed=self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    # --- loss --------------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        task_ids = inputs.pop("task_ids", None)
+        state = getattr(self.model, "adapter_state", None)
+        coef = self.model.adapter_config.balance_coef if state is not None else 0.0
+        if state is not None:
+            state.begin_batch(task_ids, inputs.get("attention_mask"))
+            state.aux_grad_scale = coef / self.args.gradient_accumulation_steps if model.training else 0.0
+        if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+            inputs = {**inputs, "num_items_in_batch": num_items_in_batch}
+        outputs = model(**inputs)
+        loss = outputs.loss
+        scaled_for_ga = num_items_in_batch is not None and self.model_accepts_loss_kwargs
+        aux = state.pop_aux() if state is not None else None
+        ga = self.args.gradient_accumulation_steps if (scaled_for_ga and model.training) else 1
+        self._loss_parts["lm_loss"].append(loss.detach().float() * ga)
+        if aux is not None and coef > 0:
+            self._loss_parts["balance_loss"].append(aux.detach())
+            # The value joins the reported loss; its gradient arrives through AttachAux (coef / GA per step).
+            loss = loss + (coef * aux / ga).to(loss.dtype).detach()
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        for key, values in self._loss_parts.items():
+            if values and "loss" in logs:
+                logs[key] = round(torch.stack(values).mean().item(), 6)
+            values.clear()
+        super().log(logs, *args, **kwargs)
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+    def _save(self, output_dir=None, state_dict=None):
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        model = self.accelerator.unwrap_model(self.model)
+        if getattr(model, "adapter_config", None) is not None:
+            names = adapter_state_dict(model).keys()
+            tensors = None if state_dict is None else {k: state_dict[k] for k in names if k in state_dict}
+            save_adapters(model, output_dir, state_dict=tensors)
+        elif projector(model) is not None:  # stage 1: projector only, in LLaVA's key layout
+            src = state_dict if state_dict is not None else dict(model.named_parameters())
+            tensors = {k.replace(PROJECTOR_PREFIX + "linear_1.", "model.mm_projector.0.")
+                       .replace(PROJECTOR_PREFIX + "linear_2.", "model.mm_projector.2."): v
+                       for k, v in src.items() if k.startswith(PROJECTOR_PREFIX)}
+            atomic_save_file(tensors, os.path.join(output_dir, PROJECTOR_FILE))
+        model.config.save_pretrained(output_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        if self.image_processor is not None:
+            self.image_processor.save_pretrained(output_dir)
+        write_base_info(output_dir, **self.base_info)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        if getattr(model, "adapter_config", None) is not None:
+            load_adapters(model, resume_from_checkpoint)
+        elif os.path.exists(os.path.join(resume_from_checkpoint, PROJECTOR_FILE)):
+            load_projector(model, os.path.join(resume_from_checkpoint, PROJECTOR_FILE))
+        logger.info("reloaded adapter and projector weights from %s", resume_from_checkpoint)

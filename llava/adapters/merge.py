@@ -37,7 +37,7 @@ def merge_adapters(model, task: str | int | None = None):
 
 def main(argv=None):
     from llava.adapters.io import load_adapters
-    from llava.train.checkpoint import load_checkpoint_model
+    from llava.model.checkpoint import load_checkpoint_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="a training checkpoint or output directory")

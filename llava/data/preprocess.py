@@ -66,15 +66,7 @@ def tokenize_conversation(turns, template: Template, tokenizer, image_seq_length
         raise DataError(f"{where}: template/tokenizer mismatch: {n_placeholders} {DEFAULT_IMAGE_TOKEN} in the text but "
                         f"{n_image_ids} image tokens after tokenization (is {DEFAULT_IMAGE_TOKEN} a special token?)")
 
-    # One placeholder -> image_seq_length tokens, which LlavaForConditionalGeneration fills with projected patches.
-    input_ids, out_labels = [], []
-    for t, lab in zip(ids, labels):
-        if t == image_id:
-            input_ids.extend([image_id] * image_seq_length)
-            out_labels.extend([IGNORE_INDEX] * image_seq_length)
-        else:
-            input_ids.append(t)
-            out_labels.append(lab)
+    input_ids, out_labels = expand_image_tokens(ids, labels, image_id, image_seq_length)
 
     truncated = len(input_ids) > max_length
     if truncated:
@@ -86,3 +78,24 @@ def tokenize_conversation(turns, template: Template, tokenizer, image_seq_length
     if all(lab == IGNORE_INDEX for lab in out_labels):
         raise DataError(f"{where}: no supervised token left after truncation to model_max_length={max_length}")
     return Tokenized(torch.tensor(input_ids), torch.tensor(out_labels), truncated)
+
+
+def expand_image_tokens(ids: list[int], labels: list[int] | None, image_id: int, image_seq_length: int):
+    """One placeholder -> image_seq_length tokens, which LlavaForConditionalGeneration fills with projected patches."""
+    labels = labels if labels is not None else [IGNORE_INDEX] * len(ids)
+    out_ids, out_labels = [], []
+    for t, lab in zip(ids, labels):
+        if t == image_id:
+            out_ids.extend([image_id] * image_seq_length)
+            out_labels.extend([IGNORE_INDEX] * image_seq_length)
+        else:
+            out_ids.append(t)
+            out_labels.append(lab)
+    return out_ids, out_labels
+
+
+def encode_prompt(prompt: str, tokenizer, image_seq_length: int) -> list[int]:
+    """Token ids of a generation prompt, image placeholders expanded."""
+    ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
+    return expand_image_tokens(ids, None, image_id, image_seq_length)[0]

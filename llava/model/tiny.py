@@ -79,6 +79,9 @@ def tiny_config(vocab_size: int, image_token_index: int) -> LlavaConfig:
         eos_token_id=2,
         pad_token_id=3,
         tie_word_embeddings=False,
+        # std 0.02 at hidden 64 caps |logits| near 0.2: a frozen random lm_head could never put mass on an answer,
+        # and adapters would have nothing to learn with. 0.15 gives the frozen base a usable logit range.
+        initializer_range=0.15,
     )
     return LlavaConfig(
         vision_config=vision,

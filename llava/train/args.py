@@ -15,6 +15,8 @@ class ModelArguments:
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the projector (stage 1)"})
     mm_projector_type: str = field(default="mlp2x_gelu", metadata={"help": "LLaVA-1.5's two-layer GELU MLP only"})
     mm_vision_select_layer: int = field(default=-2, metadata={"help": "LLaVA-1.5 uses the second-to-last layer"})
+    mm_use_im_start_end: bool = field(default=False, metadata={"help": "LLaVA-1.5 uses False (only value supported)"})
+    mm_use_im_patch_token: bool = field(default=False, metadata={"help": "LLaVA-1.5 uses False (only value supported)"})
     version: str = field(default="v1", metadata={"help": "conversation template: v1/vicuna_v1, llava_v1, plain"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2"})
     model_seed: int = field(default=0, metadata={"help": "seed of the tiny preset's weights"})
@@ -51,4 +53,11 @@ class TrainingArguments(transformers.TrainingArguments):
     mixture_targets: str | None = field(default=None, metadata={"help": "targets that get the mixture; rest: lora"})
     balance_coef: float = field(default=0.0, metadata={"help": "load-balancing loss coefficient"})
     remove_unused_columns: bool = field(default=False, metadata={"help": "keep task_ids and pixel_values"})
-    skip_if_exists: bool = field(default=False, metadata={"help": "unused; kept for LLaVA script compatibility"})
+    warmup_ratio: float | None = field(default=None, metadata={"help": "LLaVA's flag: warmup as a share of steps"})
+
+    def __post_init__(self):
+        if self.warmup_ratio is not None:  # transformers 5 folds the ratio into warmup_steps (a float < 1)
+            if not 0 <= self.warmup_ratio < 1:
+                raise ValueError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            self.warmup_steps = self.warmup_ratio
+        super().__post_init__()

@@ -51,6 +51,8 @@ def train(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if model_args.mm_projector_type != "mlp2x_gelu" or model_args.mm_vision_select_layer != -2:
         raise ValueError("only LLaVA-1.5's projector (mlp2x_gelu) on vision layer -2 is supported")
+    if model_args.mm_use_im_start_end or model_args.mm_use_im_patch_token:
+        raise ValueError("--mm_use_im_start_end/--mm_use_im_patch_token are LLaVA-1.0 options; LLaVA-1.5 uses False")
     if training_args.fp16 and training_args.adapter_scheme != "lora" and training_args.balance_coef > 0:
         raise ValueError("fp16 loss scaling does not reach the injected balance-loss gradient; use --bf16")
 

@@ -20,7 +20,7 @@ from llava.adapters.inject import projector
 from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict, atomic_save_file, load_adapters, save_adapters
 from llava.data.sampler import ModalityLengthGroupedSampler
 from llava.model.builder import load_projector
-from llava.train.checkpoint import write_base_info
+from llava.model.checkpoint import write_base_info
 
 logger = logging.getLogger(__name__)
 PROJECTOR_FILE = "mm_projector.safetensors"

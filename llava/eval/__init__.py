@@ -1,0 +1,1 @@
+"""Evaluation: generation to answer files, benchmark scorers, reports."""

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Shared body of scripts/finetune_*.sh. Every knob is an environment variable; defaults are LLaVA-1.5-7B stage 2.
+# MODEL=tiny switches every default to the embedded tiny preset on CPU (demo data, no DeepSpeed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+MODEL=${MODEL:-./checkpoints/vicuna-7b-v1.5}
+SCHEME=${SCHEME:-lora}
+
+if [ "$MODEL" = "tiny" ]; then
+    DATA=${DATA:-shape=playground/data/demo/train_shape.json,color=playground/data/demo/train_color.json,yesno=playground/data/demo/train_yesno.json}
+    IMAGE_FOLDER=${IMAGE_FOLDER:-playground/data/demo}
+    [ -f playground/data/demo/train.json ] || "$PYTHON" -m llava.data.easy_vqa_demo --out playground/data/demo
+    VISION_TOWER=${VISION_TOWER:-}
+    PROJECTOR=${PROJECTOR:-}
+    DEEPSPEED=${DEEPSPEED:-}
+    PRECISION=${PRECISION:-fp32}
+    EPOCHS=${EPOCHS:-3}
+    BATCH=${BATCH:-16}
+    GRAD_ACCUM=${GRAD_ACCUM:-1}
+    LR=${LR:-3e-3}
+    PROJECTOR_LR=${PROJECTOR_LR:-3e-3}
+    MAX_LEN=${MAX_LEN:-256}
+    SAVE_STEPS=${SAVE_STEPS:-100}
+    LOGGING_STEPS=${LOGGING_STEPS:-20}
+    GRAD_CKPT=${GRAD_CKPT:-False}
+    WORKERS=${WORKERS:-0}
+    OUTPUT=${OUTPUT:-./checkpoints/tiny-$SCHEME}
+    R=${R:-16}
+    ALPHA=${ALPHA:-32}
+    DROPOUT=${DROPOUT:-0.0}
+    WARMUP=${WARMUP:-0.03}
+else
+    DATA=${DATA:-./playground/data/llava_v1_5_mix665k.json}
+    IMAGE_FOLDER=${IMAGE_FOLDER:-./playground/data}
+    VISION_TOWER=${VISION_TOWER:-./checkpoints/clip-vit-large-patch14-336}
+    PROJECTOR=${PROJECTOR:-./checkpoints/llava-v1.5-7b-pretrain/mm_projector.bin}
+    DEEPSPEED=${DEEPSPEED:-./configs/deepspeed/zero3.json}
+    PRECISION=${PRECISION:-bf16}
+    EPOCHS=${EPOCHS:-1}
+    BATCH=${BATCH:-16}
+    GRAD_ACCUM=${GRAD_ACCUM:-1}
+    MAX_LEN=${MAX_LEN:-2048}
+    SAVE_STEPS=${SAVE_STEPS:-500}
+    LOGGING_STEPS=${LOGGING_STEPS:-1}
+    GRAD_CKPT=${GRAD_CKPT:-True}
+    WORKERS=${WORKERS:-4}
+    OUTPUT=${OUTPUT:-./checkpoints/llava-v1.5-7b-$SCHEME}
+    DROPOUT=${DROPOUT:-0.05}
+    WARMUP=${WARMUP:-0.03}
+fi
+NUM_GPUS=${NUM_GPUS:-1}
+REPORT_TO=${REPORT_TO:-none}
+VERSION=${VERSION:-v1}
+EXTRA_ARGS=${EXTRA_ARGS:-}
+
+args=(
+    --model_name_or_path "$MODEL" --version "$VERSION"
+    --data_path "$DATA" --image_folder "$IMAGE_FOLDER" --image_aspect_ratio pad --group_by_modality_length True
+    --lora_enable True --adapter_scheme "$SCHEME" --lora_r "$R" --lora_alpha "$ALPHA" --lora_dropout "$DROPOUT"
+    --num_experts "${NUM_EXPERTS:-1}" --num_tasks "${NUM_TASKS:-1}" --router "${ROUTER:-dense}" --top_k "${TOP_K:-1}"
+    --router_scope "${ROUTER_SCOPE:-module}" --balance_coef "${BALANCE_COEF:-0.0}"
+    --mm_projector_lr "$PROJECTOR_LR" --learning_rate "$LR" --weight_decay 0. --warmup_ratio "$WARMUP"
+    --lr_scheduler_type cosine --num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH"
+    --gradient_accumulation_steps "$GRAD_ACCUM" --model_max_length "$MAX_LEN" --gradient_checkpointing "$GRAD_CKPT"
+    --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2 --logging_steps "$LOGGING_STEPS"
+    --dataloader_num_workers "$WORKERS" --lazy_preprocess True --report_to "$REPORT_TO" --output_dir "$OUTPUT"
+    --disable_tqdm True
+)
+[ -n "${MIXTURE_TARGETS:-}" ] && args+=(--mixture_targets "$MIXTURE_TARGETS")
+[ -n "$VISION_TOWER" ] && args+=(--vision_tower "$VISION_TOWER")
+[ -n "$PROJECTOR" ] && args+=(--pretrain_mm_mlp_adapter "$PROJECTOR")
+[ -n "$DEEPSPEED" ] && args+=(--deepspeed "$DEEPSPEED")
+case "$PRECISION" in
+    bf16) args+=(--bf16 True --tf32 True) ;;
+    fp16) args+=(--fp16 True) ;;
+    fp32) ;;
+    *) echo "PRECISION must be bf16, fp16 or fp32" >&2; exit 2 ;;
+esac
+# shellcheck disable=SC2206
+args+=($EXTRA_ARGS)
+
+if [ "$NUM_GPUS" -gt 1 ]; then
+    exec "$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS" -m llava.train.train "${args[@]}"
+else
+    exec "$PYTHON" -m llava.train.train "${args[@]}"
+fi

@@ -1,0 +1,63 @@
+"""Shared fixtures: the tiny preset and small LLaVA-format data sets written into tmp dirs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+from llava.model.tiny import build_tiny
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tiny()[1]
+
+
+@pytest.fixture
+def tiny():
+    model, tokenizer = build_tiny(seed=0)
+    return model, tokenizer
+
+
+def write_images(folder, n=4, size=40):
+    os.makedirs(folder, exist_ok=True)
+    names = []
+    for i in range(n):
+        name = f"img{i}.png"
+        Image.new("RGB", (size + 8 * i, size), (40 * i, 200 - 30 * i, 90)).save(os.path.join(folder, name))
+        names.append(name)
+    return names
+
+
+def conversation(i, image=None, task=None, question="what shape is it?", answer="circle"):
+    row = {"id": f"s{i}", "conversations": [
+        {"from": "human", "value": ("<image>\n" if image else "") + question},
+        {"from": "gpt", "value": answer}]}
+    if image:
+        row["image"] = image
+    if task:
+        row["task"] = task
+    return row
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    """A 3-task mixture of 24 samples (some text-only), images in tmp_path."""
+    names = write_images(tmp_path)
+    answers = {"shape": ["circle", "triangle"], "color": ["red", "blue"], "yesno": ["yes", "no"]}
+    paths = {}
+    for task, options in answers.items():
+        rows = [conversation(f"{task}{i}", image=names[i % len(names)] if i % 4 else None,
+                             question=f"what {task} is it?", answer=options[i % 2]) for i in range(8)]
+        path = tmp_path / f"{task}.json"
+        path.write_text(json.dumps(rows))
+        paths[task] = str(path)
+    spec = ",".join(f"{t}={p}" for t, p in paths.items())
+    return spec, str(tmp_path)

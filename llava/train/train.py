@@ -69,6 +69,7 @@ def train(argv=None):
         skip_bad=data_args.skip_bad_samples)
     logger.info("%d samples, tasks %s", len(dataset), dataset.task_names)
 
+    transformers.set_seed(training_args.seed)  # adapter init draws from the global RNG: make --seed govern it
     if training_args.lora_enable:
         config = adapter_config_from_args(training_args, dataset.task_names)
         inject_adapters(model, config, train_projector=not training_args.freeze_mm_mlp_adapter)

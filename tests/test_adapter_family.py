@@ -1,0 +1,167 @@
+"""The fused adapter family against its definitions: loop references, lora, identity at init, task isolation."""
+
+import pytest
+import torch
+from torch import nn
+
+from llava.adapters import AdapterConfig, AdapterLinear, adapter_batch, inject_adapters
+from llava.adapters.reference import loop_delta
+from llava.adapters.state import RoutingState
+
+
+def make_layer(scheme, num_experts=3, num_tasks=1, r=4, seed=0):
+    torch.manual_seed(seed)
+    base = nn.Linear(24, 20)
+    base.requires_grad_(False)
+    layer = AdapterLinear(base, scheme, r=r, alpha=2 * r, num_experts=num_experts, num_tasks=num_tasks,
+                          state=RoutingState())
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    return layer
+
+
+def grads(layer, x):
+    return {"x": x.grad, **{n: p.grad for n, p in layer.named_parameters() if p.requires_grad}}
+
+
+@pytest.mark.parametrize("scheme,num_experts,num_tasks", [("asymlora", 3, 1), ("asymlora", 2, 3), ("asymlora", 1, 3),
+                                                          ("moe_lora", 3, 1)])
+def test_fused_equals_loop_reference(scheme, num_experts, num_tasks):
+    fused = make_layer(scheme, num_experts, num_tasks)
+    loop = make_layer(scheme, num_experts, num_tasks)
+    task_ids = torch.tensor([2, 0]) if num_tasks > 1 else None
+    for layer in (fused, loop):
+        layer._state[0].begin_batch(task_ids)
+    x1 = torch.randn(2, 5, 24, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1 = fused(x1)
+    gates = loop.router(x2)[0] if num_experts > 1 else x2.new_ones(2, 5, 1)
+    y2 = loop.base(x2) + loop_delta(loop, x2, gates, task_ids)
+    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    g1, g2 = grads(fused, x1), grads(loop, x2)
+    assert g1.keys() == g2.keys()
+    for name in g1:
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_asymlora_with_one_head_is_lora():
+    lora = make_layer("lora", 1, 1)
+    asym = make_layer("asymlora", 1, 1)
+    x = torch.randn(3, 4, 24)
+    torch.testing.assert_close(asym(x), lora(x), rtol=0, atol=0)
+    assert asym.lora_B.shape == lora.lora_B.shape and not hasattr(asym, "router")
+
+
+CONFIGS = {
+    "lora": AdapterConfig(r=4),
+    "asymlora": AdapterConfig.paper_preset(r=4),
+    "asymlora_module_topk": AdapterConfig(scheme="asymlora", r=4, num_experts=3, router="topk", top_k=2),
+    "asymlora_tasks": AdapterConfig(scheme="asymlora", r=4, num_tasks=3, num_experts=2, task_names=["a", "b", "c"]),
+    "moe_lora": AdapterConfig(scheme="moe_lora", r=4, num_experts=3),
+    "mixlora": AdapterConfig(scheme="mixlora", r=2, num_experts=8),
+}
+
+
+def tiny_inputs(model, batch=2):
+    n = model.config.image_seq_length
+    ids = torch.tensor([[1] + [model.config.image_token_index] * n + [60, 70, 80, 90]] * batch)
+    torch.manual_seed(0)
+    return dict(input_ids=ids, pixel_values=torch.randn(batch, 3, 32, 32), labels=ids.clone())
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fresh_adapter_leaves_base_logits_unchanged(tiny, name):
+    model, _ = tiny
+    inputs = tiny_inputs(model)
+    model.eval()
+    with torch.no_grad():
+        before = model(**inputs).logits
+        inject_adapters(model, CONFIGS[name])
+        with adapter_batch(model, task_ids=torch.tensor([0, 1]), token_mask=torch.ones_like(inputs["input_ids"])):
+            after = model(**inputs).logits
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+def test_task_batch_gives_zero_gradient_to_other_tasks_heads(tiny):
+    model, _ = tiny
+    inject_adapters(model, CONFIGS["asymlora_tasks"])
+    layers = [m for m in model.modules() if isinstance(m, AdapterLinear)]
+    with torch.no_grad():
+        for m in layers:
+            m.lora_B.normal_(std=0.1)
+    model.train()
+    with adapter_batch(model, task_ids=torch.tensor([1, 1])):
+        model(**tiny_inputs(model)).loss.backward()
+    for m in layers:
+        for t in range(3):
+            head_grads = torch.stack([m.lora_B.grad[:, (t * 2 + e) * m.r:(t * 2 + e + 1) * m.r] for e in range(2)])
+            if t == 1:
+                assert head_grads.abs().sum() > 0
+            else:
+                assert torch.count_nonzero(head_grads) == 0
+        assert m.lora_A.grad.abs().sum() > 0  # the shared A learns from every task
+
+
+def test_mixlora_routers_learn_from_lm_loss(tiny):
+    model, _ = tiny
+    inject_adapters(model, CONFIGS["mixlora"])
+    layers = [m for m in model.modules() if isinstance(m, AdapterLinear)]
+    with torch.no_grad():
+        for m in layers:
+            m.lora_B.normal_(std=0.1)
+    model.train()
+    inputs = tiny_inputs(model)
+    with adapter_batch(model, token_mask=torch.ones_like(inputs["input_ids"])):
+        model(**inputs).loss.backward()
+    for m in layers:
+        assert m.router_a.weight.grad.abs().sum() > 0
+        assert m.router_b.weight.grad.abs().sum() > 0
+        assert m.router_cfs.weight.grad.abs().sum() > 0
+
+
+def test_mixlora_selects_r_factors_per_instance():
+    layer = make_layer("mixlora", num_experts=8, r=3)
+    layer.eval()
+    x = torch.randn(2, 6, 24)
+    layer._state[0].begin_batch(token_mask=torch.ones(2, 6))
+    select = layer._mixlora_select(x)
+    assert select.shape == (2, 8, 8)
+    assert [(s != 0).sum().item() for s in select] == [3, 3]
+    assert ((select != 0).sum(-1) <= 1).all() and ((select != 0).sum(-2) <= 1).all()  # a_i pairs with one b_i
+
+
+@pytest.mark.parametrize("scope", ["module", "mlp_block"])
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_balance_loss_reaches_router_under_gradient_checkpointing(scope, reentrant):
+    """Fresh heads (B = 0) give the router no LM gradient: any router gradient is the balance loss's."""
+    from llava.model.tiny import build_tiny
+
+    def router_grads(checkpointing, coef):
+        model, _ = build_tiny(seed=0)
+        cfg = AdapterConfig(scheme="asymlora", r=4, num_experts=3, router_scope=scope, dropout=0.0,
+                            mixture_targets=["gate_proj", "up_proj", "down_proj"], balance_coef=coef)
+        torch.manual_seed(123)  # same adapter init in every call
+        inject_adapters(model, cfg)
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+            model.enable_input_require_grads()
+        model.train()
+        inputs = tiny_inputs(model)
+        state = model.adapter_state
+        state.begin_batch(None, torch.ones_like(inputs["input_ids"]))
+        state.aux_grad_scale = coef
+        model(**inputs).loss.backward()
+        assert state.pop_aux() is not None
+        return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+                for n, p in model.named_parameters() if "router" in n}
+
+    reference = router_grads(False, 0.05)
+    with_ckpt = router_grads(True, 0.05)
+    without_coef = router_grads(True, 0.0)
+    assert reference and all(g.abs().sum() > 0 for g in with_ckpt.values())
+    for name in reference:
+        torch.testing.assert_close(with_ckpt[name], reference[name], rtol=1e-5, atol=1e-8, msg=name)
+        assert without_coef[name].abs().sum() == 0

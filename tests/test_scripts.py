@@ -1,0 +1,36 @@
+"""End to end: the finetune scripts on the tiny preset (CPU) finish, lower the loss, report router load."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(name, tmp_path, **env):
+    out = tmp_path / name
+    full_env = {**os.environ, "MODEL": "tiny", "OUTPUT": str(out), "EPOCHS": "1", "PYTHON": sys.executable,
+                "SAVE_STEPS": "40", "LOGGING_STEPS": "10", **env}
+    proc = subprocess.run(["bash", f"scripts/{name}.sh"], cwd=ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    return proc.stdout + proc.stderr, losses, out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["finetune_lora", "finetune_asymlora", "finetune_moe_lora", "finetune_mixlora"])
+def test_finetune_script_on_tiny(tmp_path, name):
+    output, losses, out = run_script(name, tmp_path)
+    assert len(losses) >= 4 and losses[-1] < losses[0] * 0.7, losses
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert (out / "adapter_model.safetensors").exists() and checkpoints, list(out.iterdir())
+    assert all((c / "adapter_config.json").exists() and (c / "adapter_model.safetensors").exists() for c in checkpoints)
+    if name in ("finetune_asymlora", "finetune_moe_lora"):
+        assert "router load per task" in output
+        for task in ("shape", "color", "yesno"):
+            assert f"| {task} |" in output

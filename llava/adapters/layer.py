@@ -102,9 +102,13 @@ class AdapterLinear(nn.Module):
 
     # --- forward -----------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
+        delta, aux = self.adapter_delta(x)
+        return attach_aux(self.base(x) + delta, aux, self._state[0])
+
+    def adapter_delta(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(s * delta(x), balance loss or None): everything the adapter adds to the frozen layer."""
         if self.scheme == "mixlora":
-            return y + self._mixlora_delta(x)
+            return self._mixlora_delta(x), None
         z = F.linear(self.dropout(x), self.lora_A)
         aux = None
         if self.scheme == "asymlora" and self.num_heads > 1:
@@ -119,8 +123,7 @@ class AdapterLinear(nn.Module):
         elif self.scheme == "moe_lora" and self.num_experts > 1:
             gates, aux = self._expert_gates(x)
             z = (gates.unsqueeze(-1) * z.unflatten(-1, (self.num_experts, self.r))).flatten(-2)
-        out = y + F.linear(z, self.lora_B) * self.scaling
-        return attach_aux(out, aux, self._state[0])
+        return F.linear(z, self.lora_B) * self.scaling, aux
 
     def _mixlora_select(self, x: torch.Tensor) -> torch.Tensor:
         """Per-instance selection matrix S [batch, E, E] from the mean input over the sample's attended tokens."""

@@ -1,0 +1,137 @@
+"""Wrapped-linear forward+backward at LLaMA-7B MLP shapes, every variant side by side in one run.
+
+python bench/adapter_layer.py [--tokens 256] [--reps 15] [--device cpu|cuda]
+
+Variants: frozen base only, lora r=32, asymlora r=32 E=3 (fused), moe_lora E=3, mixlora (pool 32, r=8), and the
+adapter path alone for fused asymlora vs the per-expert loop reference (llava/adapters/reference.py, the way the
+paper's code computes it). Runs are interleaved (one of each per round) and medians compared, so machine noise
+hits all variants alike. The last printed line is one JSON object of median-time ratios:
+  asym_over_lora, moe_over_lora, mix_over_lora  whole wrapped layer (frozen base included)
+  loop_over_fused                               adapter path delta(x) alone, loop reference / fused asymlora
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from llava.adapters.layer import AdapterLinear
+from llava.adapters.reference import loop_delta
+from llava.adapters.state import RoutingState
+
+SHAPES = [(4096, 11008), (11008, 4096)]
+
+
+def make(scheme, base, r=32, experts=1):
+    layer = AdapterLinear(base, scheme, r=r, alpha=2 * r, num_experts=experts, state=RoutingState())
+    with torch.no_grad():
+        layer.lora_B.normal_(std=0.01)
+    return layer.train()
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device):
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def step_whole(layer, x):
+    def run():
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+        layer(x).sum().backward()
+    return run
+
+
+def step_base(base, x):
+    def run():
+        x.grad = None
+        base(x).sum().backward()
+    return run
+
+
+def step_fused_delta(layer, x):
+    def run():
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+        layer.adapter_delta(x)[0].sum().backward()
+    return run
+
+
+def step_loop_delta(layer, x):
+    def run():
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+        gates = layer.router(x)[0].to(x.dtype)
+        loop_delta(layer, x, gates).sum().backward()
+    return run
+
+
+def bench_shape(d_in, d_out, tokens, reps, device, dtype):
+    torch.manual_seed(0)
+    base = nn.Linear(d_in, d_out, bias=False).to(device, dtype)
+    base.requires_grad_(False)
+    x = torch.randn(1, tokens, d_in, device=device, dtype=dtype, requires_grad=True)
+    asym = make("asymlora", base, experts=3).to(device, dtype)
+    variants = {
+        "base": step_base(base, x),
+        "lora": step_whole(make("lora", base).to(device, dtype), x),
+        "asymlora": step_whole(asym, x),
+        "moe_lora": step_whole(make("moe_lora", base, experts=3).to(device, dtype), x),
+        "mixlora": step_whole(make("mixlora", base, r=8, experts=32).to(device, dtype), x),
+        "asym_delta_fused": step_fused_delta(asym, x),
+        "asym_delta_loop": step_loop_delta(asym, x),
+    }
+    for fn in variants.values():  # warm-up
+        fn()
+    times = {k: [] for k in variants}
+    for _ in range(reps):
+        for name, fn in variants.items():
+            times[name].append(timed(fn, device))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    machine = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or 'cpu'}, " \
+        f"{torch.get_num_threads()} threads"
+    print(f"device={args.device} ({machine}) dtype={dtype} tokens={args.tokens} reps={args.reps} torch={torch.__version__}")
+    medians = {}
+    for d_in, d_out in SHAPES:
+        m = bench_shape(d_in, d_out, args.tokens, args.reps, args.device, dtype)
+        medians[(d_in, d_out)] = m
+        print(f"\n{d_in}->{d_out}: median ms per forward+backward")
+        for name, t in m.items():
+            print(f"  {name:18s} {1000 * t:9.2f}")
+
+    def ratio(a, b):
+        return round(sum(m[a] for m in medians.values()) / sum(m[b] for m in medians.values()), 3)
+
+    result = {"asym_over_lora": ratio("asymlora", "lora"), "moe_over_lora": ratio("moe_lora", "lora"),
+              "mix_over_lora": ratio("mixlora", "lora"), "lora_over_base": ratio("lora", "base"),
+              "loop_over_fused": ratio("asym_delta_loop", "asym_delta_fused"), "device": args.device,
+              "dtype": str(dtype).replace("torch.", ""), "tokens": args.tokens}
+    print()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""DeepSpeed configs parse, carry LLaVA's keys, and leave batch/precision to the HF integration ("auto")."""
+
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("name,stage", [("zero2", 2), ("zero3", 3), ("zero3_offload", 3)])
+def test_deepspeed_configs(name, stage):
+    with open(os.path.join(ROOT, "configs", "deepspeed", f"{name}.json")) as f:
+        cfg = json.load(f)
+    assert cfg["zero_optimization"]["stage"] == stage
+    assert cfg["train_micro_batch_size_per_gpu"] == "auto" and cfg["gradient_accumulation_steps"] == "auto"
+    assert cfg["bf16"]["enabled"] == "auto"
+    if name == "zero3":  # checkpoints need the gathered 16-bit adapter weights
+        assert cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    if name == "zero3_offload":
+        assert cfg["zero_optimization"]["offload_optimizer"]["device"] == "cpu"

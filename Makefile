@@ -36,7 +36,6 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check llava tests bench scripts eval
-	$(BIN)/ruff format --check llava tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

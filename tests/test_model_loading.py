@@ -4,8 +4,13 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
-from llava.model.builder import from_parts, load_model, map_original_key, resolve_attn_implementation
-from llava.model.builder import save_original_llava
+from llava.model.builder import (
+    from_parts,
+    load_model,
+    map_original_key,
+    resolve_attn_implementation,
+    save_original_llava,
+)
 
 
 def _inputs(model):

@@ -152,7 +152,9 @@ class AdapterLinear(nn.Module):
         select = torch.zeros(inst.shape[0], self.num_experts, self.num_experts, device=x.device, dtype=torch.float32)
         select = select.index_put((batch, idx_a, idx_b), w_a * w_b)  # a_i pairs with b_i, i = 1..r
         select = select.to(x.dtype)
-        if not self.training:
+        if self.training:
+            state.record_load(chosen_a.unsqueeze(1))  # which a-factors each task's instances pick
+        else:
             self._instance_cache = select
         return select
 

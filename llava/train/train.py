@@ -73,7 +73,7 @@ def train(argv=None):
     if training_args.lora_enable:
         config = adapter_config_from_args(training_args, dataset.task_names)
         inject_adapters(model, config, train_projector=not training_args.freeze_mm_mlp_adapter)
-        if config.num_experts > 1 and config.scheme in ("asymlora", "moe_lora"):
+        if config.num_experts > 1 and config.scheme in ("asymlora", "moe_lora", "mixlora"):
             model.adapter_state.start_load_tracking(len(dataset.task_names), config.num_experts)
     elif model_args.tune_mm_mlp_adapter:
         for p in model.parameters():
@@ -106,7 +106,8 @@ def train(argv=None):
     state = getattr(model, "adapter_state", None)
     if state is not None and state.load is not None:
         table = load_table(state.load, dataset.task_names)
-        report_lines += ["router load per task (share of gate mass per expert, all routed layers):", table]
+        what = "a-factor selection weight per factor" if config.scheme == "mixlora" else "gate mass per expert"
+        report_lines += [f"router load per task (share of {what}, all routed layers):", table]
         if training_args.should_save:
             with open(os.path.join(training_args.output_dir, "router_load.md"), "w") as f:
                 f.write(table + "\n")

@@ -1,0 +1,129 @@
+"""Lay our scored runs beside the AsymLoRA paper's tables, in the paper's layout (markdown + PNG bar chart).
+
+python -m llava.eval.report [--table 2] [--runs eval/runs] [--paper eval/paper_tables.json] [--out eval/report]
+
+A run is a folder eval/runs/<NAME>/ holding <benchmark>.json files written by `llava.eval.benchmark score`
+(scripts/eval/*.sh put them there). Cells a run has not measured stay empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+# Paper column name -> (benchmark file, metric key).
+COLUMNS = {
+    "TextVQA": ("textvqa", "accuracy"),
+    "MM-Vet": ("mmvet", "total"),
+    "MME Perception": ("mme", "perception"),
+    "MME Cognition": ("mme", "cognition"),
+    "GQA Binary": ("gqa", "binary"),
+    "GQA Open": ("gqa", "open"),
+    "GQA Acc": ("gqa", "accuracy"),
+    "GQA Dis": ("gqa", "distribution"),
+    "VizWiz Unanswerable": ("vizwiz", "unanswerable"),
+    "VizWiz Yes/No": ("vizwiz", "yes/no"),
+    "VizWiz Number": ("vizwiz", "number"),
+    "VizWiz Other": ("vizwiz", "other"),
+    "VizWiz Average": ("vizwiz", "average"),
+}
+
+
+def load_runs(runs_dir: str) -> dict[str, dict[str, dict]]:
+    """run name -> benchmark -> metrics."""
+    runs: dict[str, dict[str, dict]] = {}
+    if not os.path.isdir(runs_dir):
+        return runs
+    for name in sorted(os.listdir(runs_dir)):
+        folder = os.path.join(runs_dir, name)
+        if not os.path.isdir(folder):
+            continue
+        for fname in sorted(os.listdir(folder)):
+            if fname.endswith(".json"):
+                with open(os.path.join(folder, fname)) as f:
+                    metrics = json.load(f)
+                runs.setdefault(name, {})[metrics.get("benchmark", fname[:-5])] = metrics
+    return runs
+
+
+def run_values(columns: list[str], metrics: dict[str, dict]) -> list[float | None]:
+    out = []
+    for col in columns:
+        bench, key = COLUMNS[col]
+        out.append(metrics.get(bench, {}).get(key))
+    return out
+
+
+def render(table: dict, runs: dict[str, dict[str, dict]]) -> tuple[str, list[tuple[str, list]]]:
+    columns = table["columns"]
+    has_data = any("data" in row for row in table["rows"])
+    head = ["scheme"] + (["data"] if has_data else []) + columns
+    lines = [f"**{table['title']}** (paper rows as published; ours measured by scripts/eval/*.sh)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
+    for row in table["rows"]:
+        label = f"{row['scheme']} (paper)"
+        rows.append((label, row["values"]))
+        lines.append("| " + " | ".join([label] + ([row.get("data", "")] if has_data else [])
+                                       + [f"{v:g}" for v in row["values"]]) + " |")
+    for name, metrics in runs.items():
+        values = run_values(columns, metrics)
+        if all(v is None for v in values):
+            continue
+        label = f"{name} (ours)"
+        rows.append((label, values))
+        cells = ["" if v is None else f"{v:.2f}" for v in values]
+        lines.append("| " + " | ".join([label] + ([""] if has_data else []) + cells) + " |")
+    return "\n".join(lines), rows
+
+
+def bar_chart(title: str, columns: list[str], rows: list[tuple[str, list]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(columns)
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n + 1, 3.6), squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for i, col in enumerate(columns):
+        ax = axes[0][i]
+        heights = [r[1][i] if r[1][i] is not None else 0.0 for r in rows]
+        ax.bar(range(len(rows)), heights, color=[colors[j % 10] for j in range(len(rows))])
+        ax.set_title(col, fontsize=8)
+        ax.set_xticks([])
+        ax.tick_params(labelsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[j % 10]) for j in range(len(rows))]
+    fig.legend(handles, [r[0] for r in rows], loc="lower center", ncol=min(4, len(rows)), fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", default="2", choices=["1", "2", "3", "4"])
+    ap.add_argument("--runs", default="eval/runs")
+    ap.add_argument("--paper", default="eval/paper_tables.json")
+    ap.add_argument("--out", default="eval/report", help="folder for table<N>.md and table<N>.png")
+    args = ap.parse_args(argv)
+    if not os.path.exists(args.paper):
+        raise FileNotFoundError(f"{args.paper} not found: run from the repository root or pass --paper")
+    with open(args.paper) as f:
+        table = json.load(f)["tables"][args.table]
+    text, rows = render(table, load_runs(args.runs))
+    os.makedirs(args.out, exist_ok=True)
+    md_path = os.path.join(args.out, f"table{args.table}.md")
+    png_path = os.path.join(args.out, f"table{args.table}.png")
+    with open(md_path, "w") as f:
+        f.write(text + "\n")
+    bar_chart(table["title"], table["columns"], rows, png_path)
+    print(text)
+    print(f"\nwritten: {md_path}, {png_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# MM-Vet, graded by an LLM judge (set OPENAI_BASE_URL, OPENAI_API_KEY, optionally MMVET_JUDGE_MODEL):
+# bash scripts/eval/mmvet.sh CKPT [NAME]
+source "$(dirname "$0")/common.sh"
+BENCH=mmvet BENCH_DIR=$EVAL_ROOT/mm-vet QUESTIONS=$EVAL_ROOT/mm-vet/llava-mm-vet.jsonl IMAGES=$EVAL_ROOT/mm-vet/images
+MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-256}
+run_benchmark

@@ -35,7 +35,7 @@ def main() -> None:
         "--lora_dropout", "0.0", "--num_experts", "3", "--router_scope", "mlp_block",
         "--mixture_targets", "gate_proj,up_proj,down_proj", "--balance_coef", "0.05",
         "--learning_rate", "3e-3", "--mm_projector_lr", "3e-3", "--warmup_ratio", "0.03",
-        "--lr_scheduler_type", "cosine", "--num_train_epochs", "3", "--per_device_train_batch_size", "16",
+        "--lr_scheduler_type", "cosine", "--num_train_epochs", "8", "--per_device_train_batch_size", "16",
         "--model_max_length", "256", "--logging_steps", "25", "--save_steps", "200", "--save_total_limit", "1",
         "--group_by_modality_length", "True", "--report_to", "none", "--output_dir", OUTPUT, "--disable_tqdm", "True",
         "--seed", "0",

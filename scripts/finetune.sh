@@ -81,8 +81,9 @@ esac
 # shellcheck disable=SC2206
 args+=($EXTRA_ARGS)
 
-if [ "$NUM_GPUS" -gt 1 ]; then
-    exec "$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS" -m llava.train.train "${args[@]}"
+if [ "$NUM_GPUS" -gt 1 ] || [ -n "$DEEPSPEED" ]; then  # DeepSpeed wants the launcher's env, even for one process
+    exec "$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS" --master_port "${MASTER_PORT:-29511}" \
+        -m llava.train.train "${args[@]}"
 else
     exec "$PYTHON" -m llava.train.train "${args[@]}"
 fi

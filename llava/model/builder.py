@@ -32,6 +32,7 @@ from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.model.image import clip_image_processor
 from llava.model.tiny import build_tiny
+from llava.model.zero import gathered_for_write
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
@@ -104,10 +105,12 @@ def load_projector(model: LlavaForConditionalGeneration, path: str) -> None:
             raise KeyError(f"{path}: key {key!r} is not a projector key (expected model.mm_projector.0/2.*)")
         mapped[new.removeprefix("model.multi_modal_projector.")] = value
     proj = model.model.multi_modal_projector
-    missing, unexpected = proj.load_state_dict({k: v.to(proj.linear_1.weight.dtype) for k, v in mapped.items()},
-                                               strict=False)
-    if missing or unexpected:
-        raise KeyError(f"{path}: projector keys do not match (missing {missing}, unexpected {unexpected})")
+    params = dict(proj.named_parameters())
+    if set(mapped) != set(params):
+        raise KeyError(f"{path}: projector keys do not match (file {sorted(mapped)}, model {sorted(params)})")
+    with gathered_for_write(params.values()), torch.no_grad():
+        for key, value in mapped.items():
+            params[key].copy_(value.to(params[key].dtype))
 
 
 def _load_vision_tower(path: str, dtype: torch.dtype) -> CLIPVisionModel:

@@ -17,6 +17,7 @@ from transformers import (
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import VICUNA_SYSTEM
+from llava.model.zero import gathered_for_write
 
 TINY_IMAGE_SIZE = 32
 TINY_PATCH_SIZE = 8
@@ -105,7 +106,26 @@ def build_tiny(seed: int = 0, dtype: torch.dtype = torch.float32, attn_implement
     tokenizer = build_tiny_tokenizer()
     config = tiny_config(len(tokenizer), tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN))
     config._attn_implementation = attn_implementation
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlavaForConditionalGeneration(config)
+    model = LlavaForConditionalGeneration(config)
+    _seeded_init(model, seed)
     return model.to(dtype), tokenizer
+
+
+def _seeded_init(model: LlavaForConditionalGeneration, seed: int) -> None:
+    """Weights as a function of `seed` alone, parameter by parameter in name order.
+
+    Under DeepSpeed ZeRO-3 transformers builds sub-models inside `zero.Init` with its own RNG use; re-initialising
+    here (through a gather) keeps the preset identical with and without ZeRO, so checkpoints reload onto the same
+    base. Norms start at 1, biases at 0, the language model at std 0.15 (see tiny_config), the rest at 0.02.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    params = sorted(model.named_parameters(), key=lambda item: item[0])
+    with gathered_for_write(p for _, p in params), torch.no_grad():
+        for name, p in params:
+            if name.endswith("bias"):
+                p.zero_()
+            elif "norm" in name:
+                p.fill_(1.0)
+            else:
+                std = 0.15 if ("language_model" in name or name.startswith("lm_head")) else 0.02
+                p.copy_(torch.randn(p.shape, generator=generator) * std)

@@ -72,8 +72,10 @@ args=(
 [ -n "$VISION_TOWER" ] && args+=(--vision_tower "$VISION_TOWER")
 [ -n "$PROJECTOR" ] && args+=(--pretrain_mm_mlp_adapter "$PROJECTOR")
 [ -n "$DEEPSPEED" ] && args+=(--deepspeed "$DEEPSPEED")
+HAS_CUDA=${HAS_CUDA:-$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")}
+[ "$HAS_CUDA" = "1" ] || args+=(--use_cpu True)
 case "$PRECISION" in
-    bf16) args+=(--bf16 True --tf32 True) ;;
+    bf16) args+=(--bf16 True); [ "$HAS_CUDA" = "1" ] && args+=(--tf32 True) ;;
     fp16) args+=(--fp16 True) ;;
     fp32) ;;
     *) echo "PRECISION must be bf16, fp16 or fp32" >&2; exit 2 ;;

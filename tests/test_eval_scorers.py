@@ -5,7 +5,7 @@ import json
 import pytest
 
 from llava.eval.benchmarks import gqa, mme, textvqa, vizwiz
-from llava.eval.benchmarks.common import write_jsonl
+from llava.eval.jsonl import write_jsonl
 from llava.eval.normalize import normalize_answer, soft_scores, vqa_accuracy
 from tests.eval_fixtures import make_gqa, make_mme, make_textvqa, make_vizwiz
 

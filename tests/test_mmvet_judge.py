@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from llava.eval.benchmarks import mmvet
-from llava.eval.benchmarks.common import write_jsonl
+from llava.eval.jsonl import write_jsonl
 from llava.eval.judge import Judge, JudgeNotConfigured, parse_score
 from tests.eval_fixtures import make_mmvet
 

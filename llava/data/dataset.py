@@ -53,15 +53,15 @@ class SupervisedDataset(Dataset):
     def _load_image(self, record, where: str):
         path = os.path.join(self.image_folder, record.image)
         if not os.path.exists(path):
-            raise DataError(f"{where}: image file {path} not found")
+            raise DataError(where, f"image file {path} not found")
         try:
             with Image.open(path) as im:
                 im.load()
                 image = im.convert("RGB")
         except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{where}: image file {path} is corrupt or unreadable: {e}") from e
+            raise DataError(where, f"image file {path} is corrupt or unreadable: {e}") from e
         if self.image_transform is None:
-            raise DataError(f"{where}: sample has an image but the model has no image transform")
+            raise DataError(where, "sample has an image but the model has no image transform")
         return self.image_transform(image)
 
     def __getitem__(self, index: int):
@@ -75,7 +75,7 @@ class SupervisedDataset(Dataset):
         except DataError as e:
             if not self.skip_bad:
                 raise
-            self.report.add(str(e).split(": ", 2)[-1], where)
+            self.report.add(e.reason, where)
             return None
         if tok.truncated:
             self.truncated += 1

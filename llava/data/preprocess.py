@@ -46,24 +46,25 @@ def tokenize_conversation(turns, template: Template, tokenizer, image_seq_length
     for span_start, span_end in spans:
         hit = [i for i, (s, e) in enumerate(offsets) if e > s and e > span_start and s < span_end]
         if not hit:
-            raise DataError(f"{where}: template/tokenizer mismatch: reply at characters {span_start}-{span_end} "
+            raise DataError(where, f"template/tokenizer mismatch: reply at characters {span_start}-{span_end} "
                             f"got no tokens (template {template.name!r})")
         for i in hit:
             labels[i] = ids[i]
         if template.style == "two" and ids[hit[-1]] != tokenizer.eos_token_id:
             raise DataError(
-                f"{where}: template/tokenizer mismatch: template {template.name!r} ends replies with "
+                where,
+                f"template/tokenizer mismatch: template {template.name!r} ends replies with "
                 f"{template.sep2!r} but the tokenizer encodes it as {tokenizer.convert_ids_to_tokens(ids[hit[-1]])!r}, "
                 f"not its eos token {tokenizer.eos_token!r}; check --version against the model's tokenizer"
             )
         if any(ids[i] in special and ids[i] != tokenizer.eos_token_id for i in hit):
-            raise DataError(f"{where}: a reply contains a special token (e.g. {DEFAULT_IMAGE_TOKEN}); replies must be text")
+            raise DataError(where, f"a reply contains a special token (e.g. {DEFAULT_IMAGE_TOKEN}); replies must be text")
 
     image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
     n_placeholders = text.count(DEFAULT_IMAGE_TOKEN)
     n_image_ids = sum(1 for t in ids if t == image_id)
     if n_placeholders != n_image_ids:
-        raise DataError(f"{where}: template/tokenizer mismatch: {n_placeholders} {DEFAULT_IMAGE_TOKEN} in the text but "
+        raise DataError(where, f"template/tokenizer mismatch: {n_placeholders} {DEFAULT_IMAGE_TOKEN} in the text but "
                         f"{n_image_ids} image tokens after tokenization (is {DEFAULT_IMAGE_TOKEN} a special token?)")
 
     input_ids, out_labels = expand_image_tokens(ids, labels, image_id, image_seq_length)
@@ -72,11 +73,11 @@ def tokenize_conversation(turns, template: Template, tokenizer, image_seq_length
     if truncated:
         cut = max_length
         if image_id in input_ids[cut:] and image_id in input_ids[:cut]:
-            raise DataError(f"{where}: model_max_length={max_length} cuts through the image tokens "
+            raise DataError(where, f"model_max_length={max_length} cuts through the image tokens "
                             f"({image_seq_length} per image); raise --model_max_length")
         input_ids, out_labels = input_ids[:cut], out_labels[:cut]
     if all(lab == IGNORE_INDEX for lab in out_labels):
-        raise DataError(f"{where}: no supervised token left after truncation to model_max_length={max_length}")
+        raise DataError(where, f"no supervised token left after truncation to model_max_length={max_length}")
     return Tokenized(torch.tensor(input_ids), torch.tensor(out_labels), truncated)
 
 

@@ -21,7 +21,11 @@ ASSISTANT_ROLES = {"gpt", "assistant"}
 
 
 class DataError(ValueError):
-    """A problem with one sample or one file; the message names both."""
+    """A problem with one sample or one file; the message is "<where>: <reason>", where names file and sample."""
+
+    def __init__(self, where: str, reason: str | None = None):
+        self.where, self.reason = (where, reason) if reason is not None else ("", where)
+        super().__init__(f"{where}: {reason}" if reason is not None else where)
 
 
 @dataclass
@@ -95,29 +99,29 @@ def _read_raw(path: str) -> list[tuple[str, dict]]:
 def _parse_turns(raw: dict, where: str) -> list[tuple[int, str]]:
     convs = raw.get("conversations")
     if not isinstance(convs, list) or not convs:
-        raise DataError(f"{where}: missing or empty 'conversations'")
+        raise DataError(where, "missing or empty 'conversations'")
     turns = []
     for i, turn in enumerate(convs):
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
-            raise DataError(f"{where}: turn {i} must be an object with 'from' and 'value'")
+            raise DataError(where, f"turn {i} must be an object with 'from' and 'value'")
         role_name = str(turn["from"]).lower()
         if role_name in HUMAN_ROLES:
             role = 0
         elif role_name in ASSISTANT_ROLES:
             role = 1
         else:
-            raise DataError(f"{where}: turn {i} has unknown role {turn['from']!r} (expected human/gpt)")
+            raise DataError(where, f"turn {i} has unknown role {turn['from']!r} (expected human/gpt)")
         if role != i % 2:
             expected = "human" if i % 2 == 0 else "gpt"
-            raise DataError(f"{where}: turns do not alternate: turn {i} is {turn['from']!r}, expected {expected!r}")
+            raise DataError(where, f"turns do not alternate: turn {i} is {turn['from']!r}, expected {expected!r}")
         value = turn["value"]
         if not isinstance(value, str):
-            raise DataError(f"{where}: turn {i} value is not a string")
+            raise DataError(where, f"turn {i} value is not a string")
         if role == 1 and not value.strip():
-            raise DataError(f"{where}: turn {i} is an empty reply")
+            raise DataError(where, f"turn {i} is an empty reply")
         turns.append((role, value))
     if turns[-1][0] != 1:
-        raise DataError(f"{where}: conversation ends with a human turn and has no reply to learn")
+        raise DataError(where, "conversation ends with a human turn and has no reply to learn")
     return turns
 
 
@@ -139,18 +143,18 @@ def read_records(spec: str, skip_bad: bool = False, report: SkipReport | None = 
             where = f"{path}: sample {sample_id} ({location})"
             try:
                 if not isinstance(raw, dict):
-                    raise DataError(f"{where}: sample is not a JSON object")
+                    raise DataError(where, "sample is not a JSON object")
                 turns = _parse_turns(raw, where)
                 image = raw.get("image")
                 has_token = any(DEFAULT_IMAGE_TOKEN in v for _, v in turns)
                 if image is None and has_token:
-                    raise DataError(f"{where}: text contains {DEFAULT_IMAGE_TOKEN} but the sample has no 'image'")
+                    raise DataError(where, f"text contains {DEFAULT_IMAGE_TOKEN} but the sample has no 'image'")
                 if image is not None and not isinstance(image, str):
-                    raise DataError(f"{where}: 'image' must be one path string (multi-image samples are not supported)")
+                    raise DataError(where, "'image' must be one path string (multi-image samples are not supported)")
             except DataError as e:
                 if not skip_bad:
                     raise
-                report.add(str(e).split(": ", 2)[-1], where)
+                report.add(e.reason, where)
                 continue
             task = mixture_task or raw.get("task") or "default"
             records.append(Record(path, sample_id, turns, image, task_index(str(task))))

@@ -21,24 +21,13 @@ from llava.adapters.state import adapter_batch
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import get_template
 from llava.data.preprocess import encode_prompt
+from llava.eval.jsonl import read_jsonl
 from llava.model.checkpoint import load_checkpoint_model
 from llava.model.image import ImageTransform
 
 
 def read_questions(path: str) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: malformed JSON at line {lineno}: {e.msg}") from e
-            if "question_id" not in row or "text" not in row:
-                raise ValueError(f"{path}: line {lineno} needs 'question_id' and 'text'")
-            rows.append(row)
-    return rows
+    return read_jsonl(path, required=("question_id", "text"))
 
 
 def answered_ids(path: str) -> set:

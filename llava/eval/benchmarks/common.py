@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 
+from llava.eval.jsonl import read_jsonl
+
 SHORT_ANSWER = "Answer the question using a single word or phrase."  # LLaVA-1.5's short-answer instruction
-
-
-def write_jsonl(rows, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
 
 
 def read_answers(path: str) -> dict:
     """question_id -> generated text, from an answers JSONL written by llava.eval.generate."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"answers file {path} not found; run llava.eval.generate first")
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: malformed JSON at line {lineno}: {e.msg}") from e
-            out[row["question_id"]] = row["text"]
-    return out
+    return {row["question_id"]: row["text"] for row in read_jsonl(path, required=("question_id", "text"))}
 
 
 def require(path: str, what: str) -> str:

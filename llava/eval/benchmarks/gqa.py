@@ -12,7 +12,8 @@ import json
 import os
 from collections import defaultdict
 
-from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require, write_jsonl
+from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require
+from llava.eval.jsonl import write_jsonl
 
 QUESTIONS = "testdev_balanced_questions.json"
 

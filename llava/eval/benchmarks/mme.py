@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 
-from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require, write_jsonl
+from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require
+from llava.eval.jsonl import write_jsonl
 
 PERCEPTION = ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"]
 COGNITION = ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"]

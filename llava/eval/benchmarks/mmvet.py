@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 
-from llava.eval.benchmarks.common import missing_answers, pct, read_answers, require, write_jsonl
+from llava.eval.benchmarks.common import missing_answers, pct, read_answers, require
+from llava.eval.jsonl import write_jsonl
 from llava.eval.judge import Judge
 
 CAPABILITIES = ["rec", "ocr", "know", "gen", "spat", "math"]

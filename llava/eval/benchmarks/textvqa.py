@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 
-from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require, write_jsonl
+from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require
+from llava.eval.jsonl import write_jsonl
 from llava.eval.normalize import vqa_accuracy
 
 ANNOTATIONS = "TextVQA_0.5.1_val.json"

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 
-from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require, write_jsonl
+from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require
+from llava.eval.jsonl import write_jsonl
 from llava.eval.normalize import normalize_answer, vqa_accuracy
 
 UNANSWERABLE = "When the provided information is insufficient, respond with 'Unanswerable'."

@@ -16,6 +16,7 @@ from llava.data import SupervisedCollator, SupervisedDataset
 from llava.model.builder import load_model
 from llava.model.image import ImageTransform
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
+from llava.train.extras import check_training_extras
 from llava.train.trainer import LlavaTrainer
 
 logger = logging.getLogger("llava.train")
@@ -49,6 +50,7 @@ def train(argv=None):
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_training_extras(training_args)
     if model_args.mm_projector_type != "mlp2x_gelu" or model_args.mm_vision_select_layer != -2:
         raise ValueError("only LLaVA-1.5's projector (mlp2x_gelu) on vision layer -2 is supported")
     if model_args.mm_use_im_start_end or model_args.mm_use_im_patch_token:

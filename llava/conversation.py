@@ -30,6 +30,7 @@ class Template:
     style: str
     sep: str
     sep2: str | None = None
+    add_special_tokens: bool = True  # the tokenizer adds <s>; the template text does not hold it
 
     def render(self, turns: list[tuple[str, str]], add_generation_prompt: bool = False):
         """Return (prompt, reply_spans): reply_spans are [start, end) character ranges to supervise.
@@ -85,8 +86,54 @@ TEMPLATES: dict[str, Template] = {
 ALIASES = {"v1": "vicuna_v1", "vicuna": "vicuna_v1", "llava_v1": "llava_v1", "plain": "plain", "vicuna_v1": "vicuna_v1"}
 
 
-def get_template(name: str) -> Template:
+class ChatTemplate:
+    """Fallback for language models that are not Vicuna: the tokenizer's own `chat_template`.
+
+    Reply spans come from rendering growing prefixes of the conversation: the reply to turn i starts where the
+    rendering of turns[:i] + generation prompt ends, and runs to the end of the rendering of turns[:i+1] (its
+    end-of-turn marker included). A template whose renderings are not prefixes of each other is refused.
+    """
+
+    name = "chat_template"
+    style = "chat"
+    add_special_tokens = False  # the rendered text already holds whatever special tokens the template wants
+
+    def __init__(self, tokenizer):
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("--version chat_template needs a tokenizer that has a chat_template")
+        self.tokenizer = tokenizer
+
+    def _apply(self, turns, add_generation_prompt: bool) -> str:
+        messages = [{"role": "assistant" if role == 1 else "user", "content": text} for role, text in turns]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def render(self, turns: list[tuple[str, str]], add_generation_prompt: bool = False):
+        text = self._apply(turns, add_generation_prompt)
+        spans = []
+        for i, (role, _) in enumerate(turns):
+            if role != 1:
+                continue
+            before = self._apply(turns[:i], add_generation_prompt=True)
+            through = self._apply(turns[: i + 1], add_generation_prompt=False)
+            if not (through.startswith(before) and text.startswith(through)):
+                raise ValueError("the tokenizer's chat_template does not render conversations prefix by prefix; "
+                                 "labels cannot be placed (use a LLaVA template with --version)")
+            spans.append((len(before), len(through)))
+        return text, spans
+
+    def prompt(self, question: str) -> str:
+        return self._apply([(0, question)], add_generation_prompt=True)
+
+    @property
+    def stop_string(self) -> str:
+        return self.tokenizer.eos_token
+
+
+def get_template(name: str, tokenizer=None) -> Template | ChatTemplate:
+    """A LLaVA template by `--version` name, or `chat_template` for the tokenizer's own."""
+    if name == "chat_template":
+        return ChatTemplate(tokenizer)
     key = ALIASES.get(name, name)
     if key not in TEMPLATES:
-        raise ValueError(f"unknown conversation template {name!r}; choose one of {sorted(ALIASES)}")
+        raise ValueError(f"unknown conversation template {name!r}; choose one of {sorted(ALIASES)} or chat_template")
     return TEMPLATES[key]

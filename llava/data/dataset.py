@@ -32,7 +32,7 @@ class SupervisedDataset(Dataset):
         self.tokenizer = tokenizer
         self.image_transform = image_transform
         self.image_folder = image_folder
-        self.template = get_template(template)
+        self.template = get_template(template, tokenizer)
         self.image_seq_length = image_seq_length
         self.model_max_length = model_max_length
         self.skip_bad = skip_bad

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX
-from llava.conversation import Template
+from llava.conversation import ChatTemplate, Template
 from llava.data.sources import DataError
 
 
@@ -34,15 +34,18 @@ def move_image_to_front(turns: list[tuple[int, str]], has_image: bool) -> list[t
     return cleaned
 
 
-def tokenize_conversation(turns, template: Template, tokenizer, image_seq_length: int, max_length: int,
+def tokenize_conversation(turns, template: Template | ChatTemplate, tokenizer, image_seq_length: int, max_length: int,
                           where: str) -> Tokenized:
     """Tokenize one conversation with labels; `where` (file + sample id) goes into every error message."""
-    text, spans = template.render(turns)
-    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+    try:
+        text, spans = template.render(turns)
+    except ValueError as e:  # a chat_template that cannot be split into turns
+        raise DataError(where, f"template/tokenizer mismatch: {e}") from e
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=template.add_special_tokens)
     ids = enc["input_ids"]
     offsets = enc["offset_mapping"]
     labels = [IGNORE_INDEX] * len(ids)
-    special = set(tokenizer.all_special_ids)
+    image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
     for span_start, span_end in spans:
         hit = [i for i, (s, e) in enumerate(offsets) if e > s and e > span_start and s < span_end]
         if not hit:
@@ -57,10 +60,9 @@ def tokenize_conversation(turns, template: Template, tokenizer, image_seq_length
                 f"{template.sep2!r} but the tokenizer encodes it as {tokenizer.convert_ids_to_tokens(ids[hit[-1]])!r}, "
                 f"not its eos token {tokenizer.eos_token!r}; check --version against the model's tokenizer"
             )
-        if any(ids[i] in special and ids[i] != tokenizer.eos_token_id for i in hit):
-            raise DataError(where, f"a reply contains a special token (e.g. {DEFAULT_IMAGE_TOKEN}); replies must be text")
+        if any(ids[i] == image_id for i in hit):
+            raise DataError(where, f"a reply contains {DEFAULT_IMAGE_TOKEN}; images go in the human turn")
 
-    image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
     n_placeholders = text.count(DEFAULT_IMAGE_TOKEN)
     n_image_ids = sum(1 for t in ids if t == image_id)
     if n_placeholders != n_image_ids:
@@ -95,8 +97,8 @@ def expand_image_tokens(ids: list[int], labels: list[int] | None, image_id: int,
     return out_ids, out_labels
 
 
-def encode_prompt(prompt: str, tokenizer, image_seq_length: int) -> list[int]:
+def encode_prompt(prompt: str, tokenizer, image_seq_length: int, add_special_tokens: bool = True) -> list[int]:
     """Token ids of a generation prompt, image placeholders expanded."""
-    ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    ids = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
     image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
     return expand_image_tokens(ids, None, image_id, image_seq_length)[0]

@@ -61,7 +61,7 @@ class Generator:
                  task_id: int | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.template = get_template(conv_mode)
+        self.template = get_template(conv_mode, tokenizer)
         self.transform = ImageTransform(image_processor, image_aspect_ratio)
         self.task_id = task_id
         self.image_seq_length = model.config.image_seq_length
@@ -76,7 +76,8 @@ class Generator:
     def generate(self, prompts: list[str], images: list[Image.Image | None], max_new_tokens: int = 128,
                  temperature: float = 0.0) -> list[str]:
         device = next(self.model.parameters()).device
-        encoded = [encode_prompt(p, self.tokenizer, self.image_seq_length) for p in prompts]
+        encoded = [encode_prompt(p, self.tokenizer, self.image_seq_length, self.template.add_special_tokens)
+                   for p in prompts]
         length = max(len(e) for e in encoded)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(encoded), length), pad, dtype=torch.long)

@@ -72,10 +72,6 @@ class Template:
         text, _ = self.render([(0, question)], add_generation_prompt=True)
         return text
 
-    @property
-    def stop_string(self) -> str:
-        return self.sep2 if self.style == "two" else self.sep
-
 
 TEMPLATES: dict[str, Template] = {
     "vicuna_v1": Template("vicuna_v1", VICUNA_SYSTEM, ("USER", "ASSISTANT"), "two", " ", "</s>"),
@@ -123,10 +119,6 @@ class ChatTemplate:
 
     def prompt(self, question: str) -> str:
         return self._apply([(0, question)], add_generation_prompt=True)
-
-    @property
-    def stop_string(self) -> str:
-        return self.tokenizer.eos_token
 
 
 def get_template(name: str, tokenizer=None) -> Template | ChatTemplate:

@@ -165,3 +165,14 @@ def test_balance_loss_reaches_router_under_gradient_checkpointing(scope, reentra
     for name in reference:
         torch.testing.assert_close(with_ckpt[name], reference[name], rtol=1e-5, atol=1e-8, msg=name)
         assert without_coef[name].abs().sum() == 0
+
+
+def test_mixlora_decoding_keeps_the_prompts_selection():
+    layer = make_layer("mixlora", num_experts=8, r=3)
+    layer.eval()
+    state = layer._state[0]
+    state.begin_batch(token_mask=torch.ones(2, 6))
+    prompt_selection = layer._mixlora_select(torch.randn(2, 6, 24))
+    assert layer._mixlora_select(torch.randn(2, 1, 24)) is prompt_selection  # one new token: reuse
+    state.begin_batch()  # the next batch routes afresh
+    assert layer._mixlora_select(torch.randn(2, 1, 24)) is not prompt_selection

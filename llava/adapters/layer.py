@@ -45,7 +45,6 @@ class AdapterLinear(nn.Module):
             self.router_a = Router(d_in, num_experts, **kw)
             self.router_b = Router(d_in, num_experts, **kw)
             self.router_cfs = nn.Linear(num_experts, num_experts, bias=False, **kw)  # chosen a's -> b logits
-            self._instance_cache: tuple | None = None
         else:
             a_rows = r * num_experts if scheme == "moe_lora" else r
             self.lora_A = nn.Parameter(torch.empty(a_rows, d_in, **kw))
@@ -129,10 +128,9 @@ class AdapterLinear(nn.Module):
         """Per-instance selection matrix S [batch, E, E] from the mean input over the sample's attended tokens."""
         state = self._state[0]
         mask = state.mask_for(x)
-        if x.dim() == 3 and x.shape[1] == 1 and self._instance_cache is not None and not self.training:
-            cached = self._instance_cache  # cached decoding: keep the prompt's selection
-            if cached.shape[0] == x.shape[0]:
-                return cached
+        cached = state.instance_selection.get(id(self))
+        if cached is not None and x.dim() == 3 and x.shape[1] == 1 and cached.shape[0] == x.shape[0]:
+            return cached  # cached decoding: one new token per step keeps the prompt's selection
         if x.dim() == 2:
             inst = x.mean(0, keepdim=True)
         elif mask is not None:
@@ -155,7 +153,7 @@ class AdapterLinear(nn.Module):
         if self.training:
             state.record_load(chosen_a.unsqueeze(1))  # which a-factors each task's instances pick
         else:
-            self._instance_cache = select
+            state.instance_selection[id(self)] = select
         return select
 
     def _mixlora_delta(self, x: torch.Tensor) -> torch.Tensor:

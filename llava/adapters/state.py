@@ -20,11 +20,12 @@ class RoutingState:
         self.aux_values: list[torch.Tensor] = []
         self.track_load: bool = False
         self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass
-
+        self.instance_selection: dict[int, torch.Tensor] = {}  # mixlora: per-layer selection of this batch
     def begin_batch(self, task_ids=None, token_mask=None) -> None:
         self.task_ids = task_ids
         self.token_mask = token_mask.bool() if token_mask is not None else None
         self.aux_values = []
+        self.instance_selection = {}
 
     def pop_aux(self) -> torch.Tensor | None:
         """Mean balance loss over routers of the last forward (detached; the gradient is injected in backward)."""

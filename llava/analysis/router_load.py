@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 
-def load_table(load: torch.Tensor, task_names: list[str]) -> str:
-    """Markdown table of the share of gate mass per expert, one row per task (rows sum to 1)."""
+def load_table(load: torch.Tensor, task_names: list[str], unit: str = "expert") -> str:
+    """Markdown table of the share of gate mass per expert (or mixlora factor), one row per task (rows sum to 1)."""
     load = load.detach().float().cpu()
     num_experts = load.shape[1]
-    header = "| task | share of mass | " + " | ".join(f"expert {e}" for e in range(num_experts)) + " |"
+    header = "| task | share of mass | " + " | ".join(f"{unit} {e}" for e in range(num_experts)) + " |"
     lines = [header, "|" + "---|" * (num_experts + 2)]
     total = load.sum().clamp_min(1e-12)
     for t in range(load.shape[0]):

@@ -107,7 +107,7 @@ def train(argv=None):
                     f"bad samples skipped: {dataset.report.total() + collator.dropped} {dataset.report.counts}"]
     state = getattr(model, "adapter_state", None)
     if state is not None and state.load is not None:
-        table = load_table(state.load, dataset.task_names)
+        table = load_table(state.load, dataset.task_names, "factor" if config.scheme == "mixlora" else "expert")
         what = "a-factor selection weight per factor" if config.scheme == "mixlora" else "gate mass per expert"
         report_lines += [f"router load per task (share of {what}, all routed layers):", table]
         if training_args.should_save:

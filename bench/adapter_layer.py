@@ -4,8 +4,9 @@ python bench/adapter_layer.py [--tokens 256] [--reps 15] [--device cpu|cuda]
 
 Variants: frozen base only, lora r=32, asymlora r=32 E=3 (fused), moe_lora E=3, mixlora (pool 32, r=8), and the
 adapter path alone for fused asymlora vs the per-expert loop reference (llava/adapters/reference.py, the way the
-paper's code computes it). Runs are interleaved (one of each per round) and medians compared, so machine noise
-hits all variants alike. The last printed line is one JSON object of median-time ratios:
+paper's code computes it). Runs are interleaved: each round times every variant at both shapes once, in a shuffled
+order, and a ratio is the median over rounds of the per-round ratio (both shapes summed), so the machine's drifts
+cancel. The last printed line is one JSON object of these median time ratios:
   asym_over_lora, moe_over_lora, mix_over_lora  whole wrapped layer (frozen base included)
   loop_over_fused                               adapter path delta(x) alone, loop reference / fused asymlora
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import time
 
@@ -80,13 +82,13 @@ def step_loop_delta(layer, x):
     return run
 
 
-def bench_shape(d_in, d_out, tokens, reps, device, dtype):
+def build_variants(d_in, d_out, tokens, device, dtype):
     torch.manual_seed(0)
     base = nn.Linear(d_in, d_out, bias=False).to(device, dtype)
     base.requires_grad_(False)
     x = torch.randn(1, tokens, d_in, device=device, dtype=dtype, requires_grad=True)
     asym = make("asymlora", base, experts=3).to(device, dtype)
-    variants = {
+    return {
         "base": step_base(base, x),
         "lora": step_whole(make("lora", base).to(device, dtype), x),
         "asymlora": step_whole(asym, x),
@@ -95,40 +97,55 @@ def bench_shape(d_in, d_out, tokens, reps, device, dtype):
         "asym_delta_fused": step_fused_delta(asym, x),
         "asym_delta_loop": step_loop_delta(asym, x),
     }
-    for fn in variants.values():  # warm-up
-        fn()
-    times = {k: [] for k in variants}
+
+
+def run_rounds(shapes, tokens, reps, device, dtype):
+    """times[shape][variant] = list over rounds. Every round runs every (shape, variant) once, in a shuffled order,
+    so slow drifts of the machine hit all variants of a round alike."""
+    variants = {shape: build_variants(*shape, tokens, device, dtype) for shape in shapes}
+    jobs = [(shape, name) for shape in shapes for name in variants[shape]]
+    for shape, name in jobs:  # warm-up
+        variants[shape][name]()
+    times = {shape: {name: [] for name in variants[shape]} for shape in shapes}
+    rng = random.Random(0)
     for _ in range(reps):
-        for name, fn in variants.items():
-            times[name].append(timed(fn, device))
-    return {k: statistics.median(v) for k, v in times.items()}
+        rng.shuffle(jobs)
+        for shape, name in jobs:
+            times[shape][name].append(timed(variants[shape][name], device))
+    return times
+
+
+def paired_ratio(times, a, b):
+    """Median over rounds of (a's time / b's time) in that round, both summed over the shapes."""
+    shapes = list(times)
+    rounds = len(times[shapes[0]][a])
+    ratios = [sum(times[s][a][i] for s in shapes) / sum(times[s][b][i] for s in shapes) for i in range(rounds)]
+    return round(statistics.median(ratios), 3)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=256)
-    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=25)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     machine = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or 'cpu'}, " \
         f"{torch.get_num_threads()} threads"
     print(f"device={args.device} ({machine}) dtype={dtype} tokens={args.tokens} reps={args.reps} torch={torch.__version__}")
-    medians = {}
-    for d_in, d_out in SHAPES:
-        m = bench_shape(d_in, d_out, args.tokens, args.reps, args.device, dtype)
-        medians[(d_in, d_out)] = m
+    times = run_rounds(SHAPES, args.tokens, args.reps, args.device, dtype)
+    for (d_in, d_out), per_variant in times.items():
         print(f"\n{d_in}->{d_out}: median ms per forward+backward")
-        for name, t in m.items():
-            print(f"  {name:18s} {1000 * t:9.2f}")
+        for name, t in per_variant.items():
+            print(f"  {name:18s} {1000 * statistics.median(t):9.2f}")
 
-    def ratio(a, b):
-        return round(sum(m[a] for m in medians.values()) / sum(m[b] for m in medians.values()), 3)
-
-    result = {"asym_over_lora": ratio("asymlora", "lora"), "moe_over_lora": ratio("moe_lora", "lora"),
-              "mix_over_lora": ratio("mixlora", "lora"), "lora_over_base": ratio("lora", "base"),
-              "loop_over_fused": ratio("asym_delta_loop", "asym_delta_fused"), "device": args.device,
-              "dtype": str(dtype).replace("torch.", ""), "tokens": args.tokens}
+    result = {"asym_over_lora": paired_ratio(times, "asymlora", "lora"),
+              "moe_over_lora": paired_ratio(times, "moe_lora", "lora"),
+              "mix_over_lora": paired_ratio(times, "mixlora", "lora"),
+              "lora_over_base": paired_ratio(times, "lora", "base"),
+              "loop_over_fused": paired_ratio(times, "asym_delta_loop", "asym_delta_fused"),
+              "device": args.device, "dtype": str(dtype).replace("torch.", ""), "tokens": args.tokens,
+              "reps": args.reps}
     print()
     print(json.dumps(result))
 

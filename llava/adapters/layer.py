@@ -101,14 +101,23 @@ class AdapterLinear(nn.Module):
 
     # --- forward -----------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        delta, aux = self.adapter_delta(x)
-        return attach_aux(self.base(x) + delta, aux, self._state[0])
+        u, aux = self.head_inputs(x)
+        y = self.base(x)
+        # y + u Bcat^T as one GEMM that accumulates into y (no separate pass over the [tokens, d_out] output)
+        out = torch.addmm(y.reshape(-1, y.shape[-1]), u.reshape(-1, u.shape[-1]), self.lora_B.t()).view_as(y)
+        return attach_aux(out, aux, self._state[0])
 
     def adapter_delta(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(s * delta(x), balance loss or None): everything the adapter adds to the frozen layer."""
+        u, aux = self.head_inputs(x)
+        return F.linear(u, self.lora_B), aux
+
+    def head_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """u such that s * delta(x) = u Bcat^T: the gated, scaled A x for every head (flattened), and the balance
+        loss. The scale s is applied here, on the narrow [tokens, heads * r] tensor, not on the wide output."""
         if self.scheme == "mixlora":
-            return self._mixlora_delta(x), None
-        z = F.linear(self.dropout(x), self.lora_A)
+            return self._mixlora_inputs(x), None
+        z = F.linear(self.dropout(x), self.lora_A) * self.scaling
         aux = None
         if self.scheme == "asymlora" and self.num_heads > 1:
             if self.num_experts > 1:
@@ -122,7 +131,7 @@ class AdapterLinear(nn.Module):
         elif self.scheme == "moe_lora" and self.num_experts > 1:
             gates, aux = self._expert_gates(x)
             z = (gates.unsqueeze(-1) * z.unflatten(-1, (self.num_experts, self.r))).flatten(-2)
-        return F.linear(z, self.lora_B) * self.scaling, aux
+        return z, aux
 
     def _mixlora_select(self, x: torch.Tensor) -> torch.Tensor:
         """Per-instance selection matrix S [batch, E, E] from the mean input over the sample's attended tokens."""
@@ -156,14 +165,12 @@ class AdapterLinear(nn.Module):
             state.instance_selection[id(self)] = select
         return select
 
-    def _mixlora_delta(self, x: torch.Tensor) -> torch.Tensor:
+    def _mixlora_inputs(self, x: torch.Tensor) -> torch.Tensor:
         select = self._mixlora_select(x)
-        z = F.linear(self.dropout(x), self.lora_A)  # [..., E]: projections on every a
+        z = F.linear(self.dropout(x), self.lora_A) * self.scaling  # [..., E]: projections on every a
         if x.dim() == 2:
-            u = z @ select[0]
-        else:
-            u = torch.bmm(z, select)  # pick and pair factors per instance
-        return F.linear(u, self.lora_B) * self.scaling
+            return z @ select[0]
+        return torch.bmm(z, select)  # pick and pair factors per instance
 
     # --- views and merging -------------------------------------------------------------------------------------
     def head_B(self, head: int) -> torch.Tensor:

@@ -50,6 +50,19 @@ else
     DROPOUT=${DROPOUT:-0.05}
     WARMUP=${WARMUP:-0.03}
 fi
+missing() {
+    echo "error: $1 not found: $2" >&2
+    exit 2
+}
+if [ "$MODEL" != "tiny" ]; then  # fail here, not inside a launcher's traceback
+    [ -d "$MODEL" ] || missing "MODEL=$MODEL" "download Vicuna-7B-v1.5 (or a llava-hf / original LLaVA checkpoint) there, or set MODEL"
+    [ -z "$VISION_TOWER" ] || [ -d "$VISION_TOWER" ] || missing "VISION_TOWER=$VISION_TOWER" "download openai/clip-vit-large-patch14-336 there, or set VISION_TOWER ('' for a llava-hf MODEL)"
+    [ -z "$PROJECTOR" ] || [ -f "$PROJECTOR" ] || missing "PROJECTOR=$PROJECTOR" "the stage-1 mm_projector.bin; set PROJECTOR='' to start the projector from scratch"
+fi
+IFS=',' read -ra data_entries <<< "$DATA"
+for entry in "${data_entries[@]}"; do
+    [ -f "${entry#*=}" ] || missing "data file ${entry#*=}" "set DATA (a.json, or name=a.json,name=b.json)"
+done
 NUM_GPUS=${NUM_GPUS:-1}
 REPORT_TO=${REPORT_TO:-none}
 VERSION=${VERSION:-v1}

@@ -176,3 +176,17 @@ def test_mixlora_decoding_keeps_the_prompts_selection():
     assert layer._mixlora_select(torch.randn(2, 1, 24)) is prompt_selection  # one new token: reuse
     state.begin_batch()  # the next batch routes afresh
     assert layer._mixlora_select(torch.randn(2, 1, 24)) is not prompt_selection
+
+
+def test_balance_loss_values():
+    from llava.adapters.routing import balance_loss
+
+    uniform_probs = torch.full((1, 6, 3), 1 / 3)
+    spread = torch.eye(3)[[0, 1, 2, 0, 1, 2]].unsqueeze(0)
+    assert balance_loss(uniform_probs, spread, None).item() == pytest.approx(1.0)  # perfectly balanced
+    collapsed = torch.tensor([[1.0, 0.0, 0.0]]).expand(1, 6, 3)
+    assert balance_loss(collapsed, collapsed, None).item() == pytest.approx(3.0)  # one expert takes all: E
+    mask = torch.tensor([[True, True, True, False, False, False]])
+    skewed = torch.cat([spread[:, :3], collapsed[:, 3:]], dim=1)
+    assert balance_loss(torch.cat([uniform_probs[:, :3], collapsed[:, 3:]], 1), skewed, mask).item() == \
+        pytest.approx(1.0)  # masked (padding) tokens do not count

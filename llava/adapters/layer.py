@@ -51,11 +51,7 @@ class AdapterLinear(nn.Module):
             self.lora_B = nn.Parameter(torch.zeros(d_out, self.num_heads * r, **kw))
             if self.routed and block_router is None:
                 self.router = Router(d_in, num_experts, router=router, top_k=top_k, **kw)
-        if scheme == "moe_lora":
-            for e in range(num_experts):  # each expert's A gets the LoRA init of its own fan-in
-                nn.init.kaiming_uniform_(self.lora_A.data[e * r:(e + 1) * r], a=math.sqrt(5))
-        else:
-            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # fan-in d_in: every expert's A gets LoRA's init
 
     @property
     def num_heads(self) -> int:
@@ -75,10 +71,6 @@ class AdapterLinear(nn.Module):
     @property
     def out_features(self) -> int:
         return self.base.out_features
-
-    @property
-    def weight(self) -> torch.Tensor:  # modules that peek at `.weight` (dtype checks) see the frozen base
-        return self.base.weight
 
     # --- gates -------------------------------------------------------------------------------------------------
     def _expert_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -27,14 +27,13 @@ def balance_loss(probs: torch.Tensor, gates: torch.Tensor, mask: torch.Tensor | 
     """
     num_experts = probs.shape[-1]
     probs = probs.reshape(-1, num_experts)
-    top = gates.detach().reshape(-1, num_experts).argmax(-1)
-    if mask is not None:
-        keep = mask.reshape(-1)
-        probs, top = probs[keep], top[keep]
-    if probs.shape[0] == 0:
-        return probs.sum() * 0.0
-    frac = F.one_hot(top, num_experts).float().mean(0)
-    return num_experts * (frac * probs.mean(0)).sum()
+    top = F.one_hot(gates.detach().reshape(-1, num_experts).argmax(-1), num_experts).to(probs.dtype)
+    # A weighted mean over counted tokens rather than boolean indexing: no device-to-host sync in the hot path.
+    weight = probs.new_ones(probs.shape[0], 1) if mask is None else mask.reshape(-1, 1).to(probs.dtype)
+    count = weight.sum().clamp_min(1.0)
+    frac = (top * weight).sum(0) / count
+    mean_prob = (probs * weight).sum(0) / count
+    return num_experts * (frac * mean_prob).sum()
 
 
 class Router(nn.Module):

@@ -36,6 +36,7 @@ def merge_adapters(model, task: str | int | None = None):
 
 
 def main(argv=None):
+    # An entry point may reach up a layer: rebuilding the frozen base is the model package's job.
     from llava.adapters.io import load_adapters
     from llava.model.checkpoint import load_checkpoint_model
 

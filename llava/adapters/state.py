@@ -61,6 +61,23 @@ class RoutingState:
         self.load.index_add_(0, self.task_ids.to(gates.device), g.sum(1))
 
 
+def load_table(load: torch.Tensor, task_names: list[str], unit: str = "expert") -> str:
+    """Markdown table of RoutingState.load: per data task, the share of gate mass on each expert (or mixlora
+    factor); rows sum to 1. "share of mass" is the task's part of all routed mass."""
+    load = load.detach().float().cpu()
+    num_experts = load.shape[1]
+    lines = ["| task | share of mass | " + " | ".join(f"{unit} {e}" for e in range(num_experts)) + " |",
+             "|" + "---|" * (num_experts + 2)]
+    total = load.sum().clamp_min(1e-12)
+    for t, row in enumerate(load):
+        mass = row.sum()
+        if mass <= 0:
+            continue
+        name = task_names[t] if t < len(task_names) else str(t)
+        lines.append(f"| {name} | {mass / total:.3f} | " + " | ".join(f"{v:.3f}" for v in (row / mass).tolist()) + " |")
+    return "\n".join(lines)
+
+
 class AttachAux(torch.autograd.Function):
     """Identity on `out`; in backward, also sends `scale` as the gradient of the auxiliary loss `aux`.
 

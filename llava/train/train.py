@@ -11,7 +11,7 @@ import transformers
 
 from llava.adapters import AdapterConfig, inject_adapters, print_trainable_parameters
 from llava.adapters.inject import projector
-from llava.analysis.router_load import load_table
+from llava.adapters.state import load_table
 from llava.data import SupervisedCollator, SupervisedDataset
 from llava.model.builder import load_model
 from llava.model.image import ImageTransform

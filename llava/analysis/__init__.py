@@ -1,1 +1,0 @@
-"""Analyses of trained adapters: router load per task."""

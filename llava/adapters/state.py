@@ -18,9 +18,9 @@ class RoutingState:
         self.token_mask: torch.Tensor | None = None  # [batch, seq] bool: tokens that count for balance/instance routing
         self.aux_grad_scale: float = 0.0  # d(total loss)/d(aux): balance_coef / gradient-accumulation steps
         self.aux_values: list[torch.Tensor] = []
-        self.track_load: bool = False
-        self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass
+        self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass; None: not tracked
         self.instance_selection: dict[int, torch.Tensor] = {}  # mixlora: per-layer selection of this batch
+
     def begin_batch(self, task_ids=None, token_mask=None) -> None:
         self.task_ids = task_ids
         self.token_mask = token_mask.bool() if token_mask is not None else None
@@ -43,14 +43,11 @@ class RoutingState:
         return m.to(x.device)
 
     def start_load_tracking(self, num_tasks: int, num_experts: int) -> None:
-        self.track_load = True
         self.load = torch.zeros(num_tasks, num_experts)
 
     def record_load(self, gates: torch.Tensor) -> None:
         """Add gate mass per (data task, expert); gates is [batch, seq, E]. No host sync."""
-        if not self.track_load or self.task_ids is None or gates.dim() != 3 or self.load is None:
-            return
-        if self.load.shape[1] != gates.shape[-1]:
+        if self.load is None or self.task_ids is None or gates.dim() != 3 or self.load.shape[1] != gates.shape[-1]:
             return
         if self.load.device != gates.device:
             self.load = self.load.to(gates.device)

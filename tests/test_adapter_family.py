@@ -65,6 +65,17 @@ CONFIGS = {
 }
 
 
+def inject_with_nonzero_heads(model, config, std=0.1):
+    """Inject and give every B a non-zero value (a fresh B = 0 would block gradient to A and routers); train mode."""
+    inject_adapters(model, config)
+    layers = [m for m in model.modules() if isinstance(m, AdapterLinear)]
+    with torch.no_grad():
+        for m in layers:
+            m.lora_B.normal_(std=std)
+    model.train()
+    return layers
+
+
 def tiny_inputs(model, batch=2):
     n = model.config.image_seq_length
     ids = torch.tensor([[1] + [model.config.image_token_index] * n + [60, 70, 80, 90]] * batch)
@@ -87,12 +98,7 @@ def test_fresh_adapter_leaves_base_logits_unchanged(tiny, name):
 
 def test_task_batch_gives_zero_gradient_to_other_tasks_heads(tiny):
     model, _ = tiny
-    inject_adapters(model, CONFIGS["asymlora_tasks"])
-    layers = [m for m in model.modules() if isinstance(m, AdapterLinear)]
-    with torch.no_grad():
-        for m in layers:
-            m.lora_B.normal_(std=0.1)
-    model.train()
+    layers = inject_with_nonzero_heads(model, CONFIGS["asymlora_tasks"])
     with adapter_batch(model, task_ids=torch.tensor([1, 1])):
         model(**tiny_inputs(model)).loss.backward()
     for m in layers:
@@ -107,12 +113,7 @@ def test_task_batch_gives_zero_gradient_to_other_tasks_heads(tiny):
 
 def test_mixlora_routers_learn_from_lm_loss(tiny):
     model, _ = tiny
-    inject_adapters(model, CONFIGS["mixlora"])
-    layers = [m for m in model.modules() if isinstance(m, AdapterLinear)]
-    with torch.no_grad():
-        for m in layers:
-            m.lora_B.normal_(std=0.1)
-    model.train()
+    layers = inject_with_nonzero_heads(model, CONFIGS["mixlora"])
     inputs = tiny_inputs(model)
     with adapter_batch(model, token_mask=torch.ones_like(inputs["input_ids"])):
         model(**inputs).loss.backward()

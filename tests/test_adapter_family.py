@@ -154,8 +154,9 @@ def test_balance_loss_reaches_router_under_gradient_checkpointing(scope, reentra
         state = model.adapter_state
         state.begin_batch(None, torch.ones_like(inputs["input_ids"]))
         state.aux_grad_scale = coef
-        model(**inputs).loss.backward()
-        assert state.pop_aux() is not None
+        loss = model(**inputs).loss
+        assert state.finish_forward() is not None
+        loss.backward()
         return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
                 for n, p in model.named_parameters() if "router" in n}
 
@@ -179,15 +180,21 @@ def test_mixlora_decoding_keeps_the_prompts_selection():
     assert layer._mixlora_select(torch.randn(2, 1, 24)) is not prompt_selection
 
 
-def test_balance_loss_values():
-    from llava.adapters.routing import balance_loss
+def _switch_value(probs, gates, mask):
+    from llava.adapters.balance import BalanceLoss
 
+    loss = BalanceLoss("switch")
+    loss.record(0, probs, gates, mask)
+    return loss.finish().item()
+
+
+def test_switch_balance_loss_values():
     uniform_probs = torch.full((1, 6, 3), 1 / 3)
     spread = torch.eye(3)[[0, 1, 2, 0, 1, 2]].unsqueeze(0)
-    assert balance_loss(uniform_probs, spread, None).item() == pytest.approx(1.0)  # perfectly balanced
+    assert _switch_value(uniform_probs, spread, None) == pytest.approx(1.0)  # perfectly balanced
     collapsed = torch.tensor([[1.0, 0.0, 0.0]]).expand(1, 6, 3)
-    assert balance_loss(collapsed, collapsed, None).item() == pytest.approx(3.0)  # one expert takes all: E
+    assert _switch_value(collapsed, collapsed, None) == pytest.approx(3.0)  # one expert takes all: E
     mask = torch.tensor([[True, True, True, False, False, False]])
     skewed = torch.cat([spread[:, :3], collapsed[:, 3:]], dim=1)
-    assert balance_loss(torch.cat([uniform_probs[:, :3], collapsed[:, 3:]], 1), skewed, mask).item() == \
+    assert _switch_value(torch.cat([uniform_probs[:, :3], collapsed[:, 3:]], 1), skewed, mask) == \
         pytest.approx(1.0)  # masked (padding) tokens do not count

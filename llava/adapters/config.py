@@ -6,6 +6,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from llava.adapters.balance import KINDS as BALANCE_KINDS
+
 SCHEMES = ("lora", "asymlora", "moe_lora", "mixlora")
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]
@@ -25,7 +27,9 @@ class AdapterConfig:
                      block input, shared by gate/up/down: the paper's released code)
     targets          linear layer names (suffixes) of the language model that get an adapter
     mixture_targets  subset of targets that get `scheme`; the other targets get plain lora. None: all targets.
-    balance_coef     Switch-style load-balancing loss coefficient (0 disables)
+    balance_coef     load-balancing loss coefficient (0 disables)
+    balance_loss     hydra (the AsymLoRA authors' per-sample loss pooled over all routed layers) | switch
+                     (Switch Transformer's, per router); formulas in balance.py
     task_names       names of the tasks, in task-id order (from the data mixture)
     """
 
@@ -41,6 +45,7 @@ class AdapterConfig:
     targets: list[str] = field(default_factory=lambda: ATTENTION + MLP)
     mixture_targets: list[str] | None = None
     balance_coef: float = 0.0
+    balance_loss: str = "hydra"
     task_names: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -52,6 +57,8 @@ class AdapterConfig:
             raise ValueError(f"router must be 'dense' or 'topk', got {self.router!r}")
         if self.router == "topk" and not 1 <= self.top_k <= self.num_experts:
             raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
+        if self.balance_loss not in BALANCE_KINDS:
+            raise ValueError(f"balance_loss must be one of {BALANCE_KINDS}, got {self.balance_loss!r}")
         if self.router_scope not in ("module", "mlp_block"):
             raise ValueError(f"router_scope must be 'module' or 'mlp_block', got {self.router_scope!r}")
         if self.scheme == "lora" and (self.num_experts != 1 or self.num_tasks != 1):
@@ -90,7 +97,8 @@ class AdapterConfig:
     def paper_preset(cls, **overrides) -> AdapterConfig:
         """What the AsymLoRA authors' code trains: routed B heads on the MLP, plain LoRA on attention."""
         base = dict(scheme="asymlora", r=32, alpha=64.0, dropout=0.05, num_experts=3, num_tasks=1, router="dense",
-                    router_scope="mlp_block", targets=ATTENTION + MLP, mixture_targets=list(MLP), balance_coef=0.05)
+                    router_scope="mlp_block", targets=ATTENTION + MLP, mixture_targets=list(MLP), balance_coef=0.05,
+                    balance_loss="hydra")
         base.update(overrides)
         return cls(**base)
 

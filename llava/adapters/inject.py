@@ -39,7 +39,7 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
     if getattr(model, "adapter_config", None) is not None:
         raise ValueError("model already has adapters")
     lm = language_model(model)
-    state = RoutingState()
+    state = RoutingState(config.balance_loss)
     for p in model.parameters():
         p.requires_grad_(False)
     block_routers: dict[int, BlockRouter] = {}
@@ -84,9 +84,9 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
 
 
 def trainable_parameter_counts(model: nn.Module) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
+    """(trainable, total) full sizes; ZeRO-3 partitioned parameters count with their full `ds_numel`."""
+    sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in model.parameters()]
+    return sum(n for n, grad in sizes if grad), sum(n for n, _ in sizes)
 
 
 def print_trainable_parameters(model: nn.Module) -> str:

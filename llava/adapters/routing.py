@@ -1,4 +1,4 @@
-"""Token routers: gates over E experts, the Switch balance loss, and the per-MLP-block shared router."""
+"""Token routers: gates over E experts, their balance-loss statistics, and the per-MLP-block shared router."""
 
 from __future__ import annotations
 
@@ -19,23 +19,6 @@ def compute_gates(logits: torch.Tensor, router: str, top_k: int) -> tuple[torch.
     return gates, probs
 
 
-def balance_loss(probs: torch.Tensor, gates: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Switch Transformer load balancing: E * sum_e f_e * P_e over the counted tokens.
-
-    f_e = share of tokens whose top expert is e (no gradient), P_e = mean router probability of e (gradient).
-    Equals 1 at a perfectly uniform load, E when one expert takes everything.
-    """
-    num_experts = probs.shape[-1]
-    probs = probs.reshape(-1, num_experts)
-    top = F.one_hot(gates.detach().reshape(-1, num_experts).argmax(-1), num_experts).to(probs.dtype)
-    # A weighted mean over counted tokens rather than boolean indexing: no device-to-host sync in the hot path.
-    weight = probs.new_ones(probs.shape[0], 1) if mask is None else mask.reshape(-1, 1).to(probs.dtype)
-    count = weight.sum().clamp_min(1.0)
-    frac = (top * weight).sum(0) / count
-    mean_prob = (probs * weight).sum(0) / count
-    return num_experts * (frac * mean_prob).sum()
-
-
 class Router(nn.Module):
     """Linear gate d_in -> E (no bias), default nn.Linear init."""
 
@@ -51,20 +34,20 @@ class Router(nn.Module):
         return compute_gates(F.linear(x, self.weight), self.router, self.top_k)
 
     def route(self, x: torch.Tensor, state: RoutingState):
-        """Gates for x, plus the balance-loss value when training (None otherwise)."""
+        """Gates for x, plus (when training) the balance-loss statistic to attach to the output, else None."""
         gates, probs = self(x)
-        aux = None
+        stat = None
         if self.training:
-            aux = balance_loss(probs, gates, state.mask_for(x))
-            state.aux_values.append(aux.detach())
+            stat = state.balance.record(id(self), probs, gates, state.mask_for(x))
             state.record_load(gates)
-        return gates.to(x.dtype), aux
+        return gates.to(x.dtype), stat
 
 
-def attach_aux(out: torch.Tensor, aux: torch.Tensor | None, state: RoutingState) -> torch.Tensor:
-    if aux is None or not torch.is_grad_enabled() or state.aux_grad_scale == 0.0 or not aux.requires_grad:
+def attach_aux(out: torch.Tensor, stat: torch.Tensor | None, state: RoutingState, key: int) -> torch.Tensor:
+    """Hook router `key`'s balance-loss statistic onto `out` so backward delivers its gradient (see AttachAux)."""
+    if stat is None or not torch.is_grad_enabled() or state.aux_grad_scale == 0.0 or not stat.requires_grad:
         return out
-    return AttachAux.apply(out, aux, state.aux_grad_scale)
+    return AttachAux.apply(out, stat, state, key)
 
 
 class BlockRouter(Router):
@@ -85,7 +68,7 @@ class BlockRouter(Router):
         self.current, self._aux = self.route(args[0], self._state[0])
 
     def _post_hook(self, module, args, output):
-        out = attach_aux(output, self._aux, self._state[0])
+        out = attach_aux(output, self._aux, self._state[0], id(self))
         self.current, self._aux = None, None
         return out
 

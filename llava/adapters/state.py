@@ -2,7 +2,7 @@
 
 Layers cannot receive extra forward arguments through LlavaForConditionalGeneration, so the batch's task ids and
 token mask live here, set by the trainer or the generator before the forward (`adapter_batch`). The state also
-collects balance-loss values (for logging) and router load per task (for the end-of-training report).
+holds the balance loss's records (`balance.py`) and the router load per task (for the end-of-training report).
 """
 
 from __future__ import annotations
@@ -11,29 +11,28 @@ import contextlib
 
 import torch
 
+from llava.adapters.balance import BalanceLoss
+
 
 class RoutingState:
-    def __init__(self):
+    def __init__(self, balance_loss: str = "hydra"):
         self.task_ids: torch.Tensor | None = None  # [batch] long
         self.token_mask: torch.Tensor | None = None  # [batch, seq] bool: tokens that count for balance/instance routing
-        self.aux_grad_scale: float = 0.0  # d(total loss)/d(aux): balance_coef / gradient-accumulation steps
-        self.aux_values: list[torch.Tensor] = []
+        self.aux_grad_scale: float = 0.0  # d(total loss)/d(balance loss): balance_coef / gradient-accumulation steps
+        self.balance = BalanceLoss(balance_loss)
         self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass; None: not tracked
         self.instance_selection: dict[int, torch.Tensor] = {}  # mixlora: per-layer selection of this batch
 
     def begin_batch(self, task_ids=None, token_mask=None) -> None:
         self.task_ids = task_ids
         self.token_mask = token_mask.bool() if token_mask is not None else None
-        self.aux_values = []
+        self.balance.begin()
         self.instance_selection = {}
 
-    def pop_aux(self) -> torch.Tensor | None:
-        """Mean balance loss over routers of the last forward (detached; the gradient is injected in backward)."""
-        if not self.aux_values:
-            return None
-        value = torch.stack([v.float() for v in self.aux_values]).mean()
-        self.aux_values = []
-        return value
+    def finish_forward(self) -> torch.Tensor | None:
+        """The balance loss of the forward that just ran (detached, before balance_coef), or None without routers.
+        Call once after every training forward and before its backward: it fixes the gradient backward applies."""
+        return self.balance.finish()
 
     def mask_for(self, x: torch.Tensor) -> torch.Tensor | None:
         """The token mask if it lines up with x's [batch, seq] (it does not during cached decoding)."""
@@ -76,23 +75,25 @@ def load_table(load: torch.Tensor, task_names: list[str], unit: str = "expert") 
 
 
 class AttachAux(torch.autograd.Function):
-    """Identity on `out`; in backward, also sends `scale` as the gradient of the auxiliary loss `aux`.
+    """Identity on `out`; in backward, also sends the balance loss's gradient to a router's statistic `stat`.
 
-    Attaching the balance loss to a layer output (instead of collecting it in a list and adding it to the final
-    loss) is what lets it reach the router under reentrant gradient checkpointing, whose first forward runs without
-    autograd: the recomputed forward rebuilds this node, and backward through it reaches the router.
+    Attaching the statistic to a layer output (instead of adding a loss to the final one) is what lets it reach the
+    router under reentrant gradient checkpointing, whose first forward runs without autograd: the recomputed forward
+    rebuilds this node, and backward through it reaches the router. The gradient is read from the state's
+    BalanceLoss at backward time, when the whole forward's statistics are known.
     """
 
     @staticmethod
-    def forward(ctx, out, aux, scale: float):
-        ctx.scale = scale
-        ctx.aux_shape = aux.shape
+    def forward(ctx, out, stat, state, key: int):
+        ctx.state, ctx.key = state, key
+        ctx.save_for_backward(stat.detach())
         return out.view_as(out)
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_aux = torch.full(ctx.aux_shape, ctx.scale, dtype=grad_out.dtype, device=grad_out.device)
-        return grad_out, grad_aux, None
+        (stat,) = ctx.saved_tensors
+        grad_stat = ctx.state.balance.grad_for(ctx.key, stat) * ctx.state.aux_grad_scale
+        return grad_out, grad_stat, None, None
 
 
 def get_state(model) -> RoutingState:

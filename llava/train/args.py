@@ -52,6 +52,9 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
     mixture_targets: str | None = field(default=None, metadata={"help": "targets that get the mixture; rest: lora"})
     balance_coef: float = field(default=0.0, metadata={"help": "load-balancing loss coefficient"})
+    balance_loss: str = field(default="hydra", metadata={"help": "hydra (AsymLoRA authors', per sample over all "
+                                                                 "routed layers) | switch (per router)"})
+    bits: int = field(default=16, metadata={"help": "4 | 8: QLoRA, the language model quantized (bitsandbytes)"})
     remove_unused_columns: bool = field(default=False, metadata={"help": "keep task_ids and pixel_values"})
     warmup_ratio: float | None = field(default=None, metadata={"help": "LLaVA's flag: warmup as a share of steps"})
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-
-
-def require_extra(module: str, extra: str, feature: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(f"{feature} needs the '{module}' package: pip install 'llava-asymlora[{extra}]'")
+from llava.extras import require_extra
 
 
 def check_training_extras(args) -> None:

@@ -15,6 +15,7 @@ from llava.adapters.state import load_table
 from llava.data import SupervisedCollator, SupervisedDataset
 from llava.model.builder import load_model
 from llava.model.image import ImageTransform
+from llava.model.zero import init_deepspeed_distributed
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.extras import check_training_extras
 from llava.train.trainer import LlavaTrainer
@@ -32,7 +33,7 @@ def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> 
         scheme=args.adapter_scheme, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
         num_experts=args.num_experts, num_tasks=num_tasks if args.adapter_scheme == "asymlora" else 1,
         router=args.router, top_k=args.top_k, router_scope=args.router_scope, targets=targets,
-        mixture_targets=mixture, balance_coef=args.balance_coef,
+        mixture_targets=mixture, balance_coef=args.balance_coef, balance_loss=args.balance_loss,
         task_names=task_names if (args.adapter_scheme == "asymlora" and num_tasks > 1) else [],
     )
 
@@ -51,6 +52,7 @@ def train(argv=None):
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_training_extras(training_args)
+    init_deepspeed_distributed(bool(training_args.deepspeed))
     if model_args.mm_projector_type != "mlp2x_gelu" or model_args.mm_vision_select_layer != -2:
         raise ValueError("only LLaVA-1.5's projector (mlp2x_gelu) on vision layer -2 is supported")
     if model_args.mm_use_im_start_end or model_args.mm_use_im_patch_token:

@@ -2,8 +2,10 @@
 
 * the projector in its own optimizer group at `--mm_projector_lr`;
 * task ids and the token mask handed to the adapter layers before each forward;
-* the balance loss added to the LM loss (value for logging here, gradient injected in backward, see state.AttachAux),
-  both logged separately;
+* the balance loss added to the LM loss (value for logging here, gradient injected in backward, see
+  adapters/balance.py), both logged separately, averaged over ranks;
+* data parallelism as one big batch: N processes x b samples give the loss, gradients and logs of 1 process x N*b;
+* a text-only batch still runs the vision path (model/vision_keepalive.py), so ranks issue the same collectives;
 * complete checkpoints: adapters + routers + projector + configs + tokenizer + image processor, in every
   intermediate checkpoint too, written as safetensors; resuming reloads them.
 """
@@ -22,7 +24,9 @@ from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict, atomic_save_
 from llava.data.sampler import ModalityLengthGroupedSampler
 from llava.model.builder import load_projector
 from llava.model.checkpoint import write_base_info
+from llava.model.vision_keepalive import VisionKeepalive
 from llava.model.zero import gathered
+from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
 
 logger = logging.getLogger(__name__)
 PROJECTOR_FILE = "mm_projector.safetensors"
@@ -34,6 +38,8 @@ class LlavaTrainer(Trainer):
         self.image_processor = image_processor
         self.base_info = base_info or {}
         self._loss_parts = {"lm_loss": [], "balance_loss": []}
+        has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
+        self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
 
     # --- optimisation ------------------------------------------------------------------------------------------
     def create_optimizer(self, model=None):
@@ -50,12 +56,15 @@ class LlavaTrainer(Trainer):
             is_proj = proj_lr is not None and name.startswith(PROJECTOR_PREFIX)
             groups.setdefault((is_proj, name in decay), []).append(p)
         param_groups = []
-        for (is_proj, has_decay), params in groups.items():
-            group = {"params": params, "weight_decay": self.args.weight_decay if has_decay else 0.0}
+        for (is_proj, has_decay), params in sorted(groups.items()):  # adapters first: the Trainer logs group 0's lr
+            group = {"params": params, "weight_decay": self.args.weight_decay if has_decay else 0.0,
+                     "name": "projector" if is_proj else "adapters"}
             if is_proj:
                 group["lr"] = proj_lr
             param_groups.append(group)
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        if offloads_optimizer(self.args):
+            optimizer_cls = cpu_adam_class()
         self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer
 
@@ -75,25 +84,42 @@ class LlavaTrainer(Trainer):
         if state is not None:
             state.begin_batch(task_ids, inputs.get("attention_mask"))
             state.aux_grad_scale = coef / self.args.gradient_accumulation_steps if model.training else 0.0
-        if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+        if self.vision_keepalive is not None:
+            self.vision_keepalive.pending = inputs.get("pixel_values") is None
+        scaled_for_ga = num_items_in_batch is not None and self.model_accepts_loss_kwargs
+        if scaled_for_ga:
             inputs = {**inputs, "num_items_in_batch": num_items_in_batch}
         outputs = model(**inputs)
         loss = outputs.loss
-        scaled_for_ga = num_items_in_batch is not None and self.model_accepts_loss_kwargs
-        aux = state.pop_aux() if state is not None else None
+        if scaled_for_ga and self.args.average_tokens_across_devices:
+            # The model divided by the supervised-token count of ALL ranks; the data-parallel gradient average
+            # divides by the world size once more. Undo that here (as Trainer.compute_loss does), so N x b = 1 x N*b.
+            loss = loss * self.accelerator.num_processes
+        balance = state.finish_forward() if state is not None else None
         ga = self.args.gradient_accumulation_steps if (scaled_for_ga and model.training) else 1
         self._loss_parts["lm_loss"].append(loss.detach().float() * ga)
-        if aux is not None and coef > 0:
-            self._loss_parts["balance_loss"].append(aux.detach())
+        if balance is not None and coef > 0:
+            self._loss_parts["balance_loss"].append(balance.detach())
             # The value joins the reported loss; its gradient arrives through AttachAux (coef / GA per step).
-            loss = loss + (coef * aux / ga).to(loss.dtype).detach()
+            loss = loss + (coef * balance / ga).to(loss.dtype).detach()
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs, *args, **kwargs):
+        """Adds lm_loss / balance_loss (means over the logging window and over ranks: every rank calls log) and
+        each optimizer group's learning rate."""
         for key, values in self._loss_parts.items():
             if values and "loss" in logs:
-                logs[key] = round(torch.stack(values).mean().item(), 6)
+                value = torch.stack(values).mean()
+                if self.accelerator.num_processes > 1:
+                    value = self.accelerator.reduce(value.to(self.args.device), reduction="mean")
+                logs[key] = round(value.item(), 6)
             values.clear()
+        if "learning_rate" in logs and self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                if group.get("name") == "projector":
+                    logs["projector_learning_rate"] = group["lr"]
+                elif group.get("name") == "adapters":
+                    logs["learning_rate"] = group["lr"]
         super().log(logs, *args, **kwargs)
 
     # --- checkpoints -------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Shared body of scripts/finetune_*.sh. Every knob is an environment variable; defaults are LLaVA-1.5-7B stage 2.
 # MODEL=tiny switches every default to the embedded tiny preset on CPU (demo data, no DeepSpeed).
+# An empty value means "none": VISION_TOWER= (a llava-hf MODEL has its own), PROJECTOR= (projector from scratch),
+# DEEPSPEED= (no DeepSpeed). GLOBAL_BATCH (LLaVA's 128) is kept whatever NUM_GPUS: the script sets
+# GRAD_ACCUM = GLOBAL_BATCH / (BATCH x NUM_GPUS) unless GRAD_ACCUM is given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,13 +15,13 @@ if [ "$MODEL" = "tiny" ]; then
     DATA=${DATA:-shape=playground/data/demo/train_shape.json,color=playground/data/demo/train_color.json,yesno=playground/data/demo/train_yesno.json}
     IMAGE_FOLDER=${IMAGE_FOLDER:-playground/data/demo}
     [ -f playground/data/demo/train.json ] || "$PYTHON" -m llava.data.easy_vqa_demo --out playground/data/demo
-    VISION_TOWER=${VISION_TOWER:-}
-    PROJECTOR=${PROJECTOR:-}
-    DEEPSPEED=${DEEPSPEED:-}
+    VISION_TOWER=${VISION_TOWER-}
+    PROJECTOR=${PROJECTOR-}
+    DEEPSPEED=${DEEPSPEED-}
     PRECISION=${PRECISION:-fp32}
     EPOCHS=${EPOCHS:-3}
     BATCH=${BATCH:-16}
-    GRAD_ACCUM=${GRAD_ACCUM:-1}
+    GLOBAL_BATCH=${GLOBAL_BATCH:-$BATCH}
     LR=${LR:-3e-3}
     PROJECTOR_LR=${PROJECTOR_LR:-3e-3}
     MAX_LEN=${MAX_LEN:-256}
@@ -34,13 +37,13 @@ if [ "$MODEL" = "tiny" ]; then
 else
     DATA=${DATA:-./playground/data/llava_v1_5_mix665k.json}
     IMAGE_FOLDER=${IMAGE_FOLDER:-./playground/data}
-    VISION_TOWER=${VISION_TOWER:-./checkpoints/clip-vit-large-patch14-336}
-    PROJECTOR=${PROJECTOR:-./checkpoints/llava-v1.5-7b-pretrain/mm_projector.bin}
-    DEEPSPEED=${DEEPSPEED:-./configs/deepspeed/zero3.json}
+    VISION_TOWER=${VISION_TOWER-./checkpoints/clip-vit-large-patch14-336}
+    PROJECTOR=${PROJECTOR-./checkpoints/llava-v1.5-7b-pretrain/mm_projector.bin}
+    DEEPSPEED=${DEEPSPEED-./configs/deepspeed/zero3.json}
     PRECISION=${PRECISION:-bf16}
     EPOCHS=${EPOCHS:-1}
     BATCH=${BATCH:-16}
-    GRAD_ACCUM=${GRAD_ACCUM:-1}
+    GLOBAL_BATCH=${GLOBAL_BATCH:-128}
     MAX_LEN=${MAX_LEN:-2048}
     SAVE_STEPS=${SAVE_STEPS:-500}
     LOGGING_STEPS=${LOGGING_STEPS:-1}
@@ -55,7 +58,11 @@ missing() {
     exit 2
 }
 if [ "$MODEL" != "tiny" ]; then  # fail here, not inside a launcher's traceback
-    [ -d "$MODEL" ] || missing "MODEL=$MODEL" "download Vicuna-7B-v1.5 (or a llava-hf / original LLaVA checkpoint) there, or set MODEL"
+    if [[ "$MODEL" == *.gguf ]]; then
+        [ -f "$MODEL" ] || missing "MODEL=$MODEL" "a .gguf language model file"
+    else
+        [ -d "$MODEL" ] || missing "MODEL=$MODEL" "download Vicuna-7B-v1.5 (or a llava-hf / original LLaVA checkpoint) there, or set MODEL"
+    fi
     [ -z "$VISION_TOWER" ] || [ -d "$VISION_TOWER" ] || missing "VISION_TOWER=$VISION_TOWER" "download openai/clip-vit-large-patch14-336 there, or set VISION_TOWER ('' for a llava-hf MODEL)"
     [ -z "$PROJECTOR" ] || [ -f "$PROJECTOR" ] || missing "PROJECTOR=$PROJECTOR" "the stage-1 mm_projector.bin; set PROJECTOR='' to start the projector from scratch"
 fi
@@ -64,9 +71,19 @@ for entry in "${data_entries[@]}"; do
     [ -f "${entry#*=}" ] || missing "data file ${entry#*=}" "set DATA (a.json, or name=a.json,name=b.json)"
 done
 NUM_GPUS=${NUM_GPUS:-1}
+if [ -z "${GRAD_ACCUM:-}" ]; then
+    per_step=$((BATCH * NUM_GPUS))
+    if [ $((GLOBAL_BATCH % per_step)) -ne 0 ]; then
+        echo "error: GLOBAL_BATCH=$GLOBAL_BATCH is not a multiple of BATCH=$BATCH x NUM_GPUS=$NUM_GPUS; set BATCH or GRAD_ACCUM" >&2
+        exit 2
+    fi
+    GRAD_ACCUM=$((GLOBAL_BATCH / per_step))
+fi
 REPORT_TO=${REPORT_TO:-none}
 VERSION=${VERSION:-v1}
 EXTRA_ARGS=${EXTRA_ARGS:-}
+BITS=${BITS:-16}
+[ "$BITS" = "16" ] || EXTRA_BITS="QLoRA ${BITS}-bit LM, "
 
 args=(
     --model_name_or_path "$MODEL" --version "$VERSION"
@@ -79,7 +96,7 @@ args=(
     --gradient_accumulation_steps "$GRAD_ACCUM" --model_max_length "$MAX_LEN" --gradient_checkpointing "$GRAD_CKPT"
     --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2 --logging_steps "$LOGGING_STEPS"
     --dataloader_num_workers "$WORKERS" --lazy_preprocess True --report_to "$REPORT_TO" --output_dir "$OUTPUT"
-    --disable_tqdm True
+    --disable_tqdm True --bits "$BITS"
 )
 [ -n "${MIXTURE_TARGETS:-}" ] && args+=(--mixture_targets "$MIXTURE_TARGETS")
 [ -n "$VISION_TOWER" ] && args+=(--vision_tower "$VISION_TOWER")
@@ -96,6 +113,10 @@ esac
 # shellcheck disable=SC2206
 args+=($EXTRA_ARGS)
 
+echo "llava-asymlora: training $SCHEME (r=$R, alpha=$ALPHA, experts=${NUM_EXPERTS:-1}, tasks=${NUM_TASKS:-1}) on" \
+     "MODEL=$MODEL, VISION_TOWER=${VISION_TOWER:-<from MODEL>}, PROJECTOR=${PROJECTOR:-<none>}," \
+     "DATA=$DATA; $PRECISION, ${EXTRA_BITS:-}DeepSpeed ${DEEPSPEED:-off}; global batch $((BATCH * NUM_GPUS * GRAD_ACCUM))" \
+     "= $BATCH per device x $NUM_GPUS processes x $GRAD_ACCUM accumulation; output $OUTPUT"
 if [ "$NUM_GPUS" -gt 1 ] || [ -n "$DEEPSPEED" ]; then  # DeepSpeed wants the launcher's env, even for one process
     exec "$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS" --master_port "${MASTER_PORT:-29511}" \
         -m llava.train.train "${args[@]}"

@@ -30,7 +30,8 @@ class SupervisedCollator:
             labels[i, :n] = it["labels"]
             attention_mask[i, :n] = 1
         batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
-                 "task_ids": torch.tensor([it["task_id"] for it in kept], dtype=torch.long)}
+                 "task_ids": torch.tensor([it["task_id"] for it in kept], dtype=torch.long),
+                 "sample_index": torch.tensor([it.get("index", -1) for it in kept], dtype=torch.long)}
         images = [it["pixel_values"] for it in kept if it["pixel_values"] is not None]
         if images:
             batch["pixel_values"] = torch.stack(images)

@@ -81,4 +81,4 @@ class SupervisedDataset(Dataset):
             self.truncated += 1
             logger.warning("%s: truncated to model_max_length=%d", where, self.model_max_length)
         return {"input_ids": tok.input_ids, "labels": tok.labels, "pixel_values": pixel_values,
-                "task_id": record.task_id}
+                "task_id": record.task_id, "index": index}

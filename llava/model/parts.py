@@ -11,7 +11,13 @@ import importlib.util
 import os
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel, LlavaConfig, LlavaForConditionalGeneration
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    CLIPVisionModel,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+)
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from llava.constants import DEFAULT_IMAGE_TOKEN

@@ -55,6 +55,8 @@ class TrainingArguments(transformers.TrainingArguments):
     balance_loss: str = field(default="hydra", metadata={"help": "hydra (AsymLoRA authors', per sample over all "
                                                                  "routed layers) | switch (per router)"})
     bits: int = field(default=16, metadata={"help": "4 | 8: QLoRA, the language model quantized (bitsandbytes)"})
+    record_ranks: bool = field(default=False, metadata={"help": "write OUTPUT/rank_records/rank{R}.json: batches seen "
+                                                                 "per step and a digest of the final trainable tensors"})
     remove_unused_columns: bool = field(default=False, metadata={"help": "keep task_ids and pixel_values"})
     warmup_ratio: float | None = field(default=None, metadata={"help": "LLaVA's flag: warmup as a share of steps"})
 

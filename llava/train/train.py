@@ -63,7 +63,7 @@ def train(argv=None):
     model, tokenizer, image_processor = load_model(
         model_args.model_name_or_path, vision_tower=model_args.vision_tower,
         pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, dtype=model_dtype(training_args),
-        attn_implementation=model_args.attn_implementation, seed=model_args.model_seed)
+        attn_implementation=model_args.attn_implementation, seed=model_args.model_seed, bits=training_args.bits)
     model.config.use_cache = False
 
     dataset = SupervisedDataset(
@@ -104,6 +104,8 @@ def train(argv=None):
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
+    if trainer.rank_record is not None:
+        trainer.rank_record.write(model, training_args.output_dir, training_args.process_index)
 
     report_lines = [f"samples truncated to model_max_length={training_args.model_max_length}: {dataset.truncated}",
                     f"bad samples skipped: {dataset.report.total() + collator.dropped} {dataset.report.counts}"]

@@ -27,6 +27,7 @@ from llava.model.checkpoint import write_base_info
 from llava.model.vision_keepalive import VisionKeepalive
 from llava.model.zero import gathered
 from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
+from llava.train.rank_record import RankRecord
 
 logger = logging.getLogger(__name__)
 PROJECTOR_FILE = "mm_projector.safetensors"
@@ -38,6 +39,7 @@ class LlavaTrainer(Trainer):
         self.image_processor = image_processor
         self.base_info = base_info or {}
         self._loss_parts = {"lm_loss": [], "balance_loss": []}
+        self.rank_record = RankRecord() if self.args.record_ranks else None
         has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
         self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
 
@@ -79,6 +81,9 @@ class LlavaTrainer(Trainer):
     # --- loss --------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         task_ids = inputs.pop("task_ids", None)
+        sample_index = inputs.pop("sample_index", None)
+        if self.rank_record is not None and model.training and sample_index is not None:
+            self.rank_record.add(self.state.global_step + 1, sample_index)
         state = getattr(self.model, "adapter_state", None)
         coef = self.model.adapter_config.balance_coef if state is not None else 0.0
         if state is not None:

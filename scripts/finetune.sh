@@ -91,6 +91,7 @@ args=(
     --lora_enable True --adapter_scheme "$SCHEME" --lora_r "$R" --lora_alpha "$ALPHA" --lora_dropout "$DROPOUT"
     --num_experts "${NUM_EXPERTS:-1}" --num_tasks "${NUM_TASKS:-1}" --router "${ROUTER:-dense}" --top_k "${TOP_K:-1}"
     --router_scope "${ROUTER_SCOPE:-module}" --balance_coef "${BALANCE_COEF:-0.0}"
+    --balance_loss "${BALANCE_LOSS:-hydra}" --router_bias "${ROUTER_BIAS:-False}"
     --mm_projector_lr "$PROJECTOR_LR" --learning_rate "$LR" --weight_decay 0. --warmup_ratio "$WARMUP"
     --lr_scheduler_type cosine --num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH"
     --gradient_accumulation_steps "$GRAD_ACCUM" --model_max_length "$MAX_LEN" --gradient_checkpointing "$GRAD_CKPT"

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from transformers import TrainingArguments
 
 from llava.model.builder import load_model
-from llava.model.zero import init_deepspeed_distributed
 from llava.model.weights import map_original_key
+from llava.model.zero import init_deepspeed_distributed
 
 
 def reference(source: str, paths: dict) -> dict[str, torch.Tensor]:

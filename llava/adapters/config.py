@@ -30,6 +30,8 @@ class AdapterConfig:
     balance_coef     load-balancing loss coefficient (0 disables)
     balance_loss     hydra (the AsymLoRA authors' per-sample loss pooled over all routed layers) | switch
                      (Switch Transformer's, per router); formulas in balance.py
+    router_bias      routers get a bias (the AsymLoRA authors' nn.Linear router has one)
+    adapter_dtype    fp32 (adapter weights in fp32 whatever the base, computed in the input dtype) | base
     task_names       names of the tasks, in task-id order (from the data mixture)
     """
 
@@ -46,6 +48,8 @@ class AdapterConfig:
     mixture_targets: list[str] | None = None
     balance_coef: float = 0.0
     balance_loss: str = "hydra"
+    router_bias: bool = False
+    adapter_dtype: str = "fp32"
     task_names: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -59,6 +63,8 @@ class AdapterConfig:
             raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
         if self.balance_loss not in BALANCE_KINDS:
             raise ValueError(f"balance_loss must be one of {BALANCE_KINDS}, got {self.balance_loss!r}")
+        if self.adapter_dtype not in ("fp32", "base"):
+            raise ValueError(f"adapter_dtype must be 'fp32' or 'base', got {self.adapter_dtype!r}")
         if self.router_scope not in ("module", "mlp_block"):
             raise ValueError(f"router_scope must be 'module' or 'mlp_block', got {self.router_scope!r}")
         if self.scheme == "lora" and (self.num_experts != 1 or self.num_tasks != 1):
@@ -98,7 +104,7 @@ class AdapterConfig:
         """What the AsymLoRA authors' code trains: routed B heads on the MLP, plain LoRA on attention."""
         base = dict(scheme="asymlora", r=32, alpha=64.0, dropout=0.05, num_experts=3, num_tasks=1, router="dense",
                     router_scope="mlp_block", targets=ATTENTION + MLP, mixture_targets=list(MLP), balance_coef=0.05,
-                    balance_loss="hydra")
+                    balance_loss="hydra", router_bias=True)
         base.update(overrides)
         return cls(**base)
 

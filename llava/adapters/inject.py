@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from torch import nn
 
 from llava.adapters.config import AdapterConfig
@@ -34,6 +35,12 @@ def adapter_modules(model: nn.Module):
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (AdapterLinear, BlockRouter))]
 
 
+def _adapter_dtype(config: AdapterConfig, base: nn.Linear) -> torch.dtype:
+    if config.adapter_dtype == "base" and base.weight.dtype.is_floating_point:
+        return base.weight.dtype
+    return torch.float32
+
+
 def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bool = True) -> nn.Module:
     """Freeze the model, wrap the target linears of its language model, and make adapters (+ projector) trainable."""
     if getattr(model, "adapter_config", None) is not None:
@@ -58,14 +65,16 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
                 if id(module) not in block_routers:
                     hidden = module.gate_proj.in_features
                     router = BlockRouter(module, hidden, config.num_experts, state, router=config.router,
-                                         top_k=config.top_k, dtype=child.weight.dtype, device=child.weight.device)
+                                         top_k=config.top_k, dtype=_adapter_dtype(config, child),
+                                         device=child.weight.device, bias=config.router_bias)
                     module.add_module("adapter_router", router)
                     block_routers[id(module)] = router
                 block = block_routers[id(module)]
             layer = AdapterLinear(child, scheme, config.r, config.alpha, config.dropout,
                                   num_experts=config.num_experts if scheme != "lora" else 1,
                                   num_tasks=config.num_tasks if scheme == "asymlora" else 1,
-                                  router=config.router, top_k=config.top_k, state=state, block_router=block)
+                                  router=config.router, top_k=config.top_k, state=state, block_router=block,
+                                  dtype=_adapter_dtype(config, child), router_bias=config.router_bias)
             setattr(module, child_name, layer)
             wrapped += 1
     if wrapped == 0:

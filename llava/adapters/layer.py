@@ -23,10 +23,15 @@ from llava.adapters.routing import Router, attach_aux
 from llava.adapters.state import RoutingState
 
 
+def _cast(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return weight if weight.dtype == like.dtype else weight.to(like.dtype)
+
+
 class AdapterLinear(nn.Module):
     def __init__(self, base: nn.Linear, scheme: str, r: int, alpha: float, dropout: float = 0.0,
                  num_experts: int = 1, num_tasks: int = 1, router: str = "dense", top_k: int = 1,
-                 state: RoutingState | None = None, block_router=None):
+                 state: RoutingState | None = None, block_router=None, dtype: torch.dtype | None = torch.float32,
+                 router_bias: bool = False):
         super().__init__()
         self.base = base
         self.scheme = scheme
@@ -38,7 +43,9 @@ class AdapterLinear(nn.Module):
         self._state = [state if state is not None else RoutingState()]
         self._block_router = [block_router]  # shared router lives on the MLP module, not in this subtree
         d_in, d_out = base.in_features, base.out_features
-        kw = dict(dtype=base.weight.dtype, device=base.weight.device)
+        # Adapter weights (and so their optimizer updates) in fp32 whatever the base (bf16, 4/8-bit), as PEFT;
+        # they compute in the input's dtype. dtype=None keeps them in the base's (floating) dtype.
+        kw = dict(dtype=dtype or base.weight.dtype, device=base.weight.device)
         if scheme == "mixlora":
             self.lora_A = nn.Parameter(torch.empty(num_experts, d_in, **kw))  # factor pool a_1..a_E
             self.lora_B = nn.Parameter(torch.zeros(d_out, num_experts, **kw))  # factor pool b_1..b_E
@@ -50,7 +57,7 @@ class AdapterLinear(nn.Module):
             self.lora_A = nn.Parameter(torch.empty(a_rows, d_in, **kw))
             self.lora_B = nn.Parameter(torch.zeros(d_out, self.num_heads * r, **kw))
             if self.routed and block_router is None:
-                self.router = Router(d_in, num_experts, router=router, top_k=top_k, **kw)
+                self.router = Router(d_in, num_experts, router=router, top_k=top_k, bias=router_bias, **kw)
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # fan-in d_in: every expert's A gets LoRA's init
 
     @property
@@ -96,21 +103,21 @@ class AdapterLinear(nn.Module):
         u, aux = self.head_inputs(x)
         y = self.base(x)
         # y + u Bcat^T as one GEMM that accumulates into y (no separate pass over the [tokens, d_out] output)
-        out = torch.addmm(y.reshape(-1, y.shape[-1]), u.reshape(-1, u.shape[-1]), self.lora_B.t()).view_as(y)
+        out = torch.addmm(y.reshape(-1, y.shape[-1]), u.reshape(-1, u.shape[-1]), _cast(self.lora_B, u).t()).view_as(y)
         router = getattr(self, "router", None)
         return attach_aux(out, aux, self._state[0], id(router))
 
     def adapter_delta(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(s * delta(x), balance loss or None): everything the adapter adds to the frozen layer."""
         u, aux = self.head_inputs(x)
-        return F.linear(u, self.lora_B), aux
+        return F.linear(u, _cast(self.lora_B, u)), aux
 
     def head_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """u such that s * delta(x) = u Bcat^T: the gated, scaled A x for every head (flattened), and the balance
         loss. The scale s is applied here, on the narrow [tokens, heads * r] tensor, not on the wide output."""
         if self.scheme == "mixlora":
             return self._mixlora_inputs(x), None
-        z = F.linear(self.dropout(x), self.lora_A) * self.scaling
+        z = F.linear(self.dropout(x), _cast(self.lora_A, x)) * self.scaling
         aux = None
         if self.scheme == "asymlora" and self.num_heads > 1:
             if self.num_experts > 1:
@@ -141,11 +148,12 @@ class AdapterLinear(nn.Module):
         else:
             inst = x.mean(1)
         r = self.r
-        logits_a = F.linear(inst, self.router_a.weight).float()
+        logits_a = self.router_a.logits(inst).float()
         top_a, idx_a = logits_a.topk(r, dim=-1)
         w_a = torch.softmax(top_a, -1) * r  # mean weight 1; gradient reaches router_a
         chosen_a = torch.zeros_like(logits_a).scatter(-1, idx_a, w_a / r)
-        logits_b = F.linear(inst, self.router_b.weight).float() + self.router_cfs(chosen_a.to(x.dtype)).float()
+        cfs = F.linear(chosen_a, self.router_cfs.weight.float())
+        logits_b = self.router_b.logits(inst).float() + cfs
         top_b, idx_b = logits_b.topk(r, dim=-1)
         w_b = torch.softmax(top_b, -1) * r
         batch = torch.arange(inst.shape[0], device=x.device).unsqueeze(-1).expand_as(idx_a)
@@ -160,7 +168,7 @@ class AdapterLinear(nn.Module):
 
     def _mixlora_inputs(self, x: torch.Tensor) -> torch.Tensor:
         select = self._mixlora_select(x)
-        z = F.linear(self.dropout(x), self.lora_A) * self.scaling  # [..., E]: projections on every a
+        z = F.linear(self.dropout(x), _cast(self.lora_A, x)) * self.scaling  # [..., E]: projections on every a
         if x.dim() == 2:
             return z @ select[0]
         return torch.bmm(z, select)  # pick and pair factors per instance
@@ -171,13 +179,13 @@ class AdapterLinear(nn.Module):
         return self.lora_B[:, head * self.r:(head + 1) * self.r]
 
     def delta_weight(self, task: int | None = None) -> torch.Tensor:
-        """s * B A as a dense d_out x d_in matrix, when the adapter is input-independent (else ValueError)."""
+        """s * B A (fp32) as a dense d_out x d_in matrix, when the adapter is input-independent (else ValueError)."""
         if self.scheme == "lora" or (self.scheme == "asymlora" and self.num_heads == 1):
-            return self.scaling * (self.lora_B @ self.lora_A)
+            return self.scaling * (self.lora_B.float() @ self.lora_A.float())
         if self.scheme == "asymlora" and self.num_experts == 1:
             if task is None:
                 raise ValueError(f"asymlora with {self.num_tasks} task heads merges per task: pass task=")
-            return self.scaling * (self.head_B(task) @ self.lora_A)
+            return self.scaling * (self.head_B(task).float() @ self.lora_A.float())
         raise ValueError(f"{self.scheme} with {self.num_experts} routed experts depends on the input; merging it into "
                          "W is not exact. Keep the adapter unmerged (or train with num_experts=1 and task heads).")
 

@@ -19,10 +19,15 @@ def merge_adapters(model, task: str | int | None = None):
     config = model.adapter_config
     task_id = config.task_id(task)
     layers = [(n, m) for n, m in adapter_modules(model) if isinstance(m, AdapterLinear)]
+    quantized = [n for n, m in layers if not m.base.weight.dtype.is_floating_point]
+    if quantized:
+        raise ValueError(f"{quantized[0]} wraps a quantized (4/8-bit) weight: merging would need de-quantizing; "
+                         "reload the base in bf16/fp32 (no --bits) and merge that")
     deltas = [(n, m, m.delta_weight(task_id)) for n, m in layers]  # all checks before the first change
     with torch.no_grad():
         for name, module, delta in deltas:
-            module.base.weight += delta.to(module.base.weight.dtype)
+            weight = module.base.weight  # the sum in fp32, one rounding to the base dtype
+            weight.copy_((weight.float() + delta.float()).to(weight.dtype))
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name), child, module.base)
     for name, module in adapter_modules(model):

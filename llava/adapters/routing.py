@@ -20,18 +20,28 @@ def compute_gates(logits: torch.Tensor, router: str, top_k: int) -> tuple[torch.
 
 
 class Router(nn.Module):
-    """Linear gate d_in -> E (no bias), default nn.Linear init."""
+    """Linear gate d_in -> E, nn.Linear's default init; a bias optional (the AsymLoRA authors' router has one)."""
 
     def __init__(self, in_features: int, num_experts: int, router: str = "dense", top_k: int = 1,
-                 dtype=None, device=None):
+                 dtype=None, device=None, bias: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_experts, in_features, dtype=dtype, device=device))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.bias = None
+        if bias:
+            bound = 1 / in_features**0.5
+            self.bias = nn.Parameter(torch.empty(num_experts, dtype=dtype, device=device).uniform_(-bound, bound))
         self.router = router
         self.top_k = top_k
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Computed in the input's dtype (the weights may be kept in fp32)."""
+        weight = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, weight, bias)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return compute_gates(F.linear(x, self.weight), self.router, self.top_k)
+        return compute_gates(self.logits(x), self.router, self.top_k)
 
     def route(self, x: torch.Tensor, state: RoutingState):
         """Gates for x, plus (when training) the balance-loss statistic to attach to the output, else None."""

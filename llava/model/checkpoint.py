@@ -18,11 +18,11 @@ BASE_NAME = "llava_base.json"
 
 def write_base_info(directory: str, model_name_or_path: str, vision_tower: str | None,
                     pretrain_mm_mlp_adapter: str | None, model_seed: int, template: str,
-                    image_aspect_ratio: str, task_names: list[str]) -> None:
+                    image_aspect_ratio: str, task_names: list[str], bits: int = 16) -> None:
     os.makedirs(directory, exist_ok=True)
     info = dict(model_name_or_path=model_name_or_path, vision_tower=vision_tower,
                 pretrain_mm_mlp_adapter=pretrain_mm_mlp_adapter, model_seed=model_seed, version=template,
-                image_aspect_ratio=image_aspect_ratio, task_names=task_names)
+                image_aspect_ratio=image_aspect_ratio, task_names=task_names, bits=bits)
     with open(os.path.join(directory, BASE_NAME), "w") as f:
         json.dump(info, f, indent=2)
 
@@ -47,7 +47,7 @@ def load_checkpoint_model(directory: str, dtype="fp32", attn_implementation: str
     model, tokenizer, image_processor = load_model(
         info["model_name_or_path"], vision_tower=info.get("vision_tower"),
         pretrain_mm_mlp_adapter=info.get("pretrain_mm_mlp_adapter"), dtype=dtype,
-        attn_implementation=attn_implementation, seed=info.get("model_seed", 0))
+        attn_implementation=attn_implementation, seed=info.get("model_seed", 0), bits=info.get("bits", 16))
     if load_weights and os.path.exists(os.path.join(directory, "adapter_config.json")):
         load_adapters(model, directory)
     model.llava_base_info = info

@@ -13,7 +13,8 @@ from transformers import BitsAndBytesConfig, LlavaForConditionalGeneration
 
 from llava.extras import require_extra
 
-SKIP_MODULES = ["vision_tower", "multi_modal_projector", "lm_head"]
+# transformers matches these from the start of a module name (as regexes) or as a suffix
+SKIP_MODULES = [r".*vision_tower", r".*multi_modal_projector", "lm_head"]
 
 
 def quantization_config(bits: int, dtype: torch.dtype) -> BitsAndBytesConfig | None:

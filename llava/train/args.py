@@ -54,6 +54,7 @@ class TrainingArguments(transformers.TrainingArguments):
     balance_coef: float = field(default=0.0, metadata={"help": "load-balancing loss coefficient"})
     balance_loss: str = field(default="hydra", metadata={"help": "hydra (AsymLoRA authors', per sample over all "
                                                                  "routed layers) | switch (per router)"})
+    router_bias: bool = field(default=False, metadata={"help": "routers with a bias (the AsymLoRA authors')"})
     bits: int = field(default=16, metadata={"help": "4 | 8: QLoRA, the language model quantized (bitsandbytes)"})
     record_ranks: bool = field(default=False, metadata={"help": "write OUTPUT/rank_records/rank{R}.json: batches seen "
                                                                  "per step and a digest of the final trainable tensors"})

@@ -8,6 +8,7 @@ import sys
 
 import torch
 import transformers
+from transformers.integrations import is_deepspeed_zero3_enabled
 
 from llava.adapters import AdapterConfig, inject_adapters, print_trainable_parameters
 from llava.adapters.inject import projector
@@ -34,6 +35,7 @@ def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> 
         num_experts=args.num_experts, num_tasks=num_tasks if args.adapter_scheme == "asymlora" else 1,
         router=args.router, top_k=args.top_k, router_scope=args.router_scope, targets=targets,
         mixture_targets=mixture, balance_coef=args.balance_coef, balance_loss=args.balance_loss,
+        router_bias=args.router_bias,
         task_names=task_names if (args.adapter_scheme == "asymlora" and num_tasks > 1) else [],
     )
 
@@ -60,6 +62,12 @@ def train(argv=None):
     if training_args.fp16 and training_args.adapter_scheme != "lora" and training_args.balance_coef > 0:
         raise ValueError("fp16 loss scaling does not reach the injected balance-loss gradient; use --bf16")
 
+    if training_args.bits < 16 and is_deepspeed_zero3_enabled():
+        raise ValueError(f"--bits {training_args.bits} with ZeRO-3 ({training_args.deepspeed}) is not supported: ZeRO-3 "
+                         "cannot partition bitsandbytes' packed weights here. Use configs/deepspeed/zero2.json or no "
+                         "DeepSpeed (a 4-bit 7B LM fits one GPU).")
+    if training_args.bits < 16 and not training_args.lora_enable:
+        raise ValueError("--bits 4/8 (QLoRA) trains adapters on a frozen quantized LM: pass --lora_enable True")
     model, tokenizer, image_processor = load_model(
         model_args.model_name_or_path, vision_tower=model_args.vision_tower,
         pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, dtype=model_dtype(training_args),
@@ -87,6 +95,10 @@ def train(argv=None):
     else:
         raise ValueError("nothing to train: pass --lora_enable True (adapters) or --tune_mm_mlp_adapter True")
     print_trainable_parameters(model)
+    if training_args.bits < 16:
+        # transformers' Trainer refuses a quantized model unless adapters were attached through its PEFT
+        # integration, which this flag records; ours were attached by inject_adapters just above.
+        model._hf_peft_config_loaded = True
 
     if training_args.gradient_checkpointing:
         model.enable_input_require_grads()  # frozen embeddings: reentrant checkpoints need a grad-requiring input
@@ -94,7 +106,7 @@ def train(argv=None):
     base_info = dict(model_name_or_path=model_args.model_name_or_path, vision_tower=model_args.vision_tower,
                      pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, model_seed=model_args.model_seed,
                      template=model_args.version, image_aspect_ratio=data_args.image_aspect_ratio,
-                     task_names=dataset.task_names)
+                     task_names=dataset.task_names, bits=training_args.bits)
     collator = SupervisedCollator(tokenizer.pad_token_id)
     trainer = LlavaTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                            processing_class=tokenizer, image_processor=image_processor, base_info=base_info)

@@ -15,6 +15,8 @@ def test_deepspeed_configs(name, stage):
     assert cfg["zero_optimization"]["stage"] == stage
     assert cfg["train_micro_batch_size_per_gpu"] == "auto" and cfg["gradient_accumulation_steps"] == "auto"
     assert cfg["bf16"]["enabled"] == "auto"
+    # the Trainer builds optimizer (projector group) and schedule; a section here would replace them silently
+    assert "optimizer" not in cfg and "scheduler" not in cfg
     if name == "zero3":  # checkpoints need the gathered 16-bit adapter weights
         assert cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     if name == "zero3_offload":

@@ -34,3 +34,21 @@ def test_finetune_script_on_tiny(tmp_path, name):
         assert "router load per task" in output
         for task in ("shape", "color", "yesno"):
             assert f"| {task} |" in output
+
+
+def _check_only(tmp_path, **env):
+    """Run finetune.sh up to its path checks (a MODEL that is not there fails before anything heavy starts)."""
+    data = tmp_path / "d.json"
+    data.write_text("[]")
+    full_env = {**os.environ, "OUTPUT": str(tmp_path / "o"), "PYTHON": sys.executable, "DATA": str(data), **env}
+    return subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=full_env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_script_takes_a_gguf_model_file_and_empty_values_mean_none(tmp_path):
+    proc = _check_only(tmp_path, MODEL=str(tmp_path / "lm.gguf"), VISION_TOWER="", PROJECTOR="", DEEPSPEED="")
+    assert proc.returncode == 2 and "a .gguf language model file" in proc.stderr  # checked as a file, not a dir
+    proc = _check_only(tmp_path, MODEL=str(tmp_path), VISION_TOWER="", PROJECTOR="", DEEPSPEED="", GLOBAL_BATCH="100",
+                       BATCH="16")
+    assert "VISION_TOWER" not in proc.stderr and "PROJECTOR" not in proc.stderr  # empty: none, not the 7B default
+    assert "GLOBAL_BATCH=100 is not a multiple of BATCH=16 x NUM_GPUS=1" in proc.stderr

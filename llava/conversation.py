@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llava.constants import DEFAULT_IMAGE_TOKEN
+
+# LLaVA's conversation.py: `conv_vicuna_v1` (`--version v1`, LLaVA-1.5's training and eval template) says "user",
+# `conv_llava_v1` says "human"; the rest of the two templates is the same.
 VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+LLAVA_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
 )
@@ -21,7 +29,8 @@ class Template:
     """A LLaVA conversation template.
 
     style "two": ``system + sep + ROLE: msg + sep | sep2`` alternating (vicuna_v1, llava_v1).
-    style "plain": the pre-training format, ``msg0 + sep + msg1 + sep`` with no roles and no system prompt.
+    style "plain": stage-1 pre-training, LLaVA's `preprocess_plain`: per exchange the image placeholder (the question
+    text is dropped) + reply + sep; only reply + sep are supervised.
     """
 
     name: str
@@ -60,22 +69,22 @@ class Template:
                     start = len(text)
                     text += msg + self.sep
                     spans.append((start, len(text)))
-                else:
-                    text += msg + self.sep
+                elif DEFAULT_IMAGE_TOKEN in msg:
+                    text += DEFAULT_IMAGE_TOKEN
             return text, spans
         raise ValueError(f"unknown template style {self.style!r}")
 
     def prompt(self, question: str) -> str:
         """The generation prompt for one user question (evaluation)."""
         if self.style == "plain":
-            return question + self.sep
+            return DEFAULT_IMAGE_TOKEN if DEFAULT_IMAGE_TOKEN in question else ""
         text, _ = self.render([(0, question)], add_generation_prompt=True)
         return text
 
 
 TEMPLATES: dict[str, Template] = {
     "vicuna_v1": Template("vicuna_v1", VICUNA_SYSTEM, ("USER", "ASSISTANT"), "two", " ", "</s>"),
-    "llava_v1": Template("llava_v1", VICUNA_SYSTEM, ("USER", "ASSISTANT"), "two", " ", "</s>"),
+    "llava_v1": Template("llava_v1", LLAVA_SYSTEM, ("USER", "ASSISTANT"), "two", " ", "</s>"),
     "plain": Template("plain", "", ("", ""), "plain", "\n"),
 }
 # LLaVA's `--version` values and their templates.

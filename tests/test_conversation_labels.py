@@ -1,22 +1,43 @@
 """Templates render LLaVA's exact strings, and labels supervise exactly the assistant replies + their </s>."""
 
+import pytest
+
 from llava.constants import IGNORE_INDEX
-from llava.conversation import VICUNA_SYSTEM, get_template
+from llava.conversation import get_template
 from llava.data.preprocess import move_image_to_front, tokenize_conversation
 
 TURNS = [(0, "Is it red?"), (1, "yes"), (0, "What shape?"), (1, "a circle")]
 
 
-def test_vicuna_v1_renders_llava_string():
-    text, spans = get_template("v1").render(TURNS)
-    assert text == (VICUNA_SYSTEM + " USER: Is it red? ASSISTANT: yes</s>USER: What shape? ASSISTANT: a circle</s>")
-    assert [text[s:e] for s, e in spans] == ["yes</s>", "a circle</s>"]
-    assert get_template("v1").prompt("Q") == VICUNA_SYSTEM + " USER: Q ASSISTANT:"
+# LLaVA's conversation.py strings, written out by hand (not imported from our module)
+USER_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+               "detailed, and polite answers to the user's questions.")
+HUMAN_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives "
+                "helpful, detailed, and polite answers to the human's questions.")
+EXCHANGES = [("Is it red?", "yes"), ("What shape?", "a circle"), ("How many?", "2"), ("Where?", "top left")]
 
 
-def test_plain_template_is_caption_then_newline():
-    text, spans = get_template("plain").render([(0, "<image>"), (1, "a cat")])
-    assert text == "<image>\na cat\n" and [text[s:e] for s, e in spans] == ["a cat\n"]
+@pytest.mark.parametrize("version,system", [("v1", USER_SYSTEM), ("vicuna_v1", USER_SYSTEM), ("llava_v1", HUMAN_SYSTEM)])
+@pytest.mark.parametrize("rounds", [1, 2, 3, 4])
+def test_two_style_templates_render_llavas_strings(version, system, rounds):
+    turns = [t for q, a in EXCHANGES[:rounds] for t in ((0, q), (1, a))]
+    text, spans = get_template(version).render(turns)
+    expected = system + " " + "".join(f"USER: {q} ASSISTANT: {a}</s>" for q, a in EXCHANGES[:rounds])
+    assert text == expected
+    assert [text[s:e] for s, e in spans] == [a + "</s>" for _, a in EXCHANGES[:rounds]]
+    assert get_template(version).prompt("Q") == system + " USER: Q ASSISTANT:"
+
+
+def test_plain_template_is_image_then_caption_then_newline():
+    """LLaVA's preprocess_plain: '<image>' + caption + '\\n'; the question text is dropped."""
+    turns = move_image_to_front([(0, "Describe the image.\n<image>"), (1, "a cat")], has_image=True)
+    text, spans = get_template("plain").render(turns)
+    assert text == "<image>a cat\n" and [text[s:e] for s, e in spans] == ["a cat\n"]
+
+
+def test_only_the_image_turn_is_stripped():
+    turns = move_image_to_front([(0, " <image>\nWhat is it? "), (1, " a dog "), (0, " and now? "), (1, "a cat ")], True)
+    assert turns == [(0, "<image>\nWhat is it?"), (1, " a dog "), (0, " and now? "), (1, "a cat ")]
 
 
 def test_two_turn_vicuna_mask_token_by_token(tiny_tokenizer):

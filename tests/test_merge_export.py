@@ -99,3 +99,47 @@ def test_merge_cli_writes_a_plain_llava_hf_model(tmp_path, small_data):
     color = unmerged.adapter_config.task_id("color")
     torch.testing.assert_close(ckpt_logits(merged, tokenizer), ckpt_logits(unmerged, tokenizer, torch.tensor([color] * 2)),
                                atol=1e-5, rtol=1e-5)
+
+
+def test_export_peft_from_a_bare_causal_lm(tmp_path):
+    """inject_adapters accepts a plain LlamaForCausalLM; its export must load into PEFT too (no language_model)."""
+    from transformers import LlamaForCausalLM
+
+    text_config = build_tiny(seed=0)[0].config.text_config
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(text_config).eval()
+    reference = LlamaForCausalLM(text_config).eval()
+    reference.load_state_dict(lm.state_dict())
+    inject_adapters(lm, AdapterConfig(r=4, dropout=0.0))
+    with torch.no_grad():
+        for m in lm.modules():
+            if isinstance(m, AdapterLinear):
+                m.lora_B.normal_(std=0.05)
+    ids = torch.tensor([[1, 50, 61, 72, 90]])
+    with torch.no_grad():
+        expected = lm(input_ids=ids).logits
+    export_peft(lm, str(tmp_path / "peft"))
+    peft_model = PeftModel.from_pretrained(reference, str(tmp_path / "peft")).eval()
+    with torch.no_grad():
+        got = peft_model(input_ids=ids).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_base_keeps_fp32_adapters_and_merges_within_bf16_rounding():
+    model, _ = build_tiny(seed=0, dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    inject_adapters(model, AdapterConfig(r=4, dropout=0.0))
+    layer = model.model.language_model.layers[0].mlp.up_proj
+    assert layer.lora_A.dtype == layer.lora_B.dtype == torch.float32  # as PEFT's autocast_adapter_dtype
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, AdapterLinear):
+                m.lora_B.normal_(std=0.05)
+    x = torch.randn(2, 3, layer.in_features, dtype=torch.bfloat16)
+    assert layer(x).dtype == torch.bfloat16  # computed in the input dtype
+    w64 = layer.base.weight.double() + layer.scaling * (layer.lora_B.double() @ layer.lora_A.double())
+    merge_adapters(model)
+    merged = model.model.language_model.layers[0].mlp.up_proj.weight
+    assert merged.dtype == torch.bfloat16
+    # one rounding of the exact sum: at most half a bf16 ulp (2^-8 relative) from the fp64 reference
+    assert ((merged.double() - w64).abs() <= w64.abs() * 2**-8 + 1e-30).all()

@@ -86,3 +86,23 @@ def test_flash_attention_needs_the_extra():
         with pytest.raises(ImportError, match=r"llava-asymlora\[flash\]"):
             resolve_attn_implementation("flash_attention_2")
     assert resolve_attn_implementation(None) == "sdpa"
+
+
+def test_original_checkpoint_with_inv_freq_and_a_tuned_tower(saved):
+    """Older transformers saved rotary `inv_freq` buffers; a checkpoint whose tower was tuned carries its tensors:
+    the first are ignored, the second replace the stock tower from mm_vision_tower."""
+    from safetensors.torch import load_file, save_file
+
+    model, tokenizer, tmp = saved
+    with torch.no_grad():
+        model.model.vision_tower.encoder.layers[0].mlp.fc1.weight.add_(1.0)  # "tuned"
+    save_original_llava(model, tokenizer, str(tmp / "orig"), str(tmp / "clip"), include_tower=True)
+    path = tmp / "orig" / "model.safetensors"
+    state = load_file(str(path))
+    assert "model.vision_tower.vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight" in state  # LLaVA's names
+    state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(8)
+    save_file(state, str(path), metadata={"format": "pt"})
+    loaded, _, _ = load_model(str(tmp / "orig"))
+    torch.testing.assert_close(loaded.model.vision_tower.encoder.layers[0].mlp.fc1.weight,
+                               model.model.vision_tower.encoder.layers[0].mlp.fc1.weight, atol=0, rtol=0)
+    torch.testing.assert_close(loaded(**_inputs(loaded)).logits, model(**_inputs(model)).logits, atol=0, rtol=0)

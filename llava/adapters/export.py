@@ -24,7 +24,9 @@ def export_peft(model, directory: str, base_model_name_or_path: str | None = Non
     trained_projector = any(p.requires_grad for p in projector.values())
     if trained_projector:
         tensors.update({f"base_model.model.{n}": p for n, p in projector.items()})
-    targets = "|".join(sorted(config.targets))
+    # The exact adapted modules (PEFT matches a listed name exactly or as a dotted suffix), so the export fits any
+    # model inject_adapters accepts: LLaVA, or a bare causal LM whose layers are not under `language_model`.
+    targets = sorted(name for name, _ in layers)
     peft_config = {
         "peft_type": "LORA",
         "task_type": None,
@@ -32,7 +34,7 @@ def export_peft(model, directory: str, base_model_name_or_path: str | None = Non
         "r": config.r,
         "lora_alpha": config.alpha,
         "lora_dropout": config.dropout,
-        "target_modules": rf".*language_model.*\.({targets})",
+        "target_modules": targets,
         "modules_to_save": ["multi_modal_projector"] if trained_projector else None,
         "bias": "none",
         "fan_in_fan_out": False,

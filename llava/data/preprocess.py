@@ -1,7 +1,8 @@
 """Conversation -> (input_ids, labels): LLaVA's supervision, computed from character spans.
 
 The template renders the prompt and reports which characters are assistant replies (+ their end token). A token is
-supervised when its character span overlaps a reply. Every way this can go wrong silently in LLaVA's round-length
+supervised when its character span overlaps a reply, or when it is the separator space alone, split off in front of
+a reply (LLaVA supervises that token too). Every way this can go wrong silently in LLaVA's round-length
 arithmetic is an explicit check here: a reply that got no token, a reply end that is not the tokenizer's eos, an
 <image> that did not become exactly one image token.
 """
@@ -25,13 +26,18 @@ class Tokenized:
 
 
 def move_image_to_front(turns: list[tuple[int, str]], has_image: bool) -> list[tuple[int, str]]:
-    """LLaVA-1.5 puts the image first in the first human turn: '<image>\\n' + question."""
+    """As LLaVA's `preprocess_multimodal`: the turn holding <image> becomes '<image>\\n' + its text, stripped; no
+    other turn is touched. An image sample with no <image> tag gets it in front of the first turn."""
     if not has_image:
         return turns
-    cleaned = [(role, value.replace(DEFAULT_IMAGE_TOKEN, "").strip()) for role, value in turns]
-    role, value = cleaned[0]
-    cleaned[0] = (role, f"{DEFAULT_IMAGE_TOKEN}\n{value}")
-    return cleaned
+    if not any(DEFAULT_IMAGE_TOKEN in value for _, value in turns):
+        turns = [(turns[0][0], DEFAULT_IMAGE_TOKEN + turns[0][1]), *turns[1:]]
+    out = []
+    for role, value in turns:
+        if DEFAULT_IMAGE_TOKEN in value:
+            value = (DEFAULT_IMAGE_TOKEN + "\n" + value.replace(DEFAULT_IMAGE_TOKEN, "").strip()).strip()
+        out.append((role, value))
+    return out
 
 
 def tokenize_conversation(turns, template: Template | ChatTemplate, tokenizer, image_seq_length: int, max_length: int,
@@ -51,6 +57,11 @@ def tokenize_conversation(turns, template: Template | ChatTemplate, tokenizer, i
         if not hit:
             raise DataError(where, f"template/tokenizer mismatch: reply at characters {span_start}-{span_end} "
                             f"got no tokens (template {template.name!r})")
+        before = hit[0] - 1  # a lone "▁" split off in front of the reply (replies starting with a digit, a newline,
+        # a byte-fallback character): LLaVA's preprocess_v1 supervises it (its `instruction_len - 2`), and so do we
+        if template.style == "two" and before >= 0 and offsets[before] == (span_start - 1, span_start) \
+                and text[span_start - 1] == " ":
+            hit.insert(0, before)
         for i in hit:
             labels[i] = ids[i]
         if template.style == "two" and ids[hit[-1]] != tokenizer.eos_token_id:

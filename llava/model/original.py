@@ -46,7 +46,9 @@ def from_original_llava(path: str, vision_tower: str | None = None, dtype=None, 
     tower = load_vision_tower(tower_path, dtype)
     tuned_tower = read_prefixed(path, TOWER_KEY)
     if tuned_tower:  # a fine-tuned tower in the checkpoint wins over the stock one it started from
-        copy_into(tower, {k.removeprefix(TOWER_KEY): v for k, v in tuned_tower.items()},
+        # LLaVA names them after CLIPVisionModel's old layout (`...vision_model.encoder...`); transformers 5 drops
+        # the `vision_model.` level
+        copy_into(tower, {k.removeprefix(TOWER_KEY).removeprefix("vision_model."): v for k, v in tuned_tower.items()},
                   f"{path}: vision tower tensors ({TOWER_KEY}*)")
     kwargs = {"quantization_config": quantization_config} if quantization_config is not None else {}
     lm = LlamaForCausalLM.from_pretrained(path, config=llama_config(raw), dtype=dtype,
@@ -66,7 +68,7 @@ def save_original_llava(model, tokenizer, path: str, vision_tower_path: str, inc
     os.makedirs(path, exist_ok=True)
     inverse = [("model.multi_modal_projector.linear_1.", "model.mm_projector.0."),
                ("model.multi_modal_projector.linear_2.", "model.mm_projector.2."),
-               ("model.vision_tower.", TOWER_KEY),
+               ("model.vision_tower.", TOWER_KEY + "vision_model."),
                ("model.language_model.", "model."), ("lm_head.", "lm_head.")]
     state = {}
     for key, value in model.state_dict().items():

@@ -16,7 +16,7 @@ from transformers import (
 )
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.conversation import VICUNA_SYSTEM
+from llava.conversation import LLAVA_SYSTEM
 from llava.model.zero import gathered_for_write
 
 TINY_IMAGE_SIZE = 32
@@ -25,7 +25,7 @@ SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", DEFAULT_IMAGE_TOKEN]
 
 # Enough English for byte-level BPE to learn merges for the templates and the demo's questions and answers.
 _CORPUS = [
-    VICUNA_SYSTEM,
+    LLAVA_SYSTEM,
     "USER: ASSISTANT: What shape is in the image? What is the shape? What color is the shape?",
     "Is there a circle in the image? Is there a rectangle? Is there a triangle? Does the image contain a shape?",
     "Is there a red shape? Is there a green shape? Is there a blue shape? Is there not a gray shape?",

@@ -67,9 +67,9 @@ def authors_forward(model, ref, inputs):
             w, bias = ref[(layer, "router")]
             routing = torch.softmax(F.linear(x, w, bias), dim=-1)
 
-            def moe(inp, proj):
-                a, bs = ref[(layer, proj)]
-                base = getattr(mlp, f"{proj}_proj")(inp)
+            def moe(inp, which):
+                a, bs = ref[(layer, which)]
+                base = getattr(mlp, f"{which}_proj")(inp)
                 return base + sum(routing[..., e:e + 1] * (inp @ a.t() @ bs[e].t()) * s for e in range(E))
             return moe(mlp.act_fn(moe(x, "gate")) * moe(x, "up"), "down")
         mlp.forward = mlp_forward

@@ -34,7 +34,7 @@ def parts(tmp_path_factory):
 
 
 def finetune(parts, out, nproc=1, deepspeed=None, batch=None, grad_accum=None, steps=3, extra="", model=None,
-             tower=True, projector=True):
+             tower=True, projector=True, balance="hydra"):
     _port[0] += 1
     env = {**os.environ, "MODEL": model or parts["lm"], "VISION_TOWER": parts["clip"] if tower else "",
            "PROJECTOR": parts["projector"] if projector else "", "DATA": parts["data"],
@@ -44,7 +44,7 @@ def finetune(parts, out, nproc=1, deepspeed=None, batch=None, grad_accum=None, s
            "DEEPSPEED": f"configs/deepspeed/{deepspeed}.json" if deepspeed else "",
            "EXTRA_ARGS": f"--max_steps {steps} --warmup_ratio 0 --record_ranks True {extra}",
            "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions"),
-           "MASTER_PORT": str(_port[0])}
+           "MASTER_PORT": str(_port[0]), "BALANCE_LOSS": balance}
     if grad_accum:
         env["GRAD_ACCUM"] = str(grad_accum)
     proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=env, capture_output=True,
@@ -75,18 +75,34 @@ def probe_logits(directory):
 
 
 @pytest.fixture(scope="module")
-def single(parts, tmp_path_factory):
-    out = tmp_path_factory.mktemp("single") / "run"
-    logs, records, stdout = finetune(parts, out)
-    assert "global batch 8 = 8 per device x 1 processes x 1 accumulation" in stdout
-    return logs, records, out
+def one_process(parts, tmp_path_factory):
+    """The 1-process reference run per balance-loss kind (made once)."""
+    runs = {}
+
+    def get(balance="hydra"):
+        if balance not in runs:
+            out = tmp_path_factory.mktemp(f"single-{balance}") / "run"
+            logs, records, stdout = finetune(parts, out, balance=balance)
+            assert "global batch 8 = 8 per device x 1 processes x 1 accumulation" in stdout
+            runs[balance] = (logs, records, out)
+        return runs[balance]
+    return get
 
 
-@pytest.mark.parametrize("deepspeed,batch,grad_accum", [(None, 4, 1), ("zero2", 4, 1), ("zero3", 2, 2)])
-def test_two_processes_train_like_one_big_batch(parts, single, tmp_path, deepspeed, batch, grad_accum):
-    ref_logs, ref_records, ref_dir = single
+@pytest.fixture(scope="module")
+def single(one_process):
+    return one_process("hydra")
+
+
+@pytest.mark.parametrize("deepspeed,batch,grad_accum,balance", [
+    (None, 4, 1, "hydra"), ("zero2", 4, 1, "hydra"), ("zero3", 2, 2, "hydra"),
+    (None, 4, 1, "switch"),  # switch pools token counts over ranks: its all-reduce path
+])
+def test_two_processes_train_like_one_big_batch(parts, one_process, tmp_path, deepspeed, batch, grad_accum, balance):
+    ref_logs, ref_records, ref_dir = one_process(balance)
     out = tmp_path / "run"
-    logs, records, stdout = finetune(parts, out, nproc=2, deepspeed=deepspeed, batch=batch, grad_accum=grad_accum)
+    logs, records, stdout = finetune(parts, out, nproc=2, deepspeed=deepspeed, batch=batch, grad_accum=grad_accum,
+                                     balance=balance)
     assert f"= {batch} per device x 2 processes x {grad_accum} accumulation" in stdout
 
     # ranks see disjoint samples, and together exactly the 1-process run's global batches

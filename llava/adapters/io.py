@@ -27,6 +27,12 @@ def adapter_state_dict(model, include_projector: bool = True) -> dict[str, torch
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: str, metadata: dict | None = None) -> None:
     """Write safetensors to a temporary file in the same directory, then rename: readers never see half a file."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -36,6 +42,7 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: str, metadata: dict
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
                   metadata=metadata or {"format": "pt"})
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the rest of a checkpoint follows the umask
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -56,6 +56,9 @@ class TrainingArguments(transformers.TrainingArguments):
                                                                  "routed layers) | switch (per router)"})
     router_bias: bool = field(default=False, metadata={"help": "routers with a bias (the AsymLoRA authors')"})
     bits: int = field(default=16, metadata={"help": "4 | 8: QLoRA, the language model quantized (bitsandbytes)"})
+    logging_nan_inf_filter: bool = field(default=False, metadata={"help": "keep False: a non-finite loss is shown "
+                                                                          "(and stops the run), never averaged away"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "start a new run in an OUTPUT that holds one"})
     record_ranks: bool = field(default=False, metadata={"help": "write OUTPUT/rank_records/rank{R}.json: batches seen "
                                                                  "per step and a digest of the final trainable tensors"})
     remove_unused_columns: bool = field(default=False, metadata={"help": "keep task_ids and pixel_values"})

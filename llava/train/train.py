@@ -19,6 +19,7 @@ from llava.model.image import ImageTransform
 from llava.model.zero import init_deepspeed_distributed
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.extras import check_training_extras
+from llava.train.run_dir import claim_output_dir
 from llava.train.trainer import LlavaTrainer
 
 logger = logging.getLogger("llava.train")
@@ -48,89 +49,97 @@ def model_dtype(args: TrainingArguments) -> torch.dtype:
     return torch.float32
 
 
-def train(argv=None):
+def train(argv=None, callbacks=None):
+    """Parse LLaVA-style arguments and train; `callbacks` are extra transformers TrainerCallbacks."""
     parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_training_extras(training_args)
-    init_deepspeed_distributed(bool(training_args.deepspeed))
-    if model_args.mm_projector_type != "mlp2x_gelu" or model_args.mm_vision_select_layer != -2:
-        raise ValueError("only LLaVA-1.5's projector (mlp2x_gelu) on vision layer -2 is supported")
-    if model_args.mm_use_im_start_end or model_args.mm_use_im_patch_token:
-        raise ValueError("--mm_use_im_start_end/--mm_use_im_patch_token are LLaVA-1.0 options; LLaVA-1.5 uses False")
-    if training_args.fp16 and training_args.adapter_scheme != "lora" and training_args.balance_coef > 0:
-        raise ValueError("fp16 loss scaling does not reach the injected balance-loss gradient; use --bf16")
+    run_lock = claim_output_dir(training_args.output_dir, training_args.resume_from_checkpoint,
+                                training_args.overwrite_output_dir, training_args.process_index == 0)
+    try:
+        init_deepspeed_distributed(bool(training_args.deepspeed))
+        if model_args.mm_projector_type != "mlp2x_gelu" or model_args.mm_vision_select_layer != -2:
+            raise ValueError("only LLaVA-1.5's projector (mlp2x_gelu) on vision layer -2 is supported")
+        if model_args.mm_use_im_start_end or model_args.mm_use_im_patch_token:
+            raise ValueError("--mm_use_im_start_end/--mm_use_im_patch_token are LLaVA-1.0 options; LLaVA-1.5 uses False")
+        if training_args.fp16 and training_args.adapter_scheme != "lora" and training_args.balance_coef > 0:
+            raise ValueError("fp16 loss scaling does not reach the injected balance-loss gradient; use --bf16")
 
-    if training_args.bits < 16 and is_deepspeed_zero3_enabled():
-        raise ValueError(f"--bits {training_args.bits} with ZeRO-3 ({training_args.deepspeed}) is not supported: ZeRO-3 "
-                         "cannot partition bitsandbytes' packed weights here. Use configs/deepspeed/zero2.json or no "
-                         "DeepSpeed (a 4-bit 7B LM fits one GPU).")
-    if training_args.bits < 16 and not training_args.lora_enable:
-        raise ValueError("--bits 4/8 (QLoRA) trains adapters on a frozen quantized LM: pass --lora_enable True")
-    model, tokenizer, image_processor = load_model(
-        model_args.model_name_or_path, vision_tower=model_args.vision_tower,
-        pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, dtype=model_dtype(training_args),
-        attn_implementation=model_args.attn_implementation, seed=model_args.model_seed, bits=training_args.bits)
-    model.config.use_cache = False
+        if training_args.bits < 16 and is_deepspeed_zero3_enabled():
+            raise ValueError(f"--bits {training_args.bits} with ZeRO-3 ({training_args.deepspeed}) is not supported: ZeRO-3 "
+                             "cannot partition bitsandbytes' packed weights here. Use configs/deepspeed/zero2.json or no "
+                             "DeepSpeed (a 4-bit 7B LM fits one GPU).")
+        if training_args.bits < 16 and not training_args.lora_enable:
+            raise ValueError("--bits 4/8 (QLoRA) trains adapters on a frozen quantized LM: pass --lora_enable True")
+        model, tokenizer, image_processor = load_model(
+            model_args.model_name_or_path, vision_tower=model_args.vision_tower,
+            pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, dtype=model_dtype(training_args),
+            attn_implementation=model_args.attn_implementation, seed=model_args.model_seed, bits=training_args.bits)
+        model.config.use_cache = False
 
-    dataset = SupervisedDataset(
-        data_args.data_path, tokenizer, ImageTransform(image_processor, data_args.image_aspect_ratio),
-        image_folder=data_args.image_folder, template=model_args.version,
-        image_seq_length=model.config.image_seq_length, model_max_length=training_args.model_max_length,
-        skip_bad=data_args.skip_bad_samples)
-    logger.info("%d samples, tasks %s", len(dataset), dataset.task_names)
+        dataset = SupervisedDataset(
+            data_args.data_path, tokenizer, ImageTransform(image_processor, data_args.image_aspect_ratio),
+            image_folder=data_args.image_folder, template=model_args.version,
+            image_seq_length=model.config.image_seq_length, model_max_length=training_args.model_max_length,
+            skip_bad=data_args.skip_bad_samples)
+        logger.info("%d samples, tasks %s", len(dataset), dataset.task_names)
 
-    transformers.set_seed(training_args.seed)  # adapter init draws from the global RNG: make --seed govern it
-    if training_args.lora_enable:
-        config = adapter_config_from_args(training_args, dataset.task_names)
-        inject_adapters(model, config, train_projector=not training_args.freeze_mm_mlp_adapter)
-        if config.num_experts > 1 and config.scheme in ("asymlora", "moe_lora", "mixlora"):
-            model.adapter_state.start_load_tracking(len(dataset.task_names), config.num_experts)
-    elif model_args.tune_mm_mlp_adapter:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in projector(model).parameters():
-            p.requires_grad_(True)
-    else:
-        raise ValueError("nothing to train: pass --lora_enable True (adapters) or --tune_mm_mlp_adapter True")
-    print_trainable_parameters(model)
-    if training_args.bits < 16:
-        # transformers' Trainer refuses a quantized model unless adapters were attached through its PEFT
-        # integration, which this flag records; ours were attached by inject_adapters just above.
-        model._hf_peft_config_loaded = True
+        transformers.set_seed(training_args.seed)  # adapter init draws from the global RNG: make --seed govern it
+        if training_args.lora_enable:
+            config = adapter_config_from_args(training_args, dataset.task_names)
+            inject_adapters(model, config, train_projector=not training_args.freeze_mm_mlp_adapter)
+            if config.num_experts > 1 and config.scheme in ("asymlora", "moe_lora", "mixlora"):
+                model.adapter_state.start_load_tracking(len(dataset.task_names), config.num_experts)
+        elif model_args.tune_mm_mlp_adapter:
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for p in projector(model).parameters():
+                p.requires_grad_(True)
+        else:
+            raise ValueError("nothing to train: pass --lora_enable True (adapters) or --tune_mm_mlp_adapter True")
+        print_trainable_parameters(model)
+        if training_args.bits < 16:
+            # transformers' Trainer refuses a quantized model unless adapters were attached through its PEFT
+            # integration, which this flag records; ours were attached by inject_adapters just above.
+            model._hf_peft_config_loaded = True
 
-    if training_args.gradient_checkpointing:
-        model.enable_input_require_grads()  # frozen embeddings: reentrant checkpoints need a grad-requiring input
+        if training_args.gradient_checkpointing:
+            model.enable_input_require_grads()  # frozen embeddings: reentrant checkpoints need a grad-requiring input
 
-    base_info = dict(model_name_or_path=model_args.model_name_or_path, vision_tower=model_args.vision_tower,
-                     pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, model_seed=model_args.model_seed,
-                     template=model_args.version, image_aspect_ratio=data_args.image_aspect_ratio,
-                     task_names=dataset.task_names, bits=training_args.bits)
-    collator = SupervisedCollator(tokenizer.pad_token_id)
-    trainer = LlavaTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
-                           processing_class=tokenizer, image_processor=image_processor, base_info=base_info)
-    resume = training_args.resume_from_checkpoint
-    if resume in ("last", "true", "True"):
-        resume = True  # the newest checkpoint-N under output_dir
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_state()
-    trainer.save_model(training_args.output_dir)
-    if trainer.rank_record is not None:
-        trainer.rank_record.write(model, training_args.output_dir, training_args.process_index)
+        base_info = dict(model_name_or_path=model_args.model_name_or_path, vision_tower=model_args.vision_tower,
+                         pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, model_seed=model_args.model_seed,
+                         template=model_args.version, image_aspect_ratio=data_args.image_aspect_ratio,
+                         task_names=dataset.task_names, bits=training_args.bits)
+        collator = SupervisedCollator(tokenizer.pad_token_id)
+        trainer = LlavaTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
+                               processing_class=tokenizer, image_processor=image_processor, base_info=base_info,
+                               callbacks=callbacks)
+        resume = training_args.resume_from_checkpoint
+        if resume in ("last", "true", "True"):
+            resume = True  # the newest checkpoint-N under output_dir
+        trainer.train(resume_from_checkpoint=resume)
+        trainer.save_state()
+        trainer.save_model(training_args.output_dir)
+        if trainer.rank_record is not None:
+            trainer.rank_record.write(model, training_args.output_dir, training_args.process_index)
 
-    report_lines = [f"samples truncated to model_max_length={training_args.model_max_length}: {dataset.truncated}",
-                    f"bad samples skipped: {dataset.report.total() + collator.dropped} {dataset.report.counts}"]
-    state = getattr(model, "adapter_state", None)
-    if state is not None and state.load is not None:
-        table = load_table(state.load, dataset.task_names, "factor" if config.scheme == "mixlora" else "expert")
-        what = "a-factor selection weight per factor" if config.scheme == "mixlora" else "gate mass per expert"
-        report_lines += [f"router load per task (share of {what}, all routed layers):", table]
-        if training_args.should_save:
-            with open(os.path.join(training_args.output_dir, "router_load.md"), "w") as f:
-                f.write(table + "\n")
-    if training_args.should_log:
-        print("\n".join(report_lines))
+        report_lines = [f"samples truncated to model_max_length={training_args.model_max_length}: {dataset.truncated}",
+                        f"bad samples skipped: {dataset.report.total() + collator.dropped} {dataset.report.counts}"]
+        state = getattr(model, "adapter_state", None)
+        if state is not None and state.load is not None:
+            table = load_table(state.load, dataset.task_names, "factor" if config.scheme == "mixlora" else "expert")
+            what = "a-factor selection weight per factor" if config.scheme == "mixlora" else "gate mass per expert"
+            report_lines += [f"router load per task (share of {what}, all routed layers):", table]
+            if training_args.should_save:
+                with open(os.path.join(training_args.output_dir, "router_load.md"), "w") as f:
+                    f.write(table + "\n")
+        if training_args.should_log:
+            print("\n".join(report_lines))
+    finally:  # the lock is the run's: released when it ends (the OS also drops it on a crash)
+        if run_lock is not None:
+            run_lock.close()
     return trainer
 
 

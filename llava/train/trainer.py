@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 
@@ -31,6 +32,18 @@ from llava.train.rank_record import RankRecord
 
 logger = logging.getLogger(__name__)
 PROJECTOR_FILE = "mm_projector.safetensors"
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def newest_checkpoint_note(output_dir: str) -> str:
+    found = sorted(glob.glob(os.path.join(output_dir, "checkpoint-*")),
+                   key=lambda p: int(p.rsplit("-", 1)[-1]) if p.rsplit("-", 1)[-1].isdigit() else -1)
+    if not found:
+        return "No checkpoint was written yet."
+    return f"The newest checkpoint, {found[-1]}, holds finite weights (--resume_from_checkpoint {found[-1]})."
 
 
 class LlavaTrainer(Trainer):
@@ -101,6 +114,8 @@ class LlavaTrainer(Trainer):
             # divides by the world size once more. Undo that here (as Trainer.compute_loss does), so N x b = 1 x N*b.
             loss = loss * self.accelerator.num_processes
         balance = state.finish_forward() if state is not None else None
+        if model.training:
+            self._stop_if_not_finite(loss, balance)
         ga = self.args.gradient_accumulation_steps if (scaled_for_ga and model.training) else 1
         self._loss_parts["lm_loss"].append(loss.detach().float() * ga)
         if balance is not None and coef > 0:
@@ -126,6 +141,35 @@ class LlavaTrainer(Trainer):
                 elif group.get("name") == "adapters":
                     logs["learning_rate"] = group["lr"]
         super().log(logs, *args, **kwargs)
+
+    # --- non-finite guard ---------------------------------------------------------------------------------------
+    def _stop_if_not_finite(self, loss, balance) -> None:
+        """A NaN/inf loss stops the run before its backward: the weights and every checkpoint stay finite."""
+        bad = (~torch.isfinite(loss.detach())).float()
+        if balance is not None:
+            bad = bad + (~torch.isfinite(balance)).float()
+        if self.accelerator.num_processes > 1:  # every rank stops together, whichever saw it
+            bad = self.accelerator.reduce(bad.to(self.args.device), reduction="sum")
+        if bad.item() == 0:
+            return
+        step = self.state.global_step + 1
+        Trainer.log(self, {"loss": float(loss.detach().float()),
+                           "balance_loss": float(balance) if balance is not None else 0.0})
+        raise NonFiniteLossError(f"step {step}: the loss is not finite (loss {float(loss.detach().float())}, "
+                                 f"balance loss {None if balance is None else float(balance)}); stopped before "
+                                 f"updating the weights. {newest_checkpoint_note(self.args.output_dir)}")
+
+    def _save_checkpoint(self, model, trial):
+        """Refuse to write a checkpoint whose trainable weights are not finite (nothing is written)."""
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        params = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
+        with gathered(params.values()):
+            bad = [n for n, p in params.items() if not torch.isfinite(p.detach()).all()]
+        if bad:
+            raise NonFiniteLossError(f"step {self.state.global_step}: {len(bad)} trainable tensors are not finite "
+                                     f"(first: {bad[0]}); no checkpoint written. "
+                                     f"{newest_checkpoint_note(self.args.output_dir)}")
+        return super()._save_checkpoint(model, trial)
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     def save_model(self, output_dir=None, _internal_call=False):

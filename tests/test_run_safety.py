@@ -1,0 +1,77 @@
+"""A run never silently loses work: a non-finite loss stops it with finite checkpoints left, a used or busy
+OUTPUT is refused before the model loads, weight files get the umask's mode."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from llava.adapters import AdapterConfig, inject_adapters, save_adapters
+from llava.model.checkpoint import load_checkpoint_model
+from llava.model.tiny import build_tiny
+from llava.train.run_dir import RunDirError, claim_output_dir
+from llava.train.train import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_nan_at_step_k_stops_the_run_and_leaves_finite_checkpoints(tmp_path, small_data):
+    spec, folder = small_data
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "tests/nan_run.py", "6", str(out), spec, folder], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "step 6: the loss is not finite" in proc.stderr and "checkpoint-4" in proc.stderr
+    assert "'loss': 'nan'" in proc.stdout or "'loss': nan" in proc.stdout  # logged as nan, never as 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    model, _, _ = load_checkpoint_model(str(out / "checkpoint-4"))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_no_checkpoint_is_written_from_non_finite_weights(tmp_path, small_data):
+    """The fault lands right before a save (after step 4, save_steps 2): the save refuses, checkpoint-2 stays."""
+    spec, folder = small_data
+    proc = subprocess.run([sys.executable, "tests/nan_run.py", "5", str(tmp_path / "run"), spec, folder], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "step 4: 1 trainable tensors are not finite" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2"]
+
+
+def test_a_used_output_is_refused_before_the_model_loads(tmp_path):
+    (tmp_path / "checkpoint-3").mkdir()
+    with pytest.raises(RunDirError, match="--resume_from_checkpoint last"):
+        # a model path that does not exist: reaching the model load would raise something else
+        train(["--model_name_or_path", str(tmp_path / "no-model"), "--data_path", "x.json",
+               "--output_dir", str(tmp_path), "--lora_enable", "True", "--use_cpu", "True"])
+    assert claim_output_dir(str(tmp_path), resume="last", overwrite=False, is_main=True) is not None
+
+
+def test_a_second_concurrent_run_is_refused(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from llava.train.run_dir import claim_output_dir; "
+        f"h = claim_output_dir({str(tmp_path)!r}, None, False, True); print('locked', flush=True); time.sleep(60)")],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirError, match=f"held by pid {holder.pid}"):
+            claim_output_dir(str(tmp_path), None, False, True)
+    finally:
+        holder.kill()
+        holder.wait()
+    claim_output_dir(str(tmp_path), None, False, True).close()  # released with the process that held it
+
+
+def test_weight_files_follow_the_umask(tmp_path):
+    model, _ = build_tiny()
+    inject_adapters(model, AdapterConfig(r=2))
+    old = os.umask(0o022)
+    try:
+        save_adapters(model, str(tmp_path))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "adapter_model.safetensors").st_mode) == 0o644

@@ -1,7 +1,9 @@
 """A run never silently loses work: a non-finite loss stops it with finite checkpoints left, a used or busy
 OUTPUT is refused before the model loads, weight files get the umask's mode."""
 
+import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import torch
 from llava.adapters import AdapterConfig, inject_adapters, save_adapters
 from llava.model.checkpoint import load_checkpoint_model
 from llava.model.tiny import build_tiny
-from llava.train.run_dir import RunDirError, claim_output_dir
+from llava.train.run_dir import RunDirError, claim_output_dir, resolve_resume
 from llava.train.train import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_nan_at_step_k_stops_the_run_and_leaves_finite_checkpoints(tmp_path, small_data):
     spec, folder = small_data
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "tests/nan_run.py", "6", str(out), spec, folder], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "tests/fault_run.py", "nan", "6", str(out), spec, folder], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "step 6: the loss is not finite" in proc.stderr and "checkpoint-4" in proc.stderr
@@ -36,7 +38,7 @@ def test_nan_at_step_k_stops_the_run_and_leaves_finite_checkpoints(tmp_path, sma
 def test_no_checkpoint_is_written_from_non_finite_weights(tmp_path, small_data):
     """The fault lands right before a save (after step 4, save_steps 2): the save refuses, checkpoint-2 stays."""
     spec, folder = small_data
-    proc = subprocess.run([sys.executable, "tests/nan_run.py", "5", str(tmp_path / "run"), spec, folder], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "tests/fault_run.py", "nan", "5", str(tmp_path / "run"), spec, folder], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "step 4: 1 trainable tensors are not finite" in proc.stderr
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2"]
@@ -75,3 +77,37 @@ def test_weight_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "adapter_model.safetensors").st_mode) == 0o644
+
+
+def _losses(out):
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return {h["step"]: h["loss"] for h in history if "loss" in h}
+
+
+@pytest.mark.slow
+def test_kill_during_a_save_then_resume_last_continues_exactly(tmp_path, small_data):
+    spec, folder = small_data
+    run = [sys.executable, "tests/fault_run.py"]
+    full = subprocess.run(run + ["plain", "0", str(tmp_path / "full"), spec, folder], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-2000:]
+    killed = subprocess.run(run + ["kill", "4", str(tmp_path / "run"), spec, folder], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL
+    partial = tmp_path / "run" / "checkpoint-4"
+    assert partial.is_dir() and not (partial / "trainer_state.json").exists()  # killed mid-save: weights, no state
+    resumed = subprocess.run(run + ["plain", "0", str(tmp_path / "run"), spec, folder, "--resume_from_checkpoint",
+                                    "last"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"skipping {partial}: no trainer_state.json" in resumed.stderr
+    assert f"resuming from {tmp_path / 'run' / 'checkpoint-2'}" in resumed.stderr
+    want, got = _losses(tmp_path / "full"), _losses(tmp_path / "run")
+    assert sorted(got) == [1, 2, 3, 4, 5, 6] and all(got[s] == want[s] for s in range(3, 7))  # exact, fp32 CPU
+
+
+def test_an_incomplete_checkpoint_is_refused_by_name(tmp_path):
+    (tmp_path / "checkpoint-2").mkdir()
+    with pytest.raises(RunDirError, match="no trainer_state.json"):
+        resolve_resume(str(tmp_path), str(tmp_path / "checkpoint-2"))
+    with pytest.raises(RunDirError, match="no complete checkpoint-N"):
+        resolve_resume(str(tmp_path), "last", log=lambda _m: None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import json
 import os
 
 LOCK_NAME = ".llava_run.lock"
@@ -49,3 +50,44 @@ def claim_output_dir(output_dir: str, resume, overwrite: bool, is_main: bool):
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def checkpoint_problem(path: str) -> str | None:
+    """Why `path` is not a complete checkpoint, or None. transformers writes a checkpoint in place and its
+    trainer_state.json last, so a save killed part-way leaves it without one (or with a cut one)."""
+    state = os.path.join(path, "trainer_state.json")
+    if not os.path.exists(state):
+        return "no trainer_state.json (the save did not finish)"
+    try:
+        with open(state) as f:
+            json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        return f"trainer_state.json is unreadable ({err})"
+    if not any(os.path.exists(os.path.join(path, f)) for f in FINAL_WEIGHTS):
+        return "no adapter or projector weights"
+    if not (os.path.exists(os.path.join(path, "optimizer.pt")) or glob.glob(os.path.join(path, "global_step*"))):
+        return "no optimizer state"
+    return None
+
+
+def resolve_resume(output_dir: str, resume, log=print):
+    """`last` (or true): the newest complete checkpoint-N, saying which newer ones were skipped and why;
+    a path: that checkpoint, refused with the reason if incomplete. None/False: no resume."""
+    if resume in (None, False, "", "False", "false"):
+        return None
+    if resume not in (True, "last", "true", "True"):
+        problem = checkpoint_problem(resume)
+        if problem:
+            raise RunDirError(f"cannot resume from {resume}: {problem}; --resume_from_checkpoint last picks the "
+                              "newest complete one")
+        return resume
+    found = sorted(glob.glob(os.path.join(output_dir, "checkpoint-*")),
+                   key=lambda p: int(p.rsplit("-", 1)[-1]) if p.rsplit("-", 1)[-1].isdigit() else -1, reverse=True)
+    for path in found:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            log(f"resuming from {path}")
+            return path
+        log(f"skipping {path}: {problem}")
+    raise RunDirError(f"--resume_from_checkpoint last: no complete checkpoint-N in {output_dir}"
+                      + (f" (skipped {len(found)} incomplete)" if found else ""))

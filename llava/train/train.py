@@ -19,7 +19,7 @@ from llava.model.image import ImageTransform
 from llava.model.zero import init_deepspeed_distributed
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.extras import check_training_extras
-from llava.train.run_dir import claim_output_dir
+from llava.train.run_dir import claim_output_dir, resolve_resume
 from llava.train.trainer import LlavaTrainer
 
 logger = logging.getLogger("llava.train")
@@ -59,6 +59,8 @@ def train(argv=None, callbacks=None):
     run_lock = claim_output_dir(training_args.output_dir, training_args.resume_from_checkpoint,
                                 training_args.overwrite_output_dir, training_args.process_index == 0)
     try:
+        resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint,
+                                log=logger.warning if training_args.should_log else (lambda _msg: None))
         init_deepspeed_distributed(bool(training_args.deepspeed))
         if model_args.mm_projector_type != "mlp2x_gelu" or model_args.mm_vision_select_layer != -2:
             raise ValueError("only LLaVA-1.5's projector (mlp2x_gelu) on vision layer -2 is supported")
@@ -116,9 +118,6 @@ def train(argv=None, callbacks=None):
         trainer = LlavaTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                                processing_class=tokenizer, image_processor=image_processor, base_info=base_info,
                                callbacks=callbacks)
-        resume = training_args.resume_from_checkpoint
-        if resume in ("last", "true", "True"):
-            resume = True  # the newest checkpoint-N under output_dir
         trainer.train(resume_from_checkpoint=resume)
         trainer.save_state()
         trainer.save_model(training_args.output_dir)

@@ -1,0 +1,50 @@
+"""Tiny training runs with a fault injected, for tests/test_run_safety.py:
+
+  python tests/fault_run.py nan K OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]   one projector weight turns NaN after
+                                                                                 optimizer step K-1
+  python tests/fault_run.py plain 0 OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]  no fault
+  python tests/fault_run.py kill K OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]  SIGKILL in the middle of saving
+                                                                                 checkpoint-K (weights and optimizer
+                                                                                 written, RNG and trainer state not)
+"""
+
+import os
+import signal
+import sys
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from llava.train.train import train
+
+
+class InjectNaN(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step - 1:
+            with torch.no_grad():
+                model.model.multi_modal_projector.linear_1.weight[0, 0] = float("nan")
+
+
+def kill_while_saving(step: int):
+    original = Trainer._save_rng_state
+
+    def save_rng_state(self, output_dir):  # test-only fault: the process dies part-way through the save
+        if self.state.global_step == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, output_dir)
+    Trainer._save_rng_state = save_rng_state
+
+
+if __name__ == "__main__":
+    mode, k, out, spec, folder, *extra = sys.argv[1:]
+    callbacks = [InjectNaN(int(k))] if mode == "nan" else None
+    if mode == "kill":
+        kill_while_saving(int(k))
+    train(["--model_name_or_path", "tiny", "--data_path", spec, "--image_folder", folder, "--output_dir", out,
+           "--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.0",
+           "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--max_steps", "6", "--save_steps", "2",
+           "--logging_steps", "1", "--report_to", "none", "--use_cpu", "True", "--disable_tqdm", "True",
+           "--model_max_length", "256", "--seed", "0", *extra], callbacks=callbacks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from PIL import Image
 from llava.model.tiny import build_tiny
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the pre-flight data check caches its results; tests keep theirs out of the user's ~/.cache
+os.environ.setdefault("LLAVA_ASYMLORA_CACHE", tempfile.mkdtemp(prefix="llava-test-cache-"))
 torch.set_num_threads(2)
 
 

@@ -24,9 +24,12 @@ class SupervisedDataset(Dataset):
 
     def __init__(self, data_path: str, tokenizer, image_transform=None, image_folder: str = "",
                  template: str = "vicuna_v1", image_seq_length: int = 576, model_max_length: int = 2048,
-                 skip_bad: bool = False):
+                 skip_bad: bool = False, defer_errors: bool = False):
         self.report = SkipReport()
-        self.records, self.task_names = read_records(data_path, skip_bad=skip_bad, report=self.report)
+        self.data_path = data_path
+        # defer_errors: structurally bad records are set aside in self.report instead of raising at the first one,
+        # so the pre-flight summary can list every problem at once (the trainer then stops or skips)
+        self.records, self.task_names = read_records(data_path, skip_bad=skip_bad or defer_errors, report=self.report)
         if not self.records:
             raise DataError(f"{data_path}: no usable samples")
         self.tokenizer = tokenizer
@@ -37,6 +40,13 @@ class SupervisedDataset(Dataset):
         self.model_max_length = model_max_length
         self.skip_bad = skip_bad
         self.truncated = 0
+
+    def drop(self, indices) -> None:
+        """Remove records (the pre-flight check's bad samples) so training never sees them."""
+        drop = set(indices)
+        self.records = [r for i, r in enumerate(self.records) if i not in drop]
+        if not self.records:
+            raise DataError(f"{self.data_path}: no usable samples left after skipping {len(drop)} bad ones")
 
     def __len__(self) -> int:
         return len(self.records)

@@ -44,9 +44,11 @@ class SkipReport:
     """Counts of samples skipped (only with --skip_bad_samples) and truncated, by reason."""
 
     counts: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (where, reason), in reading order
 
     def add(self, reason: str, where: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
+        self.skipped.append((where, reason))
         logger.warning("skipping %s: %s", where, reason)
 
     def total(self) -> int:
@@ -70,30 +72,37 @@ def parse_data_path(spec: str) -> list[tuple[str | None, str]]:
     return out
 
 
-def _read_raw(path: str) -> list[tuple[str, dict]]:
-    """Return (location, sample) pairs; location is `line N` for JSONL, `index N` for a JSON list."""
+def _read_raw(path: str):
+    """(location, sample or DataError) pairs; location is `line N` for JSONL, `index N` for a JSON list. A JSONL line
+    that is not UTF-8 or not JSON is an error of that sample (skippable); a broken JSON list fails the file."""
     if not os.path.exists(path):
         raise DataError(f"data file {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    stripped = text.lstrip()
-    if path.endswith(".jsonl") or (stripped and not stripped.startswith("[")):
+    with open(path, "rb") as f:
+        data = f.read()
+    stripped = data.lstrip()
+    if path.endswith(".jsonl") or (stripped and not stripped.startswith(b"[")):
         rows = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
+        for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
+            if not raw_line.strip():
                 continue
             try:
-                rows.append((f"line {lineno}", json.loads(line)))
+                rows.append((f"line {lineno}", json.loads(raw_line.decode("utf-8"))))
+            except UnicodeDecodeError as e:
+                rows.append((f"line {lineno}", DataError(path, f"line {lineno} is not UTF-8 (byte {e.start})")))
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}: malformed JSON at line {lineno}: {e.msg}") from e
+                rows.append((f"line {lineno}", DataError(path, f"malformed JSON at line {lineno}: {e.msg}")))
         return rows
     try:
-        data = json.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 at byte {e.start}") from e
+    try:
+        parsed = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of samples, got {type(data).__name__}")
-    return [(f"index {i}", row) for i, row in enumerate(data)]
+    if not isinstance(parsed, list):
+        raise DataError(f"{path}: expected a JSON list of samples, got {type(parsed).__name__}")
+    return [(f"index {i}", row) for i, row in enumerate(parsed)]
 
 
 def _parse_turns(raw: dict, where: str) -> list[tuple[int, str]]:
@@ -142,11 +151,15 @@ def read_records(spec: str, skip_bad: bool = False, report: SkipReport | None = 
             sample_id = str(raw.get("id", location)) if isinstance(raw, dict) else location
             where = f"{path}: sample {sample_id} ({location})"
             try:
+                if isinstance(raw, DataError):
+                    raise raw
                 if not isinstance(raw, dict):
                     raise DataError(where, "sample is not a JSON object")
                 turns = _parse_turns(raw, where)
                 image = raw.get("image")
                 has_token = any(DEFAULT_IMAGE_TOKEN in v for _, v in turns)
+                if sum(v.count(DEFAULT_IMAGE_TOKEN) for _, v in turns) > 1:
+                    raise DataError(where, f"more than one {DEFAULT_IMAGE_TOKEN} (one image per sample is supported)")
                 if image is None and has_token:
                     raise DataError(where, f"text contains {DEFAULT_IMAGE_TOKEN} but the sample has no 'image'")
                 if image is not None and not isinstance(image, str):

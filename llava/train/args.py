@@ -29,7 +29,10 @@ class DataArguments:
     image_aspect_ratio: str = field(default="pad", metadata={"help": "pad (LLaVA-1.5) | resize"})
     lazy_preprocess: bool = field(default=True, metadata={"help": "accepted for LLaVA compatibility; always lazy"})
     is_multimodal: bool = field(default=True, metadata={"help": "accepted for LLaVA compatibility"})
-    skip_bad_samples: bool = field(default=False, metadata={"help": "log and count bad samples instead of failing"})
+    skip_bad_samples: bool = field(default=False, metadata={"help": "skip bad samples (listed in "
+                                                                      "OUTPUT/skipped_samples.jsonl) instead of failing"})
+    preflight_workers: int = field(default=-1, metadata={"help": "processes for the pre-flight data check "
+                                                                  "(-1: up to 8 for large data, 0: none)"})
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -13,7 +14,8 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from llava.adapters import AdapterConfig, inject_adapters, print_trainable_parameters
 from llava.adapters.inject import projector
 from llava.adapters.state import load_table
-from llava.data import SupervisedCollator, SupervisedDataset
+from llava.data import DataError, SupervisedCollator, SupervisedDataset
+from llava.data.preflight import preflight, summary
 from llava.model.builder import load_model
 from llava.model.image import ImageTransform
 from llava.model.zero import init_deepspeed_distributed
@@ -47,6 +49,30 @@ def model_dtype(args: TrainingArguments) -> torch.dtype:
     if args.fp16:
         return torch.float16
     return torch.float32
+
+
+def check_data_before_training(dataset, data_args, training_args) -> None:
+    """Pre-flight every sample (data/preflight.py) after the structural read: stop with one summary of every
+    problem, or (--skip_bad_samples) drop exactly the bad samples and list them in OUTPUT/skipped_samples.jsonl."""
+    workers = data_args.preflight_workers
+    if workers < 0:
+        workers = min(8, os.cpu_count() or 1) if len(dataset) >= 2000 else 0
+    with training_args.main_process_first(desc="pre-flight data check"):  # rank 0 checks, the others read its cache
+        bad = preflight(dataset, workers=workers, show_progress=training_args.should_log)
+    structural = list(dataset.report.skipped)
+    problems = structural + [(f"{b.file}: sample {b.sample_id}", b.reason) for b in bad]
+    if problems and not data_args.skip_bad_samples:
+        raise DataError(summary(problems, len(dataset) + len(structural)))
+    if training_args.should_save and data_args.skip_bad_samples:
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        rows = [{"where": where, "reason": reason} for where, reason in structural] + [b.to_json() for b in bad]
+        with open(os.path.join(training_args.output_dir, "skipped_samples.jsonl"), "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+    if bad:
+        dataset.drop(b.index for b in bad)
+    if problems:
+        logger.warning("skipping %d bad samples found before training (OUTPUT/skipped_samples.jsonl)", len(problems))
+    dataset.preflight_skipped = len(bad)
 
 
 def train(argv=None, callbacks=None):
@@ -85,8 +111,9 @@ def train(argv=None, callbacks=None):
             data_args.data_path, tokenizer, ImageTransform(image_processor, data_args.image_aspect_ratio),
             image_folder=data_args.image_folder, template=model_args.version,
             image_seq_length=model.config.image_seq_length, model_max_length=training_args.model_max_length,
-            skip_bad=data_args.skip_bad_samples)
+            skip_bad=data_args.skip_bad_samples, defer_errors=True)
         logger.info("%d samples, tasks %s", len(dataset), dataset.task_names)
+        check_data_before_training(dataset, data_args, training_args)
 
         transformers.set_seed(training_args.seed)  # adapter init draws from the global RNG: make --seed govern it
         if training_args.lora_enable:
@@ -125,7 +152,8 @@ def train(argv=None, callbacks=None):
             trainer.rank_record.write(model, training_args.output_dir, training_args.process_index)
 
         report_lines = [f"samples truncated to model_max_length={training_args.model_max_length}: {dataset.truncated}",
-                        f"bad samples skipped: {dataset.report.total() + collator.dropped} {dataset.report.counts}"]
+                        f"bad samples skipped: {dataset.report.total() + dataset.preflight_skipped} before training "
+                        f"(OUTPUT/skipped_samples.jsonl), {collator.dropped} at fetch"]
         state = getattr(model, "adapter_state", None)
         if state is not None and state.load is not None:
             table = load_table(state.load, dataset.task_names, "factor" if config.scheme == "mixlora" else "expert")

@@ -40,7 +40,7 @@ def generate(root: str, n: int, images: int) -> str:
         for i in range(n):
             rounds = [(rng.choice(QUESTIONS), rng.choice(ANSWERS)) for _ in range(rng.randint(1, 3))]
             convs = []
-            for j, (q, a) in enumerate(rounds):
+            for q, a in rounds:
                 convs += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
             row = {"id": f"s{i}", "conversations": convs}
             if rng.random() < 0.9:

@@ -1,6 +1,7 @@
 """Generation writes one answer per question, and a stopped or killed run resumes without duplicates."""
 
 import json
+import os
 
 import pytest
 
@@ -55,3 +56,45 @@ def test_chunks_cover_everything_once():
     rows = list(range(10))
     parts = [chunk(rows, 3, i) for i in range(3)]
     assert sum(parts, []) == rows
+
+
+def test_resume_never_rewrites_the_answers_file(tmp_path, monkeypatch):
+    out = tmp_path / "answers.jsonl"
+    good = "".join(json.dumps({"question_id": str(i), "text": "x"}) + "\n" for i in range(1000))
+    out.write_text(good + '{"question_id": "1000", "te')
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, mode="r", *a, **k: opened.append(mode) or real_open(f, mode, *a, **k))
+    assert len(answered_ids(str(out))) == 1000
+    monkeypatch.undo()
+    assert out.read_text() == good  # only the unfinished tail is cut (os.truncate): a kill cannot lose a line
+    assert all("w" not in mode and "a" not in mode for mode in opened)
+
+
+def test_missing_images_are_listed_before_loading_and_scored_as_unanswered(tmp_path, model, capsys):
+    from llava.eval.benchmark import main as benchmark_cli
+    from llava.eval.generate import main as generate_cli
+    from tests.eval_fixtures import make_mme
+
+    make_mme(str(tmp_path))
+    qfile = tmp_path / "mme.jsonl"
+    benchmark_cli(["convert", "mme", "--root", str(tmp_path), "--out", str(qfile)])
+    questions = read_questions(str(qfile))
+    folder = tmp_path / "MME" / "MME_Benchmark_release_version"
+    victim = next(q for q in questions if q.get("image"))
+    os.remove(folder / victim["image"])
+    lost = [q["question_id"] for q in questions if q.get("image") == victim["image"]]
+    args = ["--model-path", "tiny", "--question-file", str(qfile), "--answers-file", str(tmp_path / "a.jsonl"),
+            "--image-folder", str(folder), "--max-new-tokens", "2"]
+    with pytest.raises(SystemExit, match=f"{len(lost)} of {len(questions)} questions have no image file"):
+        generate_cli(args)
+    assert not (tmp_path / "a.jsonl").exists()  # refused before the model loaded or anything was written
+    generate_cli(args + ["--skip-missing-images"])
+    rows = lines(tmp_path / "a.jsonl")
+    assert sorted(r["question_id"] for r in rows) == sorted(q["question_id"] for q in questions)
+    assert sorted(r["question_id"] for r in rows if r.get("unanswered")) == sorted(lost)
+    benchmark_cli(["score", "mme", "--root", str(tmp_path), "--answers", str(tmp_path / "a.jsonl"),
+                   "--out-dir", str(tmp_path / "scores")])
+    scored = json.loads((tmp_path / "scores" / "mme.json").read_text())
+    assert sorted(scored["unanswered"]) == sorted(lost)
+    assert f"{len(lost)} questions unanswered (image missing), scored as wrong" in capsys.readouterr().out

@@ -12,6 +12,7 @@ import json
 import os
 
 from llava.eval.benchmarks import BENCHMARKS
+from llava.eval.benchmarks.common import unanswered_ids
 
 
 def main(argv=None):
@@ -41,7 +42,11 @@ def main(argv=None):
         print(f"vizwiz: EvalAI submission with {n} answers -> {args.out}")
     else:
         metrics = bench.score(args.root, args.answers, **kwargs)
+        metrics["unanswered"] = unanswered_ids(args.answers)  # scored as wrong; listed, never dropped
         table = bench.markdown(metrics)
+        if metrics["unanswered"]:
+            table += (f"\n\n{len(metrics['unanswered'])} questions unanswered (image missing), scored as wrong: "
+                      f"{metrics['unanswered'][:10]}")
         if args.out_dir:
             os.makedirs(args.out_dir, exist_ok=True)
             with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:

@@ -31,22 +31,36 @@ def read_questions(path: str) -> list[dict]:
 
 
 def answered_ids(path: str) -> set:
-    """Ids already answered; a trailing partial line (killed mid-write) is dropped from the file."""
+    """Ids already answered. The file is only ever appended to: a trailing partial line (a kill mid-write) is cut
+    off by truncating to the last complete line; nothing before it is rewritten."""
     if not os.path.exists(path):
         return set()
-    done, good = set(), []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if line.endswith("\n"):
-                done.add(row["question_id"])
-                good.append(line)
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(good)
+    with open(path, "rb") as f:
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        os.truncate(path, end)  # drop only the unfinished tail
+    done = set()
+    for lineno, line in enumerate(data[:end].splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            done.add(json.loads(line)["question_id"])
+        except (json.JSONDecodeError, KeyError) as e:
+            raise ValueError(f"{path}: line {lineno} is not an answer row ({e}); the file was not written by "
+                             "llava.eval.generate - move it away") from e
     return done
+
+
+def missing_images(questions: list[dict], image_folder: str) -> list[tuple[str, str]]:
+    """(question_id, path) of every question whose image file is not there: checked before the model loads."""
+    out = []
+    for q in questions:
+        if q.get("image"):
+            path = os.path.join(image_folder, q["image"])
+            if not os.path.isfile(path):
+                out.append((q["question_id"], path))
+    return out
 
 
 def chunk(rows: list, num_chunks: int, chunk_idx: int) -> list:
@@ -107,16 +121,31 @@ class Generator:
 
 def run(model, tokenizer, image_processor, questions: list[dict], answers_file: str, image_folder: str = "",
         conv_mode="vicuna_v1", batch_size: int = 8, max_new_tokens: int = 128, temperature: float = 0.0,
-        model_id: str = "llava", task_id: int | None = None, limit: int | None = None, progress: bool = True) -> int:
+        model_id: str = "llava", task_id: int | None = None, limit: int | None = None, progress: bool = True,
+        skip_missing_images: bool = False) -> int:
     """Answer the questions not yet in `answers_file`; returns how many were answered now."""
     os.makedirs(os.path.dirname(os.path.abspath(answers_file)), exist_ok=True)
     done = answered_ids(answers_file)
     todo = [q for q in questions if q["question_id"] not in done]
+    unanswerable = dict(missing_images(todo, image_folder))
+    if unanswerable and not skip_missing_images:
+        raise FileNotFoundError(f"{len(unanswerable)} questions have no image file, e.g. "
+                                f"{list(unanswerable.items())[:5]}; pass --skip-missing-images to answer the rest "
+                                "(the missing ones are recorded as unanswered and scored as such)")
     if limit is not None:
         todo = todo[:limit]
     gen = Generator(model, tokenizer, image_processor, conv_mode, task_id=task_id)
     written = 0
     with open(answers_file, "a", encoding="utf-8") as out, tqdm(total=len(todo), disable=not progress) as bar:
+        for q in [q for q in todo if q["question_id"] in unanswerable]:
+            row = {"question_id": q["question_id"], "prompt": q["text"], "text": "", "model_id": model_id,
+                   "unanswered": f"image {unanswerable[q['question_id']]} not found",
+                   "metadata": {"category": q.get("category")}}
+            out.write(json.dumps(row) + "\n")
+            written += 1
+        out.flush()
+        bar.update(len(unanswerable))
+        todo = [q for q in todo if q["question_id"] not in unanswerable]
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             images = []
@@ -157,7 +186,16 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=None, help="answer at most this many new questions")
     ap.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--skip-missing-images", action="store_true",
+                    help="answer the questions whose image exists; record the others as unanswered")
     args = ap.parse_args(argv)
+    questions = chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
+    absent = missing_images(questions, args.image_folder)
+    if absent and not args.skip_missing_images:  # before the model loads
+        listing = "\n".join(f"  {qid}: {path}" for qid, path in absent[:20])
+        raise SystemExit(f"{len(absent)} of {len(questions)} questions have no image file:\n{listing}"
+                         + (f"\n  ... and {len(absent) - 20} more" if len(absent) > 20 else "")
+                         + "\npass --skip-missing-images to answer the rest (the missing ones count as unanswered)")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     dtype = ("bf16" if device.startswith("cuda") else "fp32") if args.dtype == "auto" else args.dtype
     model, tokenizer, image_processor = load_checkpoint_model(args.model_path, dtype=dtype)
@@ -166,10 +204,9 @@ def main(argv=None):
     conv_mode = args.conv_mode or info.get("version", "vicuna_v1")
     config = getattr(model, "adapter_config", None)
     task_id = config.task_id(args.task) if (config is not None and args.task is not None) else None
-    questions = chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
     n = run(model, tokenizer, image_processor, questions, args.answers_file, args.image_folder, conv_mode,
             args.batch_size, args.max_new_tokens, args.temperature, os.path.basename(args.model_path.rstrip("/")),
-            task_id, args.limit)
+            task_id, args.limit, skip_missing_images=args.skip_missing_images)
     print(f"answered {n} questions -> {args.answers_file}")
 
 

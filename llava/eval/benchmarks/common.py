@@ -16,6 +16,11 @@ def read_answers(path: str) -> dict:
     return {row["question_id"]: row["text"] for row in read_jsonl(path, required=("question_id", "text"))}
 
 
+def unanswered_ids(path: str) -> list:
+    """Questions that llava.eval.generate --skip-missing-images recorded as unanswered (text "", never right)."""
+    return [row["question_id"] for row in read_jsonl(path, required=("question_id",)) if row.get("unanswered")]
+
+
 def require(path: str, what: str) -> str:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} not found at {path} (see LLaVA's Evaluation.md for the layout)")

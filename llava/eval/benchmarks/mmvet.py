@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from llava.eval.benchmarks.common import missing_answers, pct, read_answers, require
+from llava.eval.benchmarks.common import missing_answers, pct, read_answers, require, unanswered_ids
 from llava.eval.jsonl import write_jsonl
 from llava.eval.judge import Judge
 
@@ -56,8 +56,12 @@ def score(root: str, answers_file: str, cache_path: str | None = None, judge: Ju
     answers = read_answers(answers_file)
     missing_answers(data, answers, "MM-Vet")
     judge = judge or Judge(cache_path=cache_path or answers_file + ".judge_cache.jsonl")
+    unanswered = set(unanswered_ids(answers_file))
     grades, unparseable, cached = {}, [], 0
     for qid, row in data.items():
+        if qid in unanswered:  # image missing at generation: 0, and never sent to the judge
+            grades[qid] = 0.0
+            continue
         result = judge.grade(grading_prompt(row["question"], row["answer"], answers[qid]))
         cached += result["cached"]
         if result["score"] is None:

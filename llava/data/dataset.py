@@ -67,7 +67,7 @@ class SupervisedDataset(Dataset):
         try:
             with Image.open(path) as im:
                 im.load()
-                image = im.convert("RGB")
+                image = im.copy()  # decoded as stored; the transform converts (16-bit scaled, not saturated)
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(where, f"image file {path} is corrupt or unreadable: {e}") from e
         if self.image_transform is None:

@@ -23,7 +23,7 @@ from llava.conversation import get_template
 from llava.data.preprocess import encode_prompt
 from llava.eval.jsonl import read_jsonl
 from llava.model.checkpoint import load_checkpoint_model
-from llava.model.image import ImageTransform
+from llava.model.image import ImageTransform, to_rgb
 
 
 def read_questions(path: str) -> list[dict]:
@@ -155,7 +155,7 @@ def run(model, tokenizer, image_processor, questions: list[dict], answers_file: 
                     if not os.path.exists(path):
                         raise FileNotFoundError(f"question {q['question_id']}: image {path} not found")
                     with Image.open(path) as im:
-                        images.append(im.convert("RGB"))
+                        images.append(to_rgb(im))
                 else:
                     images.append(None)
             prompts = [gen.prompt_for(q["text"], im is not None) for q, im in zip(batch, images)]

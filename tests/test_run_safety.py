@@ -111,3 +111,22 @@ def test_an_incomplete_checkpoint_is_refused_by_name(tmp_path):
         resolve_resume(str(tmp_path), str(tmp_path / "checkpoint-2"))
     with pytest.raises(RunDirError, match="no complete checkpoint-N"):
         resolve_resume(str(tmp_path), "last", log=lambda _m: None)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_by_name(tmp_path):
+    ckpt = tmp_path / "checkpoint-2"
+    ckpt.mkdir()
+    (ckpt / "trainer_state.json").write_text("{}")
+    (ckpt / "adapter_model.safetensors").write_bytes(b"")
+    torch.save({"state": {}}, ckpt / "optimizer.pt")
+    import pickle
+
+    (ckpt / "rng_state.pth").write_bytes(pickle.dumps(_RunsCode()))
+    with pytest.raises(RunDirError, match=r"refused to load .*rng_state\.pth"):
+        resolve_resume(str(tmp_path), str(ckpt))
+    assert not os.path.exists("PWNED") and not (tmp_path / "PWNED").exists()

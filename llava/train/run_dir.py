@@ -12,6 +12,10 @@ import fcntl
 import glob
 import json
 import os
+import pickle
+
+import torch
+from transformers.trainer_pt_utils import safe_globals
 
 LOCK_NAME = ".llava_run.lock"
 FINAL_WEIGHTS = ("adapter_model.safetensors", "mm_projector.safetensors")
@@ -67,6 +71,23 @@ def checkpoint_problem(path: str) -> str | None:
         return "no adapter or projector weights"
     if not (os.path.exists(os.path.join(path, "optimizer.pt")) or glob.glob(os.path.join(path, "global_step*"))):
         return "no optimizer state"
+    for name in ["optimizer.pt", "scheduler.pt", *sorted(os.path.basename(p) for p in
+                                                        glob.glob(os.path.join(path, "rng_state*.pth")))]:
+        refusal = _tensors_only_refusal(os.path.join(path, name))
+        if refusal:
+            return refusal
+    return None
+
+
+def _tensors_only_refusal(path: str) -> str | None:
+    """Resuming unpickles these files; check first (tensors-only, memory-mapped, no code runs) and name the file."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with safe_globals():  # the numpy RNG types transformers itself allows when it reloads rng_state.pth
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        return f"refused to load {path}: not a tensors-only checkpoint file ({type(err).__name__})"
     return None
 
 

@@ -3,6 +3,8 @@
   python tests/fault_run.py nan K OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]   one projector weight turns NaN after
                                                                                  optimizer step K-1
   python tests/fault_run.py plain 0 OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]  no fault
+  python tests/fault_run.py infgrad K ...                                      the projector's gradient is inf
+                                                                                 from step K on
   python tests/fault_run.py kill K OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]  SIGKILL in the middle of saving
                                                                                  checkpoint-K (weights and optimizer
                                                                                  written, RNG and trainer state not)
@@ -28,6 +30,17 @@ class InjectNaN(TrainerCallback):
                 model.model.multi_modal_projector.linear_1.weight[0, 0] = float("nan")
 
 
+class InjectInfGrad(TrainerCallback):
+    """From step K on, the projector's gradient is multiplied by inf (the loss stays finite)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step - 1:
+            model.model.multi_modal_projector.linear_1.weight.register_hook(lambda g: g * float("inf"))
+
+
 def kill_while_saving(step: int):
     original = Trainer._save_rng_state
 
@@ -40,7 +53,7 @@ def kill_while_saving(step: int):
 
 if __name__ == "__main__":
     mode, k, out, spec, folder, *extra = sys.argv[1:]
-    callbacks = [InjectNaN(int(k))] if mode == "nan" else None
+    callbacks = {"nan": [InjectNaN(int(k))], "infgrad": [InjectInfGrad(int(k))]}.get(mode)
     if mode == "kill":
         kill_while_saving(int(k))
     train(["--model_name_or_path", "tiny", "--data_path", spec, "--image_folder", folder, "--output_dir", out,

@@ -35,6 +35,16 @@ def test_nan_at_step_k_stops_the_run_and_leaves_finite_checkpoints(tmp_path, sma
 
 
 @pytest.mark.slow
+def test_a_non_finite_gradient_stops_the_run_before_the_update(tmp_path, small_data):
+    spec, folder = small_data
+    proc = subprocess.run([sys.executable, "tests/fault_run.py", "infgrad", "3", str(tmp_path / "run"), spec, folder],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "step 3: a gradient is not finite" in proc.stderr
+    model, _, _ = load_checkpoint_model(str(tmp_path / "run" / "checkpoint-2"))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.slow
 def test_no_checkpoint_is_written_from_non_finite_weights(tmp_path, small_data):
     """The fault lands right before a save (after step 4, save_steps 2): the save refuses, checkpoint-2 stays."""
     spec, folder = small_data

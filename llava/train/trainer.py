@@ -159,6 +159,20 @@ class LlavaTrainer(Trainer):
                                  f"balance loss {None if balance is None else float(balance)}); stopped before "
                                  f"updating the weights. {newest_checkpoint_note(self.args.output_dir)}")
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """After backward, a non-finite gradient stops the run before the optimizer applies it. Gradients are the
+        all-reduced ones under DDP (every rank stops alike); under DeepSpeed they live in the engine and the loss
+        and checkpoint checks stand guard."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not self.is_deepspeed_enabled:
+            grads = [p.grad for p in self.accelerator.unwrap_model(self.model).parameters()
+                     if p.requires_grad and p.grad is not None]
+            if grads and not torch.isfinite(torch.stack([g.detach().float().abs().max() for g in grads])).all():
+                raise NonFiniteLossError(f"step {self.state.global_step + 1}: a gradient is not finite (loss "
+                                         f"{float(loss):.4g}); stopped before the optimizer applied it. "
+                                         f"{newest_checkpoint_note(self.args.output_dir)}")
+        return loss
+
     def _save_checkpoint(self, model, trial):
         """Refuse to write a checkpoint whose trainable weights are not finite (nothing is written)."""
         unwrapped = self.accelerator.unwrap_model(self.model)

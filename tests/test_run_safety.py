@@ -140,3 +140,18 @@ def test_a_pickle_that_would_run_code_is_refused_by_name(tmp_path):
     with pytest.raises(RunDirError, match=r"refused to load .*rng_state\.pth"):
         resolve_resume(str(tmp_path), str(ckpt))
     assert not os.path.exists("PWNED") and not (tmp_path / "PWNED").exists()
+
+
+def test_a_malicious_model_pickle_is_refused_by_name(tmp_path):
+    from llava.model.builder import load_model
+    from tests.model_parts import write_parts
+
+    paths = write_parts(str(tmp_path))
+    os.remove(os.path.join(paths["lm"], "model.safetensors"))
+    import pickle
+
+    with open(os.path.join(paths["lm"], "pytorch_model.bin"), "wb") as f:
+        f.write(pickle.dumps(_RunsCode()))
+    with pytest.raises(ValueError, match=r"refused to load .*pytorch_model\.bin: not a tensors-only"):
+        load_model(paths["lm"], vision_tower=paths["clip"])
+    assert not os.path.exists("PWNED")

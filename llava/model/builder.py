@@ -12,9 +12,11 @@ quantized by bitsandbytes (QLoRA: `quant.py`).
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
 import os
+import pickle
 
 import torch
 from transformers import AutoTokenizer, CLIPImageProcessorPil, LlavaForConditionalGeneration
@@ -89,6 +91,17 @@ def load_model(model_name_or_path: str, vision_tower: str | None = None, pretrai
     `bits` 4 or 8 loads the language model's linear layers quantized (bitsandbytes); the vision tower, projector
     and lm_head stay in `dtype`.
     """
+    try:
+        return _load_model(model_name_or_path, vision_tower, pretrain_mm_mlp_adapter, dtype, attn_implementation,
+                           seed, bits)
+    except pickle.UnpicklingError as err:  # transformers' weights_only refusal does not say which file
+        folders = [p for p in (model_name_or_path, vision_tower) if p and os.path.isdir(p)]
+        pickles = [f for d in folders for f in sorted(glob.glob(os.path.join(d, "*.bin")))]
+        raise ValueError(f"refused to load {', '.join(pickles) or model_name_or_path}: not a tensors-only weight "
+                         f"file (nothing in it was run): {str(err).splitlines()[0]}") from err
+
+
+def _load_model(model_name_or_path, vision_tower, pretrain_mm_mlp_adapter, dtype, attn_implementation, seed, bits):
     source = detect_source(model_name_or_path)
     dtype = resolve_dtype(dtype)
     attn = resolve_attn_implementation(attn_implementation)

@@ -70,8 +70,9 @@ def test_a_second_concurrent_run_is_refused(tmp_path):
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunDirError, match=f"held by pid {holder.pid}"):
-            claim_output_dir(str(tmp_path), None, False, True)
+        with pytest.raises(RunDirError, match=f"held by pid {holder.pid}"):  # a second run, refused at once
+            train(["--model_name_or_path", str(tmp_path / "no-model"), "--data_path", "x.json",
+                   "--output_dir", str(tmp_path), "--lora_enable", "True", "--use_cpu", "True"])
     finally:
         holder.kill()
         holder.wait()

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_script(name, tmp_path, **env):
     out = tmp_path / name
     full_env = {**os.environ, "MODEL": "tiny", "OUTPUT": str(out), "EPOCHS": "1", "PYTHON": sys.executable,
-                "SAVE_STEPS": "40", "LOGGING_STEPS": "10", **env}
+                "SAVE_STEPS": "40", "LOGGING_STEPS": "10", "EXTRA_ARGS": "--max_steps 160", **env}
     proc = subprocess.run(["bash", f"scripts/{name}.sh"], cwd=ROOT, env=full_env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

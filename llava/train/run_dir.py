@@ -56,6 +56,14 @@ def claim_output_dir(output_dir: str, resume, overwrite: bool, is_main: bool):
     return handle
 
 
+def checkpoints_newest_first(output_dir: str) -> list[str]:
+    """OUTPUT/checkpoint-N directories, highest N first."""
+    def step(path: str) -> int:
+        tail = path.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+    return sorted(glob.glob(os.path.join(output_dir, "checkpoint-*")), key=step, reverse=True)
+
+
 def checkpoint_problem(path: str) -> str | None:
     """Why `path` is not a complete checkpoint, or None. transformers writes a checkpoint in place and its
     trainer_state.json last, so a save killed part-way leaves it without one (or with a cut one)."""
@@ -102,8 +110,7 @@ def resolve_resume(output_dir: str, resume, log=print):
             raise RunDirError(f"cannot resume from {resume}: {problem}; --resume_from_checkpoint last picks the "
                               "newest complete one")
         return resume
-    found = sorted(glob.glob(os.path.join(output_dir, "checkpoint-*")),
-                   key=lambda p: int(p.rsplit("-", 1)[-1]) if p.rsplit("-", 1)[-1].isdigit() else -1, reverse=True)
+    found = checkpoints_newest_first(output_dir)
     for path in found:
         problem = checkpoint_problem(path)
         if problem is None:

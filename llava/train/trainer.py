@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 
@@ -29,6 +28,7 @@ from llava.model.vision_keepalive import VisionKeepalive
 from llava.model.zero import gathered
 from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
 from llava.train.rank_record import RankRecord
+from llava.train.run_dir import checkpoints_newest_first
 
 logger = logging.getLogger(__name__)
 PROJECTOR_FILE = "mm_projector.safetensors"
@@ -39,11 +39,10 @@ class NonFiniteLossError(RuntimeError):
 
 
 def newest_checkpoint_note(output_dir: str) -> str:
-    found = sorted(glob.glob(os.path.join(output_dir, "checkpoint-*")),
-                   key=lambda p: int(p.rsplit("-", 1)[-1]) if p.rsplit("-", 1)[-1].isdigit() else -1)
+    found = checkpoints_newest_first(output_dir)
     if not found:
         return "No checkpoint was written yet."
-    return f"The newest checkpoint, {found[-1]}, holds finite weights (--resume_from_checkpoint {found[-1]})."
+    return f"The newest checkpoint, {found[0]}, holds finite weights (--resume_from_checkpoint {found[0]})."
 
 
 class LlavaTrainer(Trainer):

@@ -95,8 +95,8 @@ def single(one_process):
 
 
 @pytest.mark.parametrize("deepspeed,batch,grad_accum,balance", [
-    (None, 4, 1, "hydra"), ("zero2", 4, 1, "hydra"), ("zero3", 2, 2, "hydra"),
-    (None, 4, 1, "switch"),  # switch pools token counts over ranks: its all-reduce path
+    ("zero2", 4, 1, "hydra"), ("zero3", 2, 2, "hydra"),
+    (None, 4, 1, "switch"),  # DDP; switch pools token counts over ranks: its all-reduce path
 ])
 def test_two_processes_train_like_one_big_batch(parts, one_process, tmp_path, deepspeed, batch, grad_accum, balance):
     ref_logs, ref_records, ref_dir = one_process(balance)

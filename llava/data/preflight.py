@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from llava.cache import cache_dir
 from llava.data.preprocess import move_image_to_front, tokenize_conversation
 from llava.data.sources import DataError, parse_data_path
 
@@ -90,14 +91,9 @@ def _cache_key(dataset) -> str:
     return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:24]
 
 
-def cache_dir() -> str:
-    root = os.environ.get("LLAVA_ASYMLORA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "llava-asymlora")
-    return os.path.join(root, "preflight")
-
-
 def preflight(dataset, workers: int = 0, show_progress: bool = True, use_cache: bool = True) -> list[BadSample]:
     """The bad samples of `dataset` (a SupervisedDataset), checked in `workers` processes (0: in this one)."""
-    path = os.path.join(cache_dir(), _cache_key(dataset) + ".json")
+    path = os.path.join(cache_dir("preflight"), _cache_key(dataset) + ".json")
     if use_cache and os.path.exists(path):
         with open(path) as f:
             found = json.load(f)

@@ -7,7 +7,6 @@ projector is new. Nothing is re-initialised, so the LM inside LLaVA computes exa
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import torch
@@ -21,6 +20,7 @@ from transformers import (
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.model.gguf import converted_gguf_dir
 from llava.model.image import clip_image_processor
 from llava.model.weights import load_projector
 from llava.model.zero import gathered_for_write, zero3_paused
@@ -89,28 +89,21 @@ def assemble(vision_tower: CLIPVisionModel, lm, tokenizer, dtype: torch.dtype, a
     return model
 
 
-def lm_location(path: str) -> tuple[str, dict]:
-    """A Llama/Vicuna directory, or a single .gguf file (transformers de-quantizes it; needs the gguf package)."""
+def lm_location(path: str) -> str:
+    """A Llama/Vicuna directory, or a single .gguf file (de-quantized once into the user cache: model/gguf.py)."""
     if path.endswith(".gguf"):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"language model file {path} not found")
-        if importlib.util.find_spec("gguf") is None:
-            raise ImportError("loading a .gguf language model needs the gguf package: pip install gguf")
-        return os.path.dirname(os.path.abspath(path)), {"gguf_file": os.path.basename(path)}
-    return path, {}
+        return converted_gguf_dir(path)
+    return path
 
 
 def from_parts(vision_tower: str, language_model: str, projector: str | None = None, dtype=torch.float32,
                attn_implementation: str = "sdpa", quantization_config=None):
     """(model, tokenizer, image_processor) from a tower dir, an LM dir or .gguf file, and an optional projector."""
     tower = load_vision_tower(vision_tower, dtype)
-    lm_dir, lm_kwargs = lm_location(language_model)
-    if quantization_config is not None:
-        lm_kwargs["quantization_config"] = quantization_config
-    lm = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=dtype, attn_implementation=attn_implementation,
-                                              **lm_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(lm_dir, use_fast=True, **{k: v for k, v in lm_kwargs.items()
-                                                                         if k == "gguf_file"})
+    lm_dir = lm_location(language_model)
+    quant = {} if quantization_config is None else {"quantization_config": quantization_config}
+    lm = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=dtype, attn_implementation=attn_implementation, **quant)
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir, use_fast=True)
     model = assemble(tower, lm, tokenizer, dtype, attn_implementation)
     if projector:
         load_projector(model, projector)

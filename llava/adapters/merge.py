@@ -44,6 +44,7 @@ def main(argv=None):
     # An entry point may reach up a layer: rebuilding the frozen base is the model package's job.
     from llava.adapters.io import load_adapters
     from llava.model.checkpoint import load_checkpoint_model
+    from llava.model.hf_export import save_llava_hf
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="a training checkpoint or output directory")
@@ -54,9 +55,8 @@ def main(argv=None):
     model, tokenizer, image_processor = load_checkpoint_model(args.checkpoint, dtype=args.dtype, load_weights=False)
     load_adapters(model, args.checkpoint)
     merge_adapters(model, args.task)
-    model.save_pretrained(args.out)
-    tokenizer.save_pretrained(args.out)
-    image_processor.save_pretrained(args.out)
+    version = (getattr(model, "llava_base_info", None) or {}).get("version", "vicuna_v1")
+    save_llava_hf(model, tokenizer, image_processor, args.out, version)  # loads in AutoProcessor / pipeline as is
     print(f"merged model written to {args.out}")
 
 

@@ -1,0 +1,65 @@
+"""Every llava-hf directory we write is complete: transformers' own AutoProcessor, chat template and
+`pipeline("image-text-to-text")` work on it as is, and answer exactly as `python -m llava.eval.generate` does."""
+
+import json
+
+import pytest
+from PIL import Image
+from transformers import AutoProcessor, pipeline
+
+from llava.adapters.merge import main as merge_cli
+from llava.conversation import get_template
+from llava.eval.generate import main as generate_cli
+from llava.model.hf_export import jinja_for
+from llava.model.tiny import build_tiny_tokenizer
+
+
+@pytest.mark.parametrize("version", ["vicuna_v1", "llava_v1"])
+def test_chat_template_renders_the_training_template(version):
+    template = get_template(version)
+    tok = build_tiny_tokenizer()
+    tok.chat_template = jinja_for(template)
+    turns = [(0, "<image>\nWhat shape?"), (1, "A circle."), (0, "And the colour?"), (1, "red")]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What shape?"}]},
+                {"role": "assistant", "content": "A circle."},
+                {"role": "user", "content": [{"type": "text", "text": "And the colour?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "red"}]}]
+    assert tok.apply_chat_template(messages, tokenize=False) == "<s>" + template.render(turns)[0]
+    prompt = tok.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    assert prompt == "<s>" + template.prompt("<image>\nWhat shape?")
+    assert prompt.endswith("What shape? ASSISTANT:")  # LLaVA's eval prompt, no trailing space
+    custom = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, messages[2]], tokenize=False,
+                                     add_generation_prompt=True)
+    assert custom == "<s>Be brief. USER: And the colour? ASSISTANT:"
+    assert jinja_for(get_template("plain")) is None  # stage-1 pre-training has no conversation
+
+
+def test_merged_dir_answers_in_transformers_pipeline_as_in_generate(tmp_path, small_data):
+    from tests.test_checkpoints import run_training
+
+    run_training(small_data, tmp_path / "run", "asymlora_tasks", max_steps=2)
+    merged = tmp_path / "merged"
+    merge_cli(["--checkpoint", str(tmp_path / "run" / "checkpoint-2"), "--task", "color", "--out", str(merged)])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # written whole, then renamed
+
+    processor = AutoProcessor.from_pretrained(merged)
+    assert processor.patch_size == 8 and processor.vision_feature_select_strategy == "default"
+    assert processor.num_additional_image_tokens == 1
+
+    image = tmp_path / "square.png"  # the tower's own size: no resize, so no interpolation backend can differ
+    Image.new("RGB", (32, 32), (200, 30, 40)).save(image)
+    question = "what color is it?"
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question_id": 0, "image": image.name, "text": "<image>\n" + question}) + "\n")
+    answers = tmp_path / "a.jsonl"
+    generate_cli(["--model-path", str(merged), "--question-file", str(questions), "--answers-file", str(answers),
+                  "--image-folder", str(tmp_path), "--max_new_tokens", "8"])
+    ours = json.loads(answers.read_text())
+    assert ours["metadata"]["full_prompt"] == processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+        add_generation_prompt=True)[len("<s>"):]
+
+    pipe = pipeline("image-text-to-text", model=str(merged))
+    messages = [{"role": "user", "content": [{"type": "image", "url": str(image)}, {"type": "text", "text": question}]}]
+    out = pipe(text=messages, max_new_tokens=8, do_sample=False, return_full_text=False)
+    assert ours["text"] and out[0]["generated_text"].strip() == ours["text"]

@@ -88,7 +88,7 @@ class Generator:
 
     @torch.no_grad()
     def generate(self, prompts: list[str], images: list[Image.Image | None], max_new_tokens: int = 128,
-                 temperature: float = 0.0) -> list[str]:
+                 temperature: float = 0.0, streamer=None) -> list[str]:
         device = next(self.model.parameters()).device
         encoded = [encode_prompt(p, self.tokenizer, self.image_seq_length, self.template.add_special_tokens)
                    for p in prompts]
@@ -109,6 +109,8 @@ class Generator:
             kwargs.update(do_sample=True, temperature=temperature)
         else:
             kwargs.update(do_sample=False)
+        if streamer is not None:  # prints tokens as they come (the terminal chat); one prompt at a time
+            kwargs["streamer"] = streamer
         task_ids = None if self.task_id is None else torch.full((len(prompts),), self.task_id, device=device)
         if getattr(self.model, "adapter_state", None) is not None:
             with adapter_batch(self.model, task_ids=task_ids, token_mask=kwargs["attention_mask"]):

@@ -36,18 +36,19 @@ def read_base_info(directory: str) -> dict:
 
 
 def load_checkpoint_model(directory: str, dtype="fp32", attn_implementation: str | None = None,
-                          load_weights: bool = True):
+                          load_weights: bool = True, bits: int | None = None):
     """Rebuild base model + adapters + projector from a checkpoint. Returns (model, tokenizer, image_processor).
 
-    A merged or plain llava-hf directory (no llava_base.json) loads as a model without adapters.
+    A merged or plain llava-hf directory (no llava_base.json) loads as a model without adapters. `bits` (4/8)
+    overrides the precision the base was trained in (e.g. a 4-bit chat with a model trained in bf16).
     """
     if not os.path.exists(os.path.join(directory, BASE_NAME)):
-        return load_model(directory, dtype=dtype, attn_implementation=attn_implementation)
+        return load_model(directory, dtype=dtype, attn_implementation=attn_implementation, bits=bits or 16)
     info = read_base_info(directory)
     model, tokenizer, image_processor = load_model(
         info["model_name_or_path"], vision_tower=info.get("vision_tower"),
         pretrain_mm_mlp_adapter=info.get("pretrain_mm_mlp_adapter"), dtype=dtype,
-        attn_implementation=attn_implementation, seed=info.get("model_seed", 0), bits=info.get("bits", 16))
+        attn_implementation=attn_implementation, seed=info.get("model_seed", 0), bits=bits or info.get("bits", 16))
     if load_weights and os.path.exists(os.path.join(directory, "adapter_config.json")):
         load_adapters(model, directory)
     model.llava_base_info = info

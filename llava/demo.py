@@ -37,7 +37,7 @@ def main() -> None:
         "--learning_rate", "3e-3", "--mm_projector_lr", "3e-3", "--warmup_ratio", "0.03",
         "--lr_scheduler_type", "cosine", "--num_train_epochs", "8", "--per_device_train_batch_size", "16",
         "--model_max_length", "256", "--logging_steps", "25", "--save_steps", "200", "--save_total_limit", "1",
-        "--group_by_modality_length", "True", "--report_to", "none", "--output_dir", OUTPUT, "--disable_tqdm", "True",
+        "--group_by_modality_length", "True", "--report_to", "none", "--output_dir", OUTPUT,
         "--seed", "0",
     ]
     trainer = train(args)
@@ -63,6 +63,7 @@ def main() -> None:
         q = by_id[row["question_id"]]
         print(f"  Q: {q['text'].splitlines()[0]!r:48} -> {row['text']!r:12} (truth: {q['answer']})")
     print("held-out exact match: " + ", ".join(f"{t} {sum(v)}/{len(v)}" for t, v in sorted(correct.items())))
+    print(f"plots: {OUTPUT}/plots/loss.png, {OUTPUT}/plots/router_load.png")
     print(f"demo finished in {time.time() - t0:.0f} s; checkpoint in {OUTPUT}")
 
 

@@ -94,10 +94,10 @@ args=(
     --balance_loss "${BALANCE_LOSS:-hydra}" --router_bias "${ROUTER_BIAS:-False}"
     --mm_projector_lr "$PROJECTOR_LR" --learning_rate "$LR" --weight_decay 0. --warmup_ratio "$WARMUP"
     --lr_scheduler_type cosine --num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH"
-    --gradient_accumulation_steps "$GRAD_ACCUM" --model_max_length "$MAX_LEN" --gradient_checkpointing "$GRAD_CKPT"
+    --gradient_accumulation_steps "$GRAD_ACCUM" --model_max_length "$MAX_LEN" --activation_checkpointing "$GRAD_CKPT"
     --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2 --logging_steps "$LOGGING_STEPS"
     --dataloader_num_workers "$WORKERS" --lazy_preprocess True --report_to "$REPORT_TO" --output_dir "$OUTPUT"
-    --disable_tqdm True --bits "$BITS"
+    --bits "$BITS"
 )
 [ -n "${MIXTURE_TARGETS:-}" ] && args+=(--mixture_targets "$MIXTURE_TARGETS")
 [ -n "$VISION_TOWER" ] && args+=(--vision_tower "$VISION_TOWER")

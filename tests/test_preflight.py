@@ -55,7 +55,7 @@ def write_mixture(root, n=10_000):
 def run(spec, folder, out, *extra):
     return train(["--model_name_or_path", "tiny", "--data_path", spec, "--image_folder", str(folder),
                   "--output_dir", str(out), "--lora_enable", "True", "--lora_r", "2", "--lora_alpha", "4",
-                  "--per_device_train_batch_size", "128", "--learning_rate", "1e-4", "--gradient_checkpointing", "False",
+                  "--per_device_train_batch_size", "128", "--learning_rate", "1e-4", "--activation_checkpointing", "False",
                   "--logging_steps", "50", "--save_strategy", "no", "--report_to", "none", "--use_cpu", "True",
                   "--disable_tqdm", "True", "--model_max_length", "256", "--record_ranks", "True", *extra])
 

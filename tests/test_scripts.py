@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,16 +18,23 @@ def run_script(name, tmp_path, **env):
     proc = subprocess.run(["bash", f"scripts/{name}.sh"], cwd=ROOT, env=full_env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # no Python warning at all: none from our code, and none that our flags, config or defaults provoke elsewhere
+    warnings = [line for line in proc.stderr.splitlines() if re.search(r"\b[A-Z]\w*Warning: ", line)]
+    assert not warnings, warnings
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [h["loss"] for h in history if "loss" in h]
-    return proc.stdout + proc.stderr, losses, out
+    return proc.stdout, proc.stderr, losses, out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["finetune_lora", "finetune_asymlora", "finetune_moe_lora", "finetune_mixlora"])
 def test_finetune_script_on_tiny(tmp_path, name):
-    output, losses, out = run_script(name, tmp_path)
+    output, stderr, losses, out = run_script(name, tmp_path)
     assert len(losses) >= 4 and losses[-1] < losses[0] * 0.7, losses
+    assert re.search(r"160/160 \[\d\d:\d\d<\d\d:\d\d", stderr)  # one progress bar with total and time left
+    logged = [line for line in output.splitlines() if line.startswith("{'loss': ")]
+    assert len(logged) == 16 and "'loss': '" not in output  # every 10 steps, values as numbers
+    assert (out / "plots" / "loss.png").stat().st_size > 10_000
     checkpoints = sorted(out.glob("checkpoint-*"))
     assert (out / "adapter_model.safetensors").exists() and checkpoints, list(out.iterdir())
     assert all((c / "adapter_config.json").exists() and (c / "adapter_model.safetensors").exists() for c in checkpoints)
@@ -34,6 +42,12 @@ def test_finetune_script_on_tiny(tmp_path, name):
         assert "router load per task" in output
         for task in ("shape", "color", "yesno"):
             assert f"| {task} |" in output
+            assert f"router_load/{task}/" in json.dumps(history_of(out)[-2])  # also what wandb/tensorboard get
+        assert (out / "plots" / "router_load.png").stat().st_size > 10_000
+
+
+def history_of(out):
+    return json.loads((out / "trainer_state.json").read_text())["log_history"]
 
 
 def _check_only(tmp_path, **env):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,7 +51,7 @@ class Router(nn.Module):
         stat = None
         if self.training:
             stat = state.balance.record(id(self), probs, gates, state.mask_for(x))
-            state.record_load(gates)
+            state.record_load(gates, getattr(self, "load_layer", None))
         return gates.to(x.dtype), stat
 
 
@@ -86,3 +88,12 @@ class BlockRouter(Router):
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+def label_router_layers(model) -> None:
+    """Tell every router which transformer layer it sits in (`.layers.N.` in its name), so the router load can be
+    reported per layer as well as in total."""
+    for name, module in model.named_modules():
+        if isinstance(module, Router):
+            match = re.search(r"\.layers\.(\d+)\.", f".{name}.")
+            module.load_layer = int(match.group(1)) if match else None

@@ -21,6 +21,7 @@ class RoutingState:
         self.aux_grad_scale: float = 0.0  # d(total loss)/d(balance loss): balance_coef / gradient-accumulation steps
         self.balance = BalanceLoss(balance_loss)
         self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass; None: not tracked
+        self.layer_load: dict[int, torch.Tensor] = {}  # the same per transformer layer (Router.load_layer)
         self.instance_selection: dict[int, torch.Tensor] = {}  # mixlora: per-layer selection of this batch
 
     def begin_batch(self, task_ids=None, token_mask=None) -> None:
@@ -43,9 +44,10 @@ class RoutingState:
 
     def start_load_tracking(self, num_tasks: int, num_experts: int) -> None:
         self.load = torch.zeros(num_tasks, num_experts)
+        self.layer_load = {}
 
-    def record_load(self, gates: torch.Tensor) -> None:
-        """Add gate mass per (data task, expert); gates is [batch, seq, E]. No host sync."""
+    def record_load(self, gates: torch.Tensor, layer: int | None = None) -> None:
+        """Add gate mass per (data task, expert), in total and for `layer`; gates is [batch, seq, E]. No host sync."""
         if self.load is None or self.task_ids is None or gates.dim() != 3 or self.load.shape[1] != gates.shape[-1]:
             return
         if self.load.device != gates.device:
@@ -54,7 +56,18 @@ class RoutingState:
         g = gates.detach().float()
         if mask is not None:
             g = g * mask.unsqueeze(-1)
-        self.load.index_add_(0, self.task_ids.to(gates.device), g.sum(1))
+        per_task = torch.zeros_like(self.load).index_add_(0, self.task_ids.to(gates.device), g.sum(1))
+        self.load += per_task
+        if layer is not None:
+            if layer not in self.layer_load:
+                self.layer_load[layer] = torch.zeros_like(self.load)
+            self.layer_load[layer] += per_task
+
+
+def load_shares(load: torch.Tensor) -> torch.Tensor:
+    """Rows of a [tasks, E] load as shares (each task's row sums to 1; a task never seen stays 0)."""
+    load = load.detach().float().cpu()
+    return load / load.sum(1, keepdim=True).clamp_min(1e-12)
 
 
 def load_table(load: torch.Tensor, task_names: list[str], unit: str = "expert") -> str:

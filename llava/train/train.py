@@ -13,6 +13,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 
 from llava.adapters import AdapterConfig, inject_adapters, print_trainable_parameters
 from llava.adapters.inject import projector
+from llava.adapters.routing import label_router_layers
 from llava.adapters.state import load_table
 from llava.data import DataError, SupervisedCollator, SupervisedDataset
 from llava.data.preflight import preflight, summary
@@ -21,6 +22,8 @@ from llava.model.image import ImageTransform
 from llava.model.zero import init_deepspeed_distributed
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.extras import check_training_extras
+from llava.train.plots import plot_losses, plot_router_load
+from llava.train.progress import use_numeric_console
 from llava.train.run_dir import claim_output_dir, resolve_resume
 from llava.train.trainer import LlavaTrainer
 
@@ -121,6 +124,7 @@ def train(argv=None, callbacks=None):
             inject_adapters(model, config, train_projector=not training_args.freeze_mm_mlp_adapter)
             if config.num_experts > 1 and config.scheme in ("asymlora", "moe_lora", "mixlora"):
                 model.adapter_state.start_load_tracking(len(dataset.task_names), config.num_experts)
+                label_router_layers(model)
         elif model_args.tune_mm_mlp_adapter:
             for p in model.parameters():
                 p.requires_grad_(False)
@@ -134,7 +138,7 @@ def train(argv=None, callbacks=None):
             # integration, which this flag records; ours were attached by inject_adapters just above.
             model._hf_peft_config_loaded = True
 
-        if training_args.gradient_checkpointing:
+        if training_args.activation_checkpointing:
             model.enable_input_require_grads()  # frozen embeddings: reentrant checkpoints need a grad-requiring input
 
         base_info = dict(model_name_or_path=model_args.model_name_or_path, vision_tower=model_args.vision_tower,
@@ -145,6 +149,7 @@ def train(argv=None, callbacks=None):
         trainer = LlavaTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                                processing_class=tokenizer, image_processor=image_processor, base_info=base_info,
                                callbacks=callbacks)
+        use_numeric_console(trainer)
         trainer.train(resume_from_checkpoint=resume)
         trainer.save_state()
         trainer.save_model(training_args.output_dir)
@@ -162,6 +167,12 @@ def train(argv=None, callbacks=None):
             if training_args.should_save:
                 with open(os.path.join(training_args.output_dir, "router_load.md"), "w") as f:
                     f.write(table + "\n")
+                plot_router_load(state.load, state.layer_load, dataset.task_names,
+                                 "factor" if config.scheme == "mixlora" else "expert",
+                                 os.path.join(training_args.output_dir, "plots", "router_load.png"))
+        if training_args.should_save and plot_losses(trainer.state.log_history,
+                                                     os.path.join(training_args.output_dir, "plots", "loss.png")):
+            report_lines.append(f"plots: {os.path.join(training_args.output_dir, 'plots')}")
         if training_args.should_log:
             print("\n".join(report_lines))
     finally:  # the lock is the run's: released when it ends (the OS also drops it on a crash)

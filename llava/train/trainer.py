@@ -21,6 +21,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 
 from llava.adapters.inject import projector
 from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict, atomic_save_file, load_adapters, save_adapters
+from llava.adapters.state import load_shares
 from llava.data.sampler import ModalityLengthGroupedSampler
 from llava.model.builder import load_projector
 from llava.model.checkpoint import write_base_info
@@ -133,6 +134,7 @@ class LlavaTrainer(Trainer):
                     value = self.accelerator.reduce(value.to(self.args.device), reduction="mean")
                 logs[key] = round(value.item(), 6)
             values.clear()
+        self._log_router_load(logs)
         if "learning_rate" in logs and self.optimizer is not None:
             for group in self.optimizer.param_groups:
                 if group.get("name") == "projector":
@@ -140,6 +142,22 @@ class LlavaTrainer(Trainer):
                 elif group.get("name") == "adapters":
                     logs["learning_rate"] = group["lr"]
         super().log(logs, *args, **kwargs)
+
+    def _log_router_load(self, logs) -> None:
+        """The router load per task so far (shares; summed over ranks) as `router_load/TASK/expertE` scalars, so
+        wandb/tensorboard chart it as it trains; the console line leaves them out (progress.py)."""
+        state = getattr(self.model, "adapter_state", None) if self.model is not None else None
+        if "loss" not in logs or state is None or state.load is None:
+            return
+        load = state.load
+        if self.accelerator.num_processes > 1:
+            load = self.accelerator.reduce(load.to(self.args.device), reduction="sum")
+        unit = "factor" if self.model.adapter_config.scheme == "mixlora" else "expert"
+        names = (self.base_info or {}).get("task_names") or []
+        for t, row in enumerate(load_shares(load)):
+            if load[t].sum() > 0:
+                name = names[t] if t < len(names) else str(t)
+                logs.update({f"router_load/{name}/{unit}{e}": round(v, 4) for e, v in enumerate(row.tolist())})
 
     # --- non-finite guard ---------------------------------------------------------------------------------------
     def _stop_if_not_finite(self, loss, balance) -> None:

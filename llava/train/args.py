@@ -40,9 +40,9 @@ class DataArguments:
 class TrainingArguments(transformers.TrainingArguments):
     model_max_length: int = field(default=2048, metadata={"help": "sequences are truncated (and counted) past this"})
     lora_enable: bool = field(default=False, metadata={"help": "train adapters on the language model"})
-    lora_r: int = 64
-    lora_alpha: float = 16
-    lora_dropout: float = 0.05
+    lora_r: int = field(default=64, metadata={"help": "adapter rank r (the paper: 32)"})
+    lora_alpha: float = field(default=16, metadata={"help": "scale alpha: the update is (alpha / r) B A x"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the adapter input"})
     lora_bias: str = field(default="none", metadata={"help": "only 'none' is supported"})
     mm_projector_lr: float | None = field(default=None, metadata={"help": "projector learning rate (own group)"})
     freeze_mm_mlp_adapter: bool = field(default=False, metadata={"help": "keep the projector frozen"})
@@ -51,9 +51,10 @@ class TrainingArguments(transformers.TrainingArguments):
     num_experts: int = field(default=1, metadata={"help": "routed B heads / experts / mixlora factor pool size"})
     num_tasks: int = field(default=1, metadata={"help": "asymlora task heads; -1: one per data task"})
     router: str = field(default="dense", metadata={"help": "dense | topk"})
-    top_k: int = 1
+    top_k: int = field(default=1, metadata={"help": "experts per token with --router topk"})
     router_scope: str = field(default="module", metadata={"help": "module | mlp_block (paper preset)"})
-    lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+    lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                              metadata={"help": "language-model linear layers that get adapters"})
     mixture_targets: str | None = field(default=None, metadata={"help": "targets that get the mixture; rest: lora"})
     balance_coef: float = field(default=0.0, metadata={"help": "load-balancing loss coefficient"})
     balance_loss: str = field(default="hydra", metadata={"help": "hydra (AsymLoRA authors', per sample over all "

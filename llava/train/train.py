@@ -182,7 +182,15 @@ def train(argv=None, callbacks=None):
 
 
 def main():
-    train(sys.argv[1:])
+    argv = sys.argv[1:]
+    if "-h" in argv or "--help" in argv:
+        from llava.train.help import short_help
+
+        print(short_help())
+        return
+    if "--help-all" in argv:
+        argv = ["--help"]
+    train(argv)
 
 
 if __name__ == "__main__":

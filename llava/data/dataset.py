@@ -1,4 +1,5 @@
-"""A lazy supervised dataset: records are validated when read, tokenised and decoded only when fetched."""
+"""A lazy supervised dataset: records are validated when read (once, into a memory-mapped Arrow table:
+arrow_records.py), tokenised and decoded only when fetched."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from llava.conversation import get_template
+from llava.data.arrow_records import load_records
 from llava.data.preprocess import move_image_to_front, tokenize_conversation
-from llava.data.sources import DataError, SkipReport, read_records
+from llava.data.sources import DataError, SkipReport
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +31,8 @@ class SupervisedDataset(Dataset):
         self.data_path = data_path
         # defer_errors: structurally bad records are set aside in self.report instead of raising at the first one,
         # so the pre-flight summary can list every problem at once (the trainer then stops or skips)
-        self.records, self.task_names = read_records(data_path, skip_bad=skip_bad or defer_errors, report=self.report)
-        if not self.records:
+        self.records, self.task_names = load_records(data_path, skip_bad=skip_bad or defer_errors, report=self.report)
+        if not len(self.records):
             raise DataError(f"{data_path}: no usable samples")
         self.tokenizer = tokenizer
         self.image_transform = image_transform
@@ -44,8 +46,8 @@ class SupervisedDataset(Dataset):
     def drop(self, indices) -> None:
         """Remove records (the pre-flight check's bad samples) so training never sees them."""
         drop = set(indices)
-        self.records = [r for i, r in enumerate(self.records) if i not in drop]
-        if not self.records:
+        self.records = self.records.without(drop)
+        if not len(self.records):
             raise DataError(f"{self.data_path}: no usable samples left after skipping {len(drop)} bad ones")
 
     def __len__(self) -> int:
@@ -54,11 +56,7 @@ class SupervisedDataset(Dataset):
     @property
     def modality_lengths(self) -> list[int]:
         """LLaVA's convention: approximate length, positive for image samples, negative for text-only ones."""
-        out = []
-        for r in self.records:
-            n = sum(len(v.split()) for _, v in r.turns)
-            out.append(n + self.image_seq_length if r.image else -n)
-        return out
+        return self.records.modality_lengths(self.image_seq_length)
 
     def _load_image(self, record, where: str):
         path = os.path.join(self.image_folder, record.image)

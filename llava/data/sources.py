@@ -45,11 +45,15 @@ class SkipReport:
 
     counts: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (where, reason), in reading order
+    quiet: bool = False  # collect without logging (the Arrow cache logs when it replays them)
+    raised: list[tuple[str, str]] = field(default_factory=list)  # the error as it is raised without skipping
 
-    def add(self, reason: str, where: str) -> None:
+    def add(self, reason: str, where: str, error: DataError | None = None) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
         self.skipped.append((where, reason))
-        logger.warning("skipping %s: %s", where, reason)
+        self.raised.append((error.where, error.reason) if error is not None else (where, reason))
+        if not self.quiet:
+            logger.warning("skipping %s: %s", where, reason)
 
     def total(self) -> int:
         return sum(self.counts.values())
@@ -167,7 +171,7 @@ def read_records(spec: str, skip_bad: bool = False, report: SkipReport | None = 
             except DataError as e:
                 if not skip_bad:
                     raise
-                report.add(e.reason, where)
+                report.add(e.reason, where, e)
                 continue
             task = mixture_task or raw.get("task") or "default"
             records.append(Record(path, sample_id, turns, image, task_index(str(task))))

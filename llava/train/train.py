@@ -110,11 +110,12 @@ def train(argv=None, callbacks=None):
             attn_implementation=model_args.attn_implementation, seed=model_args.model_seed, bits=training_args.bits)
         model.config.use_cache = False
 
-        dataset = SupervisedDataset(
-            data_args.data_path, tokenizer, ImageTransform(image_processor, data_args.image_aspect_ratio),
-            image_folder=data_args.image_folder, template=model_args.version,
-            image_seq_length=model.config.image_seq_length, model_max_length=training_args.model_max_length,
-            skip_bad=data_args.skip_bad_samples, defer_errors=True)
+        with training_args.main_process_first(desc="reading the data"):  # rank 0 builds the Arrow cache, others map it
+            dataset = SupervisedDataset(
+                data_args.data_path, tokenizer, ImageTransform(image_processor, data_args.image_aspect_ratio),
+                image_folder=data_args.image_folder, template=model_args.version,
+                image_seq_length=model.config.image_seq_length, model_max_length=training_args.model_max_length,
+                skip_bad=data_args.skip_bad_samples, defer_errors=True)
         logger.info("%d samples, tasks %s", len(dataset), dataset.task_names)
         check_data_before_training(dataset, data_args, training_args)
 
@@ -191,6 +192,13 @@ def main():
     if "--help-all" in argv:
         argv = ["--help"]
     train(argv)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        # Tear the process group down while the interpreter is alive: left to exit, gloo's threads can be destroyed
+        # joinable ("terminate called without an active exception", SIGABRT) after a run that succeeded.
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

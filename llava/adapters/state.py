@@ -56,12 +56,12 @@ class RoutingState:
         g = gates.detach().float()
         if mask is not None:
             g = g * mask.unsqueeze(-1)
-        per_task = torch.zeros_like(self.load).index_add_(0, self.task_ids.to(gates.device), g.sum(1))
-        self.load += per_task
+        tasks, mass = self.task_ids.to(gates.device), g.sum(1)
+        self.load.index_add_(0, tasks, mass)
         if layer is not None:
             if layer not in self.layer_load:
                 self.layer_load[layer] = torch.zeros_like(self.load)
-            self.layer_load[layer] += per_task
+            self.layer_load[layer].index_add_(0, tasks, mass)
 
 
 def load_shares(load: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -95,22 +96,16 @@ def _write(records: list[Record], report: SkipReport, task_names: list[str], pat
         if not os.path.exists(os.path.join(path, "meta.json")):
             raise
     finally:
-        if os.path.exists(tmp):
-            for name in os.listdir(tmp):
-                os.remove(os.path.join(tmp, name))
-            os.rmdir(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_records(spec: str, skip_bad: bool, report: SkipReport, use_cache: bool = True):
+def load_records(spec: str, skip_bad: bool, report: SkipReport):
     """(RecordTable, task_names) for a `--data_path` spec; structural errors raise (skip_bad=False) or go to
     `report`, exactly as `read_records` does, whether the table was just built or came from the cache."""
     path = os.path.join(cache_dir("records"), _key(spec))
-    if not (use_cache and os.path.exists(os.path.join(path, "meta.json"))):
+    if not os.path.exists(os.path.join(path, "meta.json")):
         collected = SkipReport(quiet=True)
         records, task_names = read_records(spec, skip_bad=True, report=collected)
-        if not use_cache:
-            path = tempfile.mkdtemp(prefix="llava-records-")
-            os.rmdir(path)
         _write(records, collected, task_names, path)
         del records
     with open(os.path.join(path, "meta.json")) as f:

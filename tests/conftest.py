@@ -15,7 +15,10 @@ from llava.model.tiny import build_tiny
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the pre-flight data check caches its results; tests keep theirs out of the user's ~/.cache
 os.environ.setdefault("LLAVA_ASYMLORA_CACHE", tempfile.mkdtemp(prefix="llava-test-cache-"))
-torch.set_num_threads(2)
+# `make test` runs 2 pytest workers on 2 cores, and many tests start training subprocesses: one compute thread per
+# process keeps them from oversubscribing the cores (measured: the multi-process and script tests take ~35% less time).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.model_parts import write_parts
+from tests.recipe_runs import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -30,7 +31,7 @@ def results(tmp_path_factory):
     (tmp / "paths.json").write_text(json.dumps(paths))
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions")}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29700", "tests/zero3_load_check.py", ",".join(SOURCES), str(out),
+                           str(free_port()), "tests/zero3_load_check.py", ",".join(SOURCES), str(out),
                            str(tmp / "paths.json")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(out.read_text())

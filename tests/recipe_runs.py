@@ -1,0 +1,74 @@
+"""Run scripts/finetune_asymlora.sh the way a user does, on the parts-built model the tests write (CPU, gloo)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from llava.model.checkpoint import load_checkpoint_model
+from tests.model_parts import write_mixture, write_parts
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GLOBAL_BATCH = 8
+
+
+def free_port() -> int:
+    """A port nothing listens on now: test files run in parallel workers, so fixed launcher ports could collide."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recipe_parts(tmp_path_factory) -> dict[str, str]:
+    """CLIP dir, Llama dir, stage-1 projector, original-LLaVA dir and a 3-task mixture (a module fixture's body)."""
+    pytest.importorskip("deepspeed", reason="the deepspeed extra is part of `make install` (dev)")
+    root = tmp_path_factory.mktemp("parts")
+    paths = write_parts(str(root))
+    paths["data"] = write_mixture(str(root / "data"))
+    paths["images"] = str(root / "data")
+    paths["root"] = str(root)
+    return paths
+
+
+def finetune(parts, out, nproc=1, deepspeed=None, batch=None, grad_accum=None, steps=3, extra="", model=None,
+             tower=True, projector=True, balance="hydra"):
+    env = {**os.environ, "MODEL": model or parts["lm"], "VISION_TOWER": parts["clip"] if tower else "",
+           "PROJECTOR": parts["projector"] if projector else "", "DATA": parts["data"],
+           "IMAGE_FOLDER": parts["images"], "OUTPUT": str(out), "PYTHON": sys.executable, "NUM_GPUS": str(nproc),
+           "BATCH": str(batch or GLOBAL_BATCH // nproc), "GLOBAL_BATCH": str(GLOBAL_BATCH), "DROPOUT": "0",
+           "PRECISION": "fp32", "WORKERS": "0", "SAVE_STEPS": "2", "LOGGING_STEPS": "1",
+           "DEEPSPEED": f"configs/deepspeed/{deepspeed}.json" if deepspeed else "",
+           "EXTRA_ARGS": f"--max_steps {steps} --warmup_ratio 0 --record_ranks True {extra}",
+           "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions"),
+           "MASTER_PORT": str(free_port()), "BALANCE_LOSS": balance}
+    if grad_accum:
+        env["GRAD_ACCUM"] = str(grad_accum)
+    proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    records = [json.loads((out / "rank_records" / f"rank{r}.json").read_text()) for r in range(nproc)]
+    return [h for h in history if "loss" in h], records, proc.stdout
+
+
+def global_batches(records):
+    """{step: sorted dataset indices of that optimizer step, over all ranks and accumulation micro-steps}"""
+    out = {}
+    for rec in records:
+        for b in rec["batches"]:
+            out.setdefault(b["step"], []).extend(b["indices"])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def probe_logits(directory):
+    model, _, _ = load_checkpoint_model(str(directory))
+    n = model.config.image_seq_length
+    ids = torch.tensor([[1] + [model.config.image_token_index] * n + [50, 61, 72, 90]])
+    torch.manual_seed(1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, pixel_values=torch.randn(1, 3, 32, 32)).logits
+    return model, logits

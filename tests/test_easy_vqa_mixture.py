@@ -1,0 +1,111 @@
+"""The experiment kit's data: every easy-vqa image's attributes, the four-task mixture with its conflicting pair, the
+paired yes/no benchmark in MME's layout, and the scores and blind baselines computed on them."""
+
+import json
+
+import pytest
+
+from llava.analysis.kit_scores import BlindBaseline, pair_questions, score_pairs, score_task
+from llava.data.easy_vqa_attributes import COLORS, HEX, SHAPES, Attributes, from_pixels, image_attributes, implied
+from llava.data.easy_vqa_mixture import SHORT_ANSWER, build, caption_of, vqg_answers
+from llava.eval.benchmarks import mme
+
+easy_vqa = pytest.importorskip("easy_vqa", reason="the easy-vqa package is in the dev extra (make install)")
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_attributes_agree_with_every_question_and_pixels_alone_agree_where_questions_settle_shape(split):
+    attrs, paths = image_attributes(split)  # raises on any question that contradicts an image's attributes
+    assert len(attrs) == {"train": 4000, "test": 1000}[split]
+    assert {a.shape for a in attrs.values()} == set(SHAPES) and {a.color for a in attrs.values()} == set(COLORS)
+    texts, answers, image_ids = getattr(easy_vqa, f"get_{split}_questions")()
+    settled = {}
+    for text, answer, image_id in zip(texts, answers, image_ids):
+        for kind, value, holds in implied(text, answer):
+            if kind == "shape" and holds:
+                settled[image_id] = value
+    assert len(settled) > 0.8 * len(attrs)
+    disagree = [i for i, shape in settled.items() if from_pixels(paths[i]).shape != shape]
+    assert disagree == []
+
+
+def test_implied_reads_negations():
+    assert implied("is there not a red shape?", "yes") == [("color", "red", False)]
+    assert implied("does the image contain a circle?", "no") == [("shape", "circle", False)]
+    assert implied("what color is the triangle?", "blue") == [("color", "blue", True)]
+
+
+@pytest.fixture(scope="module")
+def mixture(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mixture")
+    return build(str(out), n_train=48, n_test=12, seed=3), out
+
+
+def test_mixture_tasks_hold_what_they_promise(mixture):
+    manifest, out = mixture
+    attrs = {**{("train", i): a for i, a in image_attributes("train")[0].items()},
+             **{("test", i): a for i, a in image_attributes("test")[0].items()}}
+
+    def attributes_of(image):
+        split, image_id = image.removeprefix("images/").removesuffix(".png").split("_")
+        return attrs[split, int(image_id)]
+
+    train = {t: json.loads(open(p).read()) for t, p in manifest["train"].items()}
+    assert {t: len(v) for t, v in train.items()} == {"vqa": 48, "vqa_hex": 48, "caption": 48, "vqg": 48}
+    assert manifest["mixture"].split(",")[0] == f"vqa={manifest['train']['vqa']}"
+    for row in train["vqa_hex"]:  # the conflict: colour questions in vqa's own words, answered as a colour code
+        question, answer = row["conversations"][0]["value"], row["conversations"][1]["value"]
+        assert question.endswith(f"\n{SHORT_ANSWER}") and "color" in question
+        assert answer == HEX[attributes_of(row["image"]).color]
+    vqa_colour = [r for r in train["vqa"] if r["conversations"][1]["value"] in COLORS]
+    assert len(vqa_colour) == 12 and all(r["conversations"][0]["value"].endswith(f"\n{SHORT_ANSWER}")
+                                         for r in vqa_colour)
+    yes_no = [r["conversations"][1]["value"] for r in train["vqa"] if r["conversations"][1]["value"] in ("yes", "no")]
+    assert len(yes_no) == 24 and yes_no.count("yes") == 12  # balanced: the text alone does not give the answer
+    for row in train["caption"]:
+        assert row["conversations"][1]["value"] == caption_of(attributes_of(row["image"]))
+    for row in train["vqg"]:
+        a = attributes_of(row["image"])
+        target = row["conversations"][0]["value"].split('"')[1]
+        assert vqg_answers(row["conversations"][1]["value"], a) == target
+
+    # the paired benchmark: MME's layout, per image one true ("Yes") and one false ("No") question
+    items = mme.load(str(out))
+    assert len(items) == manifest["counts"]["pairs"] == 2 * 2 * 12
+    by_image = {}
+    for it in items:
+        by_image.setdefault(it["image"], []).append(it["answer"])
+    assert all(sorted(v) == ["no", "yes"] for v in by_image.values())
+
+
+def test_scores_and_blind_baseline(mixture, tmp_path):
+    manifest, out = mixture
+    rows = [json.loads(line) for line in open(manifest["eval"]["vqa"])]
+    replies = {r["question_id"]: r["answer"] for r in rows}
+    assert set(score_task("vqa", rows, replies).values()) == {100.0}
+    wrong = {**replies, rows[0]["question_id"]: "nothing"}
+    kind = rows[0]["category"]
+    assert score_task("vqa", rows, wrong)[kind] == pytest.approx(100 * 3 / 4)  # 4 questions of each kind
+    vqg = [json.loads(line) for line in open(manifest["eval"]["vqg"])]
+    a = Attributes(vqg[0]["shape"], vqg[0]["color"])
+    good = f"what color is the {a.shape}?" if vqg[0]["category"] == "color" else f"what is the {a.color} shape?"
+    other = "circle" if a.shape != "circle" else "triangle"
+    scored = score_task("vqg", vqg[:1], {vqg[0]["question_id"]: good.upper()})  # case does not matter
+    assert scored == {"vqg": 100.0}
+    assert score_task("vqg", vqg[:1], {vqg[0]["question_id"]: f"what color is the {other}?"}) == {"vqg": 0.0}
+
+    questions = pair_questions(str(out))
+    truth = {it["question_id"]: it["answer"] for it in mme.load(str(out))}
+    assert score_pairs(str(out), truth)["acc_plus"] == 100.0
+    all_yes = score_pairs(str(out), {q: "Yes" for q in truth})
+    assert (all_yes["acc"], all_yes["acc_plus"]) == (50.0, 0.0)  # MME: one of each pair right, no pair right
+
+    train = tmp_path / "t.json"
+    samples = [("what color is the shape?", "red")] * 3 + [("what color is the shape?", "blue")] * 2 + [
+        ("is there a red shape?", "no")]
+    train.write_text(json.dumps([{"conversations": [{"from": "human", "value": f"<image>\n{q}"},
+                                                    {"from": "gpt", "value": a}]} for q, a in samples]))
+    blind = BlindBaseline({"vqa": str(train)})
+    assert blind.answer("vqa", "What color is the shape?", "color") == "red"  # most frequent for that text
+    assert blind.answer("vqa", "what is the color of the circle?", "color") == "red"  # new text: same kind
+    assert blind.pair_replies(questions[:1]) == {questions[0]["question_id"]: "no"}

@@ -21,7 +21,7 @@ from llava.model.shape_tower import pretrained_tower
 from llava.model.small import SMALL_VERSION
 from llava.train.train import train
 
-DATA = "playground/data/demo"
+DATA = "playground/data/kit_demo"  # playground/data/demo holds the tiny preset scripts' data
 OUTPUT = "checkpoints/demo-asymlora"
 TASKS = ("vqa", "caption")
 

@@ -1,0 +1,37 @@
+"""`make compare`'s runner end to end on the tiny preset: runs per scheme and seed, the mean +- std table beside the
+blind baseline, the plots and analyses; a second call reuses finished runs; other settings are refused."""
+
+import json
+import statistics
+import time
+
+import pytest
+
+from llava.analysis.compare import main
+from llava.analysis.kit_eval import headline
+
+pytestmark = pytest.mark.slow
+
+
+def test_compare_table_reuse_and_settings(tmp_path, capsys):
+    out, data = tmp_path / "runs", tmp_path / "data"
+    argv = ["--model", "tiny", "--schemes", "lora,asymlora", "--seeds", "0,1", "--steps", "3", "--train", "48",
+            "--test", "8", "--out", str(out), "--data", str(data)]
+    main(argv)
+    table = (out / "compare.md").read_text().splitlines()
+    assert table[0].startswith("| scheme | adapter weights | seeds | colour | shape | yes/no | hex | caption | vqg |")
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| blind", "| lora", "| asymlora"]
+    result = json.loads((out / "compare.json").read_text())
+    runs = [headline(r) for r in result["results"]["lora"]]
+    mean, std = statistics.mean(r["colour"] for r in runs), statistics.stdev(r["colour"] for r in runs)
+    assert table[3].split(" | ")[3] == f"{mean:.1f} +- {std:.1f}"  # lora's colour cell: over its two seeds
+    assert result["adapter_weights"]["lora"] > 0 and set(result["results"]) == {"lora", "asymlora"}
+    for png in ("compare.png", "analysis/lora/interference.png", "analysis/asymlora/router_load.png"):
+        assert (out / png).stat().st_size > 10_000, png
+
+    start = time.time()
+    main(argv)  # every run is done: nothing trains again
+    assert time.time() - start < 60 and json.loads((out / "compare.json").read_text())["results"] == result["results"]
+    with pytest.raises(SystemExit, match="not .*'steps': 4"):
+        main([*argv[:-6], "--steps", "4", *argv[-4:]])
+

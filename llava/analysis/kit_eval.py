@@ -33,11 +33,10 @@ def _answer(model, tokenizer, image_processor, questions, path, image_folder, ta
     return {row["question_id"]: row["text"] for row in read_jsonl(path)}
 
 
-def evaluate(checkpoint: str, manifest: dict, out: str, batch_size: int = 16, model=None) -> dict:
+def evaluate(checkpoint: str, manifest: dict, out: str, batch_size: int = 16) -> dict:
     """{task: {metric: percent}} for every eval task of the manifest and `pairs`; also written to out/scores.json."""
-    if model is None:
-        model = load_checkpoint_model(checkpoint, dtype="bf16")  # as the kit trains (bf16 base, fp32 adapters)
-    model, tokenizer, image_processor = model
+    # as the kit trains: bf16 base, fp32 adapters
+    model, tokenizer, image_processor = load_checkpoint_model(checkpoint, dtype="bf16")
     version = model.llava_base_info["version"]
     folder = os.path.dirname(manifest["train"][manifest["tasks"][0]])
     os.makedirs(out, exist_ok=True)

@@ -12,6 +12,8 @@ import os
 import random
 import shutil
 
+from llava.data.easy_vqa_attributes import load_easy_vqa
+
 
 def question_task(question: str, answer: str) -> str:
     if answer in ("yes", "no"):
@@ -19,18 +21,9 @@ def question_task(question: str, answer: str) -> str:
     return "color" if "color" in question else "shape"
 
 
-def _load():
-    try:
-        import easy_vqa
-    except ImportError as e:
-        raise ImportError("the demo data comes from the easy-vqa package: pip install easy-vqa "
-                          "(it is in the 'dev' extra that `make install` installs)") from e
-    return easy_vqa
-
-
 def build(out: str, n_train: int = 1200, n_test: int = 60, seed: int = 0) -> dict[str, str]:
     """Write <out>/images/, train_<task>.json per task, train.json (all) and test.jsonl; returns the paths."""
-    ev = _load()
+    ev = load_easy_vqa()
     rng = random.Random(seed)
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     splits = {}

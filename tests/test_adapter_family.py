@@ -43,8 +43,9 @@ def test_fused_equals_loop_reference(scheme, num_experts, num_tasks):
     y2.backward(g)
     g1, g2 = grads(fused, x1), grads(loop, x2)
     assert g1.keys() == g2.keys()
-    for name in g1:
-        torch.testing.assert_close(g1[name], g2[name], rtol=1e-5, atol=1e-6, msg=name)
+    for name in g1:  # fp32 summation order differs (fused einsum vs loop): tolerance scales with the gradient's size
+        scale = max(1.0, g2[name].abs().max().item())
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-5, atol=1e-6 * scale, msg=name)
 
 
 def test_asymlora_with_one_head_is_lora():

@@ -7,7 +7,7 @@ import pytest
 
 from llava.analysis.kit_scores import BlindBaseline, pair_questions, score_pairs, score_task
 from llava.data.easy_vqa_attributes import COLORS, HEX, SHAPES, Attributes, from_pixels, image_attributes, implied
-from llava.data.easy_vqa_mixture import SHORT_ANSWER, build, caption_of, vqg_answers
+from llava.data.easy_vqa_mixture import SHORT_ANSWER, build, caption_of, negated, vqg_answers
 from llava.eval.benchmarks import mme
 
 easy_vqa = pytest.importorskip("easy_vqa", reason="the easy-vqa package is in the dev extra (make install)")
@@ -27,6 +27,12 @@ def test_attributes_agree_with_every_question_and_pixels_alone_agree_where_quest
     assert len(settled) > 0.8 * len(attrs)
     disagree = [i for i, shape in settled.items() if from_pixels(paths[i]).shape != shape]
     assert disagree == []
+
+
+def test_negated_phrasings_are_recognised():
+    assert negated("is there not a red shape?") and negated("is no circle present?")
+    assert negated("does the image not contain a blue shape?")
+    assert not negated("is there a red shape in the image?") and not negated("is a circle present?")
 
 
 def test_implied_reads_negations():
@@ -60,8 +66,26 @@ def test_mixture_tasks_hold_what_they_promise(mixture):
     vqa_colour = [r for r in train["vqa"] if r["conversations"][1]["value"] in COLORS]
     assert len(vqa_colour) == 12 and all(r["conversations"][0]["value"].endswith(f"\n{SHORT_ANSWER}")
                                          for r in vqa_colour)
-    yes_no = [r["conversations"][1]["value"] for r in train["vqa"] if r["conversations"][1]["value"] in ("yes", "no")]
-    assert len(yes_no) == 24 and yes_no.count("yes") == 12  # balanced: the text alone does not give the answer
+    yes_no = [r for r in train["vqa"] if r["conversations"][1]["value"] in ("yes", "no")]
+    assert len(yes_no) == 24  # half of vqa: one four-question conversation per image
+    for row in yes_no:
+        a, turns = attributes_of(row["image"]), row["conversations"]
+        assert len(turns) == 8 and turns[0]["value"].startswith("<image>\n")
+        assert not any("<image>" in t["value"] for t in turns[1:])
+        answers = [t["value"] for t in turns[1::2]]
+        assert sorted(answers) == ["no", "no", "yes", "yes"]  # balanced: the text alone does not give the answer
+        kinds = []
+        for human, gpt in zip(turns[0::2], turns[1::2]):
+            question = human["value"].removeprefix("<image>\n")
+            assert question.endswith(f"\n{SHORT_ANSWER}") and not negated(question)
+            words = set(question.split("\n")[0].strip("?").split())
+            named = (words & set(COLORS)) or (words & set(SHAPES))
+            assert len(named) == 1  # the answer is what the image says of the one attribute word asked about
+            assert ({a.color, a.shape} & named != set()) == (gpt["value"] == "yes")
+            kinds.append("color" if named <= set(COLORS) else "shape")
+        assert sorted(kinds) == ["color", "color", "shape", "shape"]
+    test_yes_no = [json.loads(line) for line in open(manifest["eval"]["vqa"]) if '"yesno"' in line]
+    assert test_yes_no and not any(negated(r["text"].split("\n")[0]) for r in test_yes_no)
     for row in train["caption"]:
         assert row["conversations"][1]["value"] == caption_of(attributes_of(row["image"]))
     for row in train["vqg"]:
@@ -110,3 +134,12 @@ def test_scores_and_blind_baseline(mixture, tmp_path):
     assert blind.answer("vqa", "What color is the shape?", "color") == "red"  # most frequent for that text
     assert blind.answer("vqa", "what is the color of the circle?", "color") == "red"  # new text: same kind
     assert blind.pair_replies(questions[:1]) == {questions[0]["question_id"]: "no"}
+
+    # every exchange of a multi-turn sample counts, not only the first
+    conversation = [{"from": "human", "value": "<image>\nis there a red shape?"}, {"from": "gpt", "value": "no"},
+                    {"from": "human", "value": "is there a circle?"}, {"from": "gpt", "value": "yes"},
+                    {"from": "human", "value": "is there a blue shape?"}, {"from": "gpt", "value": "yes"}]
+    train.write_text(json.dumps([{"conversations": conversation}]))
+    blind = BlindBaseline({"vqa": str(train)})
+    assert blind.answer("vqa", "is there a circle?", "yesno") == "yes"
+    assert blind.answer("vqa", "is there a blue shape?", "yesno") == "yes"

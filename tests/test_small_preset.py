@@ -11,11 +11,15 @@ from transformers import CLIPVisionModel
 
 from llava.eval.generate import Generator
 from llava.model.builder import detect_source
+from llava.model.parts import lm_location
 from llava.model.shape_tower import TowerRecipe, pretrained_tower
-from llava.model.small import SMALL_VERSION, build_small
+from llava.model.small import SMALL_VERSION, build_small, smollm2_gguf
+from llava.model.weights import read_state_dict
+from llava.model.word_projector import ProjectorRecipe, aligned_projector
 
 pytestmark = pytest.mark.slow
 QUICK = TowerRecipe(hidden_size=32, intermediate_size=64, layers=2, heads=2, steps=30, batch=32)
+QUICK_PROJECTOR = ProjectorRecipe(steps=60, batch=64)
 
 
 def test_tower_pretraining_is_cached_by_recipe():
@@ -32,10 +36,26 @@ def test_tower_pretraining_is_cached_by_recipe():
 
 def test_small_preset_answers_a_text_question_in_english():
     assert detect_source("small") == "small"
-    model, tokenizer, processor = build_small(torch.float32, recipe=QUICK)
+    model, tokenizer, processor = build_small(torch.float32, recipe=QUICK, projector_recipe=QUICK_PROJECTOR)
     assert model.config.image_seq_length == 16 and model.config.text_config.num_hidden_layers == 30
     generator = Generator(model, tokenizer, processor, SMALL_VERSION)
     prompt = generator.prompt_for("What is the capital of France? Answer in one sentence.", has_image=False)
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")  # SmolLM2's own
     reply = generator.generate([prompt], [None], max_new_tokens=20)[0]
     assert reply == "The capital of France is Paris.", reply  # greedy, fp32: the pretrained LM speaks
+
+
+def test_word_aligned_projector_is_cached_and_loaded():
+    gguf = smollm2_gguf()
+    path = aligned_projector(lm_location(gguf), gguf, QUICK, QUICK_PROJECTOR)
+    start = time.time()
+    assert aligned_projector(lm_location(gguf), gguf, QUICK, QUICK_PROJECTOR) == path and time.time() - start < 5
+    assert aligned_projector(lm_location(gguf), gguf, QUICK, ProjectorRecipe(steps=60, batch=64, seed=1)) != path
+    report = json.loads(open(os.path.join(os.path.dirname(path), "alignment.json")).read())
+    assert report["last_mse"] < 0.5 * report["first_mse"]  # fitted towards the word embeddings
+    assert 0 <= report["test_nearest_colour_word"] <= 1 and 0 <= report["test_nearest_shape_word"] <= 1
+    model, _, _ = build_small(torch.float32, recipe=QUICK, projector_recipe=QUICK_PROJECTOR)
+    fitted = read_state_dict(path)
+    projector = model.model.multi_modal_projector
+    assert torch.equal(projector.linear_1.weight, fitted["model.mm_projector.0.weight"])
+    assert torch.equal(projector.linear_2.bias, fitted["model.mm_projector.2.bias"])

@@ -8,7 +8,7 @@ the measured counts are in the table. Each run trains in its own process (log in
 scores exist and resumes from its newest checkpoint when interrupted. Then: mean +- std per scheme and metric, the
 blind baseline, a bar chart, and the interference matrices and router load of seed 0's lora and asymlora runs.
 
-python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 90] [--schemes lora,asymlora]
+python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora]
 """
 
 from __future__ import annotations
@@ -53,11 +53,14 @@ def train_args(scheme: str, mixture: str, images: str, out: str, seed: int, step
     version = SMALL_VERSION if model == "small" else "v1"
     args = ["--model_name_or_path", model, "--version", version, "--data_path", mixture,
             "--image_folder", images, "--lora_enable", "True", "--lora_r", str(rank), "--lora_alpha", str(2 * rank),
-            "--lora_dropout", "0.0", *extra, "--learning_rate", "2e-3", "--mm_projector_lr", "2e-3",
+            "--lora_dropout", "0.0", *extra, "--learning_rate", "2e-3",
             "--warmup_ratio", "0.05", "--lr_scheduler_type", "cosine", "--max_steps", str(steps),
-            "--per_device_train_batch_size", str(batch), "--model_max_length", "160", "--logging_steps", "10",
+            "--per_device_train_batch_size", str(batch), "--model_max_length", "256",
+            "--group_by_modality_length", "True", "--logging_steps", "10",
             "--save_steps", str(max(1, steps // 2)), "--save_total_limit", "1", "--report_to", "none",
             "--output_dir", out, "--seed", str(seed)]
+    # the small preset's projector is aligned with the LM's word embeddings (model/word_projector.py): kept frozen
+    args += ["--freeze_mm_mlp_adapter", "True"] if model == "small" else ["--mm_projector_lr", "2e-3"]
     if model == "small" and not torch.cuda.is_available():  # bf16 base on CPU: ~1.45x faster steps (measured)
         args += ["--bf16", "True", "--use_cpu", "True"]
     if any(os.path.isdir(os.path.join(out, d)) for d in os.listdir(out) if d.startswith("checkpoint-")):
@@ -124,11 +127,11 @@ def main(argv=None):
     ap.add_argument("--data", default="playground/data/mixture")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--schemes", default=",".join(SCHEMES))
-    ap.add_argument("--steps", type=int, default=90)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=4, help="4 x 200 rather than 8 x 100: yes/no needs optimizer steps")
     ap.add_argument("--model", default="small", help="small (the kit's preset) or tiny (tests)")
     ap.add_argument("--train", type=int, default=1200, help="training samples per task")
-    ap.add_argument("--test", type=int, default=40, help="held-out questions per task (and paired images)")
+    ap.add_argument("--test", type=int, default=80, help="held-out questions per task (and paired images)")
     args = ap.parse_args(argv)
     start = time.time()
     schemes = args.schemes.split(",")
@@ -136,9 +139,12 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"unknown schemes {unknown}; choose from {list(SCHEMES)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    projector = "word-aligned, frozen" if args.model == "small" else "trained"
     check_settings(args.out, {"model": args.model, "steps": args.steps, "batch": args.batch, "train": args.train,
-                              "test": args.test})
-    manifest = build(args.data, args.train, args.test, seed=0)
+                              "test": args.test, "projector": projector,
+                              "data": "vqa x2, yes/no as four-turn conversations"})
+    # vqa holds twice the samples of the other tasks: its yes/no half is the skill that needs the most examples
+    manifest = build(args.data, args.train, args.test, seed=0, train_sizes={"vqa": 2 * args.train})
     results: dict[str, list] = {s: [] for s in schemes}
     jobs = [(scheme, seed) for seed in seeds for scheme in schemes]
     for scheme, seed in tqdm(jobs, desc="compare runs", unit="run"):

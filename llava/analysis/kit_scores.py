@@ -77,9 +77,11 @@ class BlindBaseline:
         for task, path in train_files.items():
             with open(path) as f:
                 for sample in json.load(f):
-                    question, answer = sample["conversations"][0]["value"], sample["conversations"][1]["value"]
-                    self.by_text[task, _question(question)][answer] += 1
-                    self.by_kind[task, question_kind(question, answer)][answer] += 1
+                    turns = sample["conversations"]
+                    for human, gpt in zip(turns[0::2], turns[1::2]):  # every exchange of a multi-turn sample
+                        question, answer = human["value"], gpt["value"]
+                        self.by_text[task, _question(question)][answer] += 1
+                        self.by_kind[task, question_kind(question, answer)][answer] += 1
 
     def answer(self, task: str, question: str, kind: str) -> str:
         seen = self.by_text.get((task, _question(question)))

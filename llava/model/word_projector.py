@@ -1,0 +1,124 @@
+"""The `small` preset's stage-1 projector: tower patches mapped onto the language model's own word embeddings.
+
+LLaVA's stage 1 trains the projector on captions so that the language model can read image tokens. At laptop scale
+that alignment decides whether yes/no questions can be learnt at all in a short run (`python -m
+llava.analysis.yes_no_ablation`, docs/experiment_kit.md). So this projector is fitted (seconds, no language-model
+forward) to put each patch token onto the input embedding of a word the model already knows: even positions the
+image's colour word, odd positions its shape word. The image then reads like "red circle red circle ...", and "is there a red shape?" becomes a comparison the pretrained model makes between tokens. This is a
+supervised stand-in for stage 1 on the two attributes the kit asks about, not LLaVA's caption pre-training; cached
+like the tower, keyed by the tower recipe, the language model file and this recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
+
+from llava.cache import cache_dir, publish_dir
+from llava.data.easy_vqa_attributes import COLORS, SHAPES
+from llava.model.shape_tower import TowerRecipe, pixels_and_labels, pretrained_tower
+from llava.model.zero import zero3_paused
+
+DONE = "projector.ok"
+FILE = "mm_projector.safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectorRecipe:
+    steps: int = 600
+    batch: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+
+    def key(self, tower: TowerRecipe, lm_file: str) -> str:
+        text = "|".join([json.dumps(dataclasses.asdict(self), sort_keys=True), tower.key(), os.path.basename(lm_file),
+                         "even-colour-odd-shape|v1"])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def word_ids(tokenizer, words) -> list[int]:
+    """The first token of each word as it appears mid-sentence (with its leading space), as in the kit's questions
+    ("teal" is two tokens in SmolLM2's vocabulary; its first one stands for it)."""
+    return [tokenizer(" " + w, add_special_tokens=False).input_ids[0] for w in words]
+
+
+def _patch_features(tower: CLIPVisionModel, pixels: torch.Tensor) -> torch.Tensor:
+    """What LLaVA feeds its projector: layer -2, CLS dropped."""
+    with torch.no_grad():
+        return torch.cat([tower(pixel_values=chunk, output_hidden_states=True).hidden_states[-2][:, 1:]
+                          for chunk in pixels.split(256)])
+
+
+def _targets(colour_emb, shape_emb, shapes, colours, n_tokens: int) -> torch.Tensor:
+    even = torch.arange(n_tokens) % 2 == 0
+    return torch.where(even[None, :, None], colour_emb[colours][:, None], shape_emb[shapes][:, None])
+
+
+def fit_projector(tower_dir: str, lm_dir: str, tower_recipe: TowerRecipe, recipe: ProjectorRecipe, log=print):
+    """(projector state dict in LLaVA's mm_projector keys, report with held-out nearest-word accuracies)."""
+    torch.manual_seed(recipe.seed)
+    tower = CLIPVisionModel.from_pretrained(tower_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
+    lm = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch.float32)
+    embeddings = lm.get_input_embeddings().weight.detach()
+    colour_emb = embeddings[word_ids(tokenizer, COLORS)]
+    shape_emb = embeddings[word_ids(tokenizer, SHAPES)]
+    pixels, shapes, colours = pixels_and_labels("train", tower_recipe.image_size)
+    feats = _patch_features(tower, pixels)
+    width = embeddings.shape[1]
+    projector = torch.nn.Sequential(torch.nn.Linear(feats.shape[-1], width), torch.nn.GELU(),
+                                    torch.nn.Linear(width, width))  # LLaVA-1.5's mlp2x_gelu
+    optimizer = torch.optim.AdamW(projector.parameters(), lr=recipe.lr)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    start, losses = time.time(), []
+    for step in range(recipe.steps):
+        idx = torch.randint(len(feats), (recipe.batch,), generator=generator)
+        out = projector(feats[idx])
+        target = _targets(colour_emb, shape_emb, shapes[idx], colours[idx], out.shape[1])
+        loss = torch.nn.functional.mse_loss(out, target)
+        losses.append(loss.item())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % 200 == 0:
+            log(f"  projector alignment step {step + 1}/{recipe.steps}: mse {loss.item():.5f}")
+    test_pixels, test_shapes, test_colours = pixels_and_labels("test", tower_recipe.image_size)
+    with torch.no_grad():
+        out = projector(_patch_features(tower, test_pixels))
+        colour_acc = ((out[:, 0::2].mean(1) @ colour_emb.T).argmax(-1) == test_colours).float().mean().item()
+        shape_acc = ((out[:, 1::2].mean(1) @ shape_emb.T).argmax(-1) == test_shapes).float().mean().item()
+    report = {"test_nearest_colour_word": colour_acc, "test_nearest_shape_word": shape_acc,
+              "first_mse": losses[0], "last_mse": losses[-1], "train_seconds": round(time.time() - start, 1),
+              "recipe": dataclasses.asdict(recipe)}
+    state = {"model.mm_projector.0.weight": projector[0].weight, "model.mm_projector.0.bias": projector[0].bias,
+             "model.mm_projector.2.weight": projector[2].weight, "model.mm_projector.2.bias": projector[2].bias}
+    return {k: v.detach().contiguous() for k, v in state.items()}, report
+
+
+def aligned_projector(lm_dir: str, lm_file: str, tower_recipe: TowerRecipe | None = None,
+                      recipe: ProjectorRecipe | None = None, log=print) -> str:
+    """Path of the cached projector file (fitted first if absent; written atomically)."""
+    tower_recipe, recipe = tower_recipe or TowerRecipe(), recipe or ProjectorRecipe()
+    target = os.path.join(cache_dir("projectors"), f"word-aligned-{recipe.key(tower_recipe, lm_file)}")
+    if os.path.exists(os.path.join(target, DONE)):
+        return os.path.join(target, FILE)
+    tower_dir = pretrained_tower(tower_recipe, log)
+    log(f"aligning the small preset's projector with the language model's word embeddings (once; cached in {target})")
+    with zero3_paused():
+        state, report = fit_projector(tower_dir, lm_dir, tower_recipe, recipe, log)
+    log(f"  held-out nearest word: colour {report['test_nearest_colour_word']:.3f}, "
+        f"shape {report['test_nearest_shape_word']:.3f} ({report['train_seconds']} s)")
+
+    def write(directory: str) -> None:
+        save_file(state, os.path.join(directory, FILE))
+        with open(os.path.join(directory, "alignment.json"), "w") as f:
+            json.dump(report, f, indent=1)
+
+    return os.path.join(publish_dir(target, write, DONE), FILE)

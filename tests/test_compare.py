@@ -26,6 +26,8 @@ def test_compare_table_reuse_and_settings(tmp_path, capsys):
     mean, std = statistics.mean(r["colour"] for r in runs), statistics.stdev(r["colour"] for r in runs)
     assert table[3].split(" | ")[3] == f"{mean:.1f} +- {std:.1f}"  # lora's colour cell: over its two seeds
     assert result["adapter_weights"]["lora"] > 0 and set(result["results"]) == {"lora", "asymlora"}
+    # vqa twice the base count, the others half: as many vqa_hex colour questions as vqa has (a quarter of vqa)
+    assert [result["counts"][f"train/{t}"] for t in ("vqa", "vqa_hex", "caption", "vqg")] == [96, 24, 24, 24]
     for png in ("compare.png", "analysis/lora/interference.png", "analysis/asymlora/router_load.png"):
         assert (out / png).stat().st_size > 10_000, png
 

@@ -143,3 +143,22 @@ def test_scores_and_blind_baseline(mixture, tmp_path):
     blind = BlindBaseline({"vqa": str(train)})
     assert blind.answer("vqa", "is there a circle?", "yesno") == "yes"
     assert blind.answer("vqa", "is there a blue shape?", "yesno") == "yes"
+
+
+def test_yes_no_conversations_of_eight_questions_ask_each_attribute_against_two_false_values():
+    import random
+
+    from llava.data.easy_vqa_mixture import _yes_no_conversation
+
+    a = Attributes(shape="triangle", color="teal")
+    phrasings = {"color": ["is there a X shape?", "is a X shape present?"], "shape": ["does the image contain a X?"]}
+    exchanges = _yes_no_conversation(a, phrasings, random.Random(0), turns=8)
+    asked = {(q.split("\n")[0], answer) for q, answer in exchanges}
+    assert len(exchanges) == 8 and len(asked) == 7  # the true shape asked twice: it has one phrasing here
+    assert sorted(answer for _, answer in exchanges) == ["no"] * 4 + ["yes"] * 4
+    false_shapes = {q.split()[-1].strip("?") for q, answer in asked if answer == "no" and "contain" in q}
+    assert false_shapes == {"circle", "rectangle"}  # both other shapes, neither the true one
+    assert {q for q, answer in asked if answer == "yes" and "teal" in q} == {"is there a teal shape?",
+                                                                         "is a teal shape present?"}
+    with pytest.raises(ValueError, match="4 or 8"):
+        _yes_no_conversation(a, phrasings, random.Random(0), turns=12)

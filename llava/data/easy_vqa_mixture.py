@@ -69,16 +69,24 @@ def _turns(prompt: str | list[tuple[str, str]], reply: str | None) -> list[dict]
     return turns
 
 
-def _yes_no_conversation(a: Attributes, phrasings: dict[str, list[str]], rng: random.Random) -> list[tuple[str, str]]:
-    """Four yes/no questions about one image, as LLaVA-1.5 packs an image's VQA questions into one conversation: the
-    colour asked once truly and once falsely, the shape alike, in easy-vqa's own positive phrasings, shuffled. One
-    image then carries four answers for the cost of one image, which is what lets a short run learn yes/no at all
-    (`python -m llava.analysis.yes_no_ablation`, docs/experiment_kit.md)."""
+def _yes_no_conversation(a: Attributes, phrasings: dict[str, list[str]], rng: random.Random,
+                         turns: int = 4) -> list[tuple[str, str]]:
+    """`turns` yes/no questions about one image, as LLaVA-1.5 packs an image's VQA questions into one conversation:
+    per attribute (colour, shape) turns/4 true ones (each in another phrasing, while there are) and turns/4 false ones
+    (each false value different), in easy-vqa's own positive phrasings, shuffled. One image then carries several answers for the cost of one image, which is what
+    lets a short run learn yes/no at all (`python -m llava.analysis.yes_no_ablation`, docs/experiment_kit.md)."""
+    if turns % 4 or not 0 < turns // 4 < len(SHAPES):
+        raise ValueError(f"yes/no conversations hold 4 or 8 questions (one false value per true one), not {turns}")
     exchanges = []
     for kind, values in (("color", tuple(COLORS)), ("shape", SHAPES)):
-        truth = getattr(a, kind)
-        for value, answer in ((truth, "yes"), (rng.choice([v for v in values if v != truth]), "no")):
-            exchanges.append((f"{rng.choice(phrasings[kind]).replace('X', value)}\n{SHORT_ANSWER}", answer))
+        truth, used, asked_true = getattr(a, kind), set(), set()
+        for _ in range(turns // 4):
+            other = rng.choice([v for v in values if v != truth and v not in used])
+            used.add(other)
+            true_phrasing = rng.choice([p for p in phrasings[kind] if p not in asked_true] or phrasings[kind])
+            asked_true.add(true_phrasing)
+            exchanges.append((f"{true_phrasing.replace('X', truth)}\n{SHORT_ANSWER}", "yes"))
+            exchanges.append((f"{rng.choice(phrasings[kind]).replace('X', other)}\n{SHORT_ANSWER}", "no"))
     rng.shuffle(exchanges)
     return exchanges
 
@@ -126,10 +134,10 @@ def _phrasing(question: str) -> str:
     return " ".join("X" if w.strip("?") in SHAPES or w.strip("?") in COLORS else w for w in question.split())
 
 
-def _task_items(split, sizes, rng, attrs, qas):
+def _task_items(split, sizes, rng, attrs, qas, yes_no_turns=4):
     """{task: [(image_id, prompt, reply, kind)]}: sizes[task] items per task; vqa: a quarter shape, a quarter colour
-    and half yes/no (positive phrasings, balanced; in training a four-question conversation per image, whose prompt
-    is [(question, answer), ...])."""
+    and half yes/no (positive phrasings, balanced; in training a conversation of yes_no_turns questions per image,
+    whose prompt is [(question, answer), ...])."""
     by_kind: dict[str, list] = {}
     for text, answer, image_id in qas:
         by_kind.setdefault(question_kind(text, answer), []).append((image_id, text, answer))
@@ -139,9 +147,9 @@ def _task_items(split, sizes, rng, attrs, qas):
     quarter = sizes["vqa"] // 4
     counts = {"shape": quarter, "color": quarter, "yesno": sizes["vqa"] - 2 * quarter}
     vqa = [(i, f"{q}\n{SHORT_ANSWER}", a, k) for k in ("shape", "color") for i, q, a in by_kind[k][:counts[k]]]
-    if split == "train":  # a conversation of four yes/no questions per image
+    if split == "train":  # a conversation of yes/no questions per image
         phrasings = _positive_phrasings(by_kind["yesno"])
-        vqa += [(i, _yes_no_conversation(attrs[i], phrasings, rng), None, "yesno")
+        vqa += [(i, _yes_no_conversation(attrs[i], phrasings, rng, yes_no_turns), None, "yesno")
                 for i, _, _ in by_kind["yesno"][:counts["yesno"]]]
     else:  # one question per image, as the benchmark asks
         vqa += [(i, f"{q}\n{SHORT_ANSWER}", a, "yesno") for i, q, a in by_kind["yesno"][:counts["yesno"]]]
@@ -182,11 +190,11 @@ def _write_pairs(out, rng, attrs, paths, n_images) -> int:
 
 
 def build(out: str, n_train: int = 1200, n_test: int = 40, seed: int = 0,
-          train_sizes: dict[str, int] | None = None) -> dict:
+          train_sizes: dict[str, int] | None = None, yes_no_turns: int = 4) -> dict:
     """Write the mixture under `out` and return its manifest (paths and counts; also saved as manifest.json).
 
     n_train / n_test are per task (train_sizes: {task: n} overrides n_train); the paired benchmark has n_test images per
-    subtask (2 questions each).
+    subtask (2 questions each); yes_no_turns: questions per training yes/no conversation (4 or 8).
     """
     ev = load_easy_vqa()
     rng = random.Random(seed)
@@ -197,7 +205,7 @@ def build(out: str, n_train: int = 1200, n_test: int = 40, seed: int = 0,
         attrs, paths = image_attributes(split)
         qas = list(zip(*getattr(ev, f"get_{split}_questions")()))
         sizes = {t: (train_sizes or {}).get(t, n) if split == "train" else n for t in TASKS}
-        for task, items in _task_items(split, sizes, rng, attrs, qas).items():
+        for task, items in _task_items(split, sizes, rng, attrs, qas, yes_no_turns).items():
             if len(items) != sizes[task]:
                 raise ValueError(f"easy-vqa's {split} split holds {len(items)} {task} samples for this mixture, "
                                  f"{sizes[task]} were asked for: lower the per-task count")

@@ -66,7 +66,10 @@ def plot_router_load(total: torch.Tensor, per_layer: dict[int, torch.Tensor], ta
                     ax.text(e, t, f"{value:.2f}", ha="center", va="center", fontsize=6,
                             color="black" if value > 0.6 else "white")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=f"share of the task's gate mass per {unit}")
-    fig.suptitle(f"router load per task (rows sum to 1; uniform = {1 / num_experts:.2f})", fontsize=10, y=1.04)
+    # just above the top row's titles: at a fixed figure fraction a tall (many-layer) figure gets a blank band on top
+    top = max(ax.get_position().y1 for ax in axes.flat)
+    fig.suptitle(f"router load per task (rows sum to 1; uniform = {1 / num_experts:.2f})", fontsize=10,
+                 y=top + 0.45 / fig.get_figheight(), va="bottom")
     save_figure(fig, path)
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_compare_table_reuse_and_settings(tmp_path, capsys):
     out, data = tmp_path / "runs", tmp_path / "data"
-    argv = ["--model", "tiny", "--schemes", "lora,asymlora", "--seeds", "0,1", "--steps", "3", "--train", "48",
+    argv = ["--model", "tiny", "--schemes", "lora,asymlora", "--seeds", "0,1", "--steps", "3", "--train", "96",
             "--test", "8", "--out", str(out), "--data", str(data)]
     main(argv)
     table = (out / "compare.md").read_text().splitlines()
@@ -27,7 +27,7 @@ def test_compare_table_reuse_and_settings(tmp_path, capsys):
     assert table[3].split(" | ")[3] == f"{mean:.1f} +- {std:.1f}"  # lora's colour cell: over its two seeds
     assert result["adapter_weights"]["lora"] > 0 and set(result["results"]) == {"lora", "asymlora"}
     # vqa twice the base count, the others half: as many vqa_hex colour questions as vqa has (a quarter of vqa)
-    assert [result["counts"][f"train/{t}"] for t in ("vqa", "vqa_hex", "caption", "vqg")] == [96, 24, 24, 24]
+    assert [result["counts"][f"train/{t}"] for t in ("vqa", "vqa_hex", "caption", "vqg")] == [192, 48, 48, 48]
     for png in ("compare.png", "analysis/lora/interference.png", "analysis/asymlora/router_load.png"):
         assert (out / png).stat().st_size > 10_000, png
 

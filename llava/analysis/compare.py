@@ -8,7 +8,7 @@ the measured counts are in the table. Each run trains in its own process (log in
 scores exist and resumes from its newest checkpoint when interrupted. Then: mean +- std per scheme and metric, the
 blind baseline, a bar chart, and the interference matrices and router load of seed 0's lora and asymlora runs.
 
-python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora]
+python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora] [--yes-no-turns 8]
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=4, help="4 x 200 rather than 8 x 100: yes/no needs optimizer steps")
     ap.add_argument("--model", default="small", help="small (the kit's preset) or tiny (tests)")
     ap.add_argument("--train", type=int, default=1200, help="n: training samples vqa 2n, every other task n/2")
+    ap.add_argument("--yes-no-turns", type=int, default=4, help="questions per training yes/no conversation (4, 8)")
     ap.add_argument("--test", type=int, default=60, help="held-out questions per task (and paired images)")
     args = ap.parse_args(argv)
     start = time.time()
@@ -149,8 +150,10 @@ def main(argv=None):
     projector = "word-aligned, frozen" if args.model == "small" else "trained"
     check_settings(args.out, {"model": args.model, "steps": args.steps, "batch": args.batch, "train": args.train,
                               "test": args.test, "projector": projector,
-                              "data": "vqa x2, vqa_hex, caption and vqg x1/2, yes/no as four-turn conversations"})
-    manifest = build(args.data, args.train, args.test, seed=0, train_sizes=train_sizes(args.train))
+                              "data": f"vqa x2, vqa_hex, caption and vqg x1/2, yes/no as {args.yes_no_turns}-question "
+                                      "conversations"})
+    manifest = build(args.data, args.train, args.test, seed=0, train_sizes=train_sizes(args.train),
+                     yes_no_turns=args.yes_no_turns)
     results: dict[str, list] = {s: [] for s in schemes}
     jobs = [(scheme, seed) for seed in seeds for scheme in schemes]
     for scheme, seed in tqdm(jobs, desc="compare runs", unit="run"):

@@ -8,7 +8,8 @@ the measured counts are in the table. Each run trains in its own process (log in
 scores exist and resumes from its newest checkpoint when interrupted. Then: mean +- std per scheme and metric, the
 blind baseline, a bar chart, and the interference matrices and router load of seed 0's lora and asymlora runs.
 
-python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora] [--yes-no-turns 8]
+python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora]
+                                 [--yes-no-turns 8]
 """
 
 from __future__ import annotations

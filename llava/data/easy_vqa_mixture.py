@@ -73,8 +73,9 @@ def _yes_no_conversation(a: Attributes, phrasings: dict[str, list[str]], rng: ra
                          turns: int = 4) -> list[tuple[str, str]]:
     """`turns` yes/no questions about one image, as LLaVA-1.5 packs an image's VQA questions into one conversation:
     per attribute (colour, shape) turns/4 true ones (each in another phrasing, while there are) and turns/4 false ones
-    (each false value different), in easy-vqa's own positive phrasings, shuffled. One image then carries several answers for the cost of one image, which is what
-    lets a short run learn yes/no at all (`python -m llava.analysis.yes_no_ablation`, docs/experiment_kit.md)."""
+    (each false value different), in easy-vqa's own positive phrasings, shuffled. One image then carries several
+    answers for the cost of one image, which is what lets a short run learn yes/no at all
+    (`python -m llava.analysis.yes_no_ablation`, docs/experiment_kit.md)."""
     if turns % 4 or not 0 < turns // 4 < len(SHAPES):
         raise ValueError(f"yes/no conversations hold 4 or 8 questions (one false value per true one), not {turns}")
     exchanges = []

@@ -26,6 +26,7 @@ from llava.analysis.kit_eval import blind_scores, evaluate, headline
 from llava.data.easy_vqa_mixture import build
 from llava.model.shape_tower import TowerRecipe
 from llava.model.small import SMALL_VERSION
+from llava.model.word_projector import mlp2x_gelu, stage1_state
 
 SMOLLM2_WIDTH = 576  # SmolLM2-135M's hidden size: the projector's output
 
@@ -49,10 +50,7 @@ def yes_no_files(manifest: dict, out: str) -> dict[str, str]:
 def new_projector(path: str, vision_width: int, text_width: int, seed: int = 0) -> str:
     """A projector as LLaVA's builder initialises one (nn.Linear defaults), saved in stage-1 file form."""
     torch.manual_seed(seed)
-    first, second = torch.nn.Linear(vision_width, text_width), torch.nn.Linear(text_width, text_width)
-    save_file({"model.mm_projector.0.weight": first.weight.detach(), "model.mm_projector.0.bias": first.bias.detach(),
-               "model.mm_projector.2.weight": second.weight.detach(),
-               "model.mm_projector.2.bias": second.bias.detach()}, path)
+    save_file(stage1_state(mlp2x_gelu(vision_width, text_width)), path)
     return path
 
 

@@ -4,8 +4,8 @@ LLaVA's stage 1 trains the projector on captions so that the language model can 
 that alignment decides whether yes/no questions can be learnt at all in a short run (`python -m
 llava.analysis.yes_no_ablation`, docs/experiment_kit.md). So this projector is fitted (seconds, no language-model
 forward) to put each patch token onto the input embedding of a word the model already knows: even positions the
-image's colour word, odd positions its shape word. The image then reads like "red circle red circle ...", and "is there a red shape?" becomes a comparison the pretrained model makes between tokens. This is a
-supervised stand-in for stage 1 on the two attributes the kit asks about, not LLaVA's caption pre-training; cached
+image's colour word, odd positions its shape word. The image then reads like "red circle red circle ...", and "is
+there a red shape?" becomes a comparison the pretrained model makes between tokens. This is a supervised stand-in for stage 1 on the two attributes the kit asks about, not LLaVA's caption pre-training; cached
 like the tower, keyed by the tower recipe, the language model file and this recipe.
 """
 
@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
 from llava.cache import cache_dir, publish_dir
 from llava.data.easy_vqa_attributes import COLORS, SHAPES
 from llava.model.shape_tower import TowerRecipe, patch_features, pixels_and_labels, pretrained_tower
+from llava.model.weights import PROJECTOR_KEY
 from llava.model.zero import zero3_paused
 
 DONE = "projector.ok"
@@ -49,6 +50,17 @@ def word_ids(tokenizer, words) -> list[int]:
     return [tokenizer(" " + w, add_special_tokens=False).input_ids[0] for w in words]
 
 
+def mlp2x_gelu(vision_width: int, text_width: int) -> torch.nn.Sequential:
+    """LLaVA-1.5's projector as its builder initialises one (nn.Linear defaults)."""
+    return torch.nn.Sequential(torch.nn.Linear(vision_width, text_width), torch.nn.GELU(),
+                               torch.nn.Linear(text_width, text_width))
+
+
+def stage1_state(projector: torch.nn.Sequential) -> dict[str, torch.Tensor]:
+    """The projector's tensors under LLaVA's stage-1 file keys (`model.mm_projector.{0,2}.*`)."""
+    return {f"{PROJECTOR_KEY}{k}": v.detach().contiguous() for k, v in projector.state_dict().items()}
+
+
 def _patch_features(tower: CLIPVisionModel, pixels: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([patch_features(tower, chunk) for chunk in pixels.split(256)])
@@ -71,8 +83,7 @@ def fit_projector(tower_dir: str, lm_dir: str, tower_recipe: TowerRecipe, recipe
     pixels, shapes, colours = pixels_and_labels("train", tower_recipe.image_size)
     feats = _patch_features(tower, pixels)
     width = embeddings.shape[1]
-    projector = torch.nn.Sequential(torch.nn.Linear(feats.shape[-1], width), torch.nn.GELU(),
-                                    torch.nn.Linear(width, width))  # LLaVA-1.5's mlp2x_gelu
+    projector = mlp2x_gelu(feats.shape[-1], width)
     optimizer = torch.optim.AdamW(projector.parameters(), lr=recipe.lr)
     generator = torch.Generator().manual_seed(recipe.seed)
     start, losses = time.time(), []
@@ -95,9 +106,7 @@ def fit_projector(tower_dir: str, lm_dir: str, tower_recipe: TowerRecipe, recipe
     report = {"test_nearest_colour_word": colour_acc, "test_nearest_shape_word": shape_acc,
               "first_mse": losses[0], "last_mse": losses[-1], "train_seconds": round(time.time() - start, 1),
               "recipe": dataclasses.asdict(recipe)}
-    state = {"model.mm_projector.0.weight": projector[0].weight, "model.mm_projector.0.bias": projector[0].bias,
-             "model.mm_projector.2.weight": projector[2].weight, "model.mm_projector.2.bias": projector[2].bias}
-    return {k: v.detach().contiguous() for k, v in state.items()}, report
+    return stage1_state(projector), report
 
 
 def aligned_projector(lm_dir: str, lm_file: str, tower_recipe: TowerRecipe | None = None,

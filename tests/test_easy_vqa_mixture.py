@@ -2,12 +2,13 @@
 paired yes/no benchmark in MME's layout, and the scores and blind baselines computed on them."""
 
 import json
+import os
 
 import pytest
 
 from llava.analysis.kit_scores import BlindBaseline, pair_questions, score_pairs, score_task
 from llava.data.easy_vqa_attributes import COLORS, HEX, SHAPES, Attributes, from_pixels, image_attributes, implied
-from llava.data.easy_vqa_mixture import SHORT_ANSWER, build, caption_of, negated, vqg_answers
+from llava.data.easy_vqa_mixture import MME_SUBDIR, SHORT_ANSWER, build, caption_of, negated, vqg_answers
 from llava.eval.benchmarks import mme
 
 easy_vqa = pytest.importorskip("easy_vqa", reason="the easy-vqa package is in the dev extra (make install)")
@@ -67,23 +68,23 @@ def test_mixture_tasks_hold_what_they_promise(mixture):
     assert len(vqa_colour) == 12 and all(r["conversations"][0]["value"].endswith(f"\n{SHORT_ANSWER}")
                                          for r in vqa_colour)
     yes_no = [r for r in train["vqa"] if r["conversations"][1]["value"] in ("yes", "no")]
-    assert len(yes_no) == 24  # half of vqa: one four-question conversation per image
+    assert len(yes_no) == 24  # half of vqa: one eight-question conversation per image
     for row in yes_no:
         a, turns = attributes_of(row["image"]), row["conversations"]
-        assert len(turns) == 8 and turns[0]["value"].startswith("<image>\n")
+        assert len(turns) == 16 and turns[0]["value"].startswith("<image>\n")
         assert not any("<image>" in t["value"] for t in turns[1:])
         answers = [t["value"] for t in turns[1::2]]
-        assert sorted(answers) == ["no", "no", "yes", "yes"]  # balanced: the text alone does not give the answer
+        assert sorted(answers) == ["no"] * 4 + ["yes"] * 4  # balanced: the text alone does not give the answer
         kinds = []
         for human, gpt in zip(turns[0::2], turns[1::2]):
             question = human["value"].removeprefix("<image>\n")
-            assert question.endswith(f"\n{SHORT_ANSWER}") and not negated(question)
+            assert question.endswith(f"?\n{SHORT_ANSWER}") and not negated(question)  # easy-vqa's own "?" kept
             words = set(question.split("\n")[0].strip("?").split())
             named = (words & set(COLORS)) or (words & set(SHAPES))
             assert len(named) == 1  # the answer is what the image says of the one attribute word asked about
             assert ({a.color, a.shape} & named != set()) == (gpt["value"] == "yes")
             kinds.append("color" if named <= set(COLORS) else "shape")
-        assert sorted(kinds) == ["color", "color", "shape", "shape"]
+        assert sorted(kinds) == ["color"] * 4 + ["shape"] * 4
     test_yes_no = [json.loads(line) for line in open(manifest["eval"]["vqa"]) if '"yesno"' in line]
     assert test_yes_no and not any(negated(r["text"].split("\n")[0]) for r in test_yes_no)
     for row in train["caption"]:
@@ -100,6 +101,18 @@ def test_mixture_tasks_hold_what_they_promise(mixture):
     for it in items:
         by_image.setdefault(it["image"], []).append(it["answer"])
     assert all(sorted(v) == ["no", "yes"] for v in by_image.values())
+
+
+def test_training_options_do_not_change_the_held_out_set(mixture, tmp_path):
+    manifest, out = mixture
+    other = build(str(tmp_path), n_train=40, n_test=12, seed=3, yes_no_turns=4)
+    for task, path in manifest["eval"].items():
+        assert open(other["eval"][task]).read() == open(path).read()
+    for subtask in ("color", "existence"):
+        pairs = os.path.join(MME_SUBDIR, subtask, "questions_answers_YN")
+        names = sorted(os.listdir(out / pairs))
+        assert len(names) == 12 and names == sorted(os.listdir(tmp_path / pairs))
+        assert all(open(out / pairs / n).read() == open(tmp_path / pairs / n).read() for n in names)
 
 
 def test_scores_and_blind_baseline(mixture, tmp_path):

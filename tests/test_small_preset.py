@@ -7,11 +7,14 @@ import time
 
 import pytest
 import torch
-from transformers import CLIPVisionModel
+from transformers import AutoTokenizer, CLIPVisionModel
 
+from llava.conversation import get_template
+from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS, build
+from llava.data.preprocess import tokenize_conversation
 from llava.eval.generate import Generator
 from llava.model.builder import detect_source
-from llava.model.parts import lm_location
+from llava.model.parts import ensure_image_token, lm_location
 from llava.model.shape_tower import TowerRecipe, pretrained_tower
 from llava.model.small import SMALL_VERSION, build_small, smollm2_gguf
 from llava.model.weights import read_state_dict
@@ -59,3 +62,20 @@ def test_word_aligned_projector_is_cached_and_loaded():
     projector = model.model.multi_modal_projector
     assert torch.equal(projector.linear_1.weight, fitted["model.mm_projector.0.weight"])
     assert torch.equal(projector.linear_2.bias, fitted["model.mm_projector.2.bias"])
+
+
+def test_kit_conversations_fit_the_kit_token_limit(tmp_path):
+    """The kit trains with --model_max_length KIT_MAX_TOKENS: every sample of its mixture must fit uncut (an
+    eight-question yes/no conversation cut at 256 tokens silently lost its last answers once)."""
+    tokenizer = AutoTokenizer.from_pretrained(lm_location(smollm2_gguf()), use_fast=True)
+    ensure_image_token(tokenizer)
+    template = get_template(SMALL_VERSION, tokenizer)
+    manifest = build(str(tmp_path), n_train=96, n_test=4, seed=0)
+    lengths = []
+    for path in manifest["train"].values():
+        for row in json.loads(open(path).read()):
+            turns = [(0 if t["from"] == "human" else 1, t["value"]) for t in row["conversations"]]
+            tokens = tokenize_conversation(turns, template, tokenizer, 16, KIT_MAX_TOKENS, f"{path}: {row['id']}")
+            assert not tokens.truncated, (row["id"], len(tokens.input_ids))
+            lengths.append(len(tokens.input_ids))
+    assert 250 < max(lengths) <= KIT_MAX_TOKENS  # the eight-question conversations are the long ones

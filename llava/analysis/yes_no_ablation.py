@@ -75,7 +75,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--test", type=int, default=60, help="paired images per subtask")
     args = ap.parse_args(argv)
-    manifest = build(args.data, n_train=1200, n_test=args.test, seed=0)
+    manifest = build(args.data, n_train=1200, n_test=args.test, seed=0, yes_no_turns=4)
     manifest = {**manifest, "tasks": ["vqa"], "eval": {}}  # the paired benchmark only
     os.makedirs(args.out, exist_ok=True)
     files = yes_no_files(manifest, args.out)

@@ -5,7 +5,7 @@ Tasks (each a task name in the mixture; train from easy-vqa's train split, evalu
   vqa      easy-vqa's questions (shape, colour, yes/no) + LLaVA's short-answer instruction; answers are words. Yes/no
            questions keep easy-vqa's positive phrasings only: balanced against the negated ones ("is there not a red
            shape?") the match -> yes signal cancels, so a model would have to learn negation and matching at once
-           (MME asks positively, as the paired benchmark does). In training they come four to an image, as one
+           (MME asks positively, as the paired benchmark does). In training they come eight to an image, as one
            multi-turn conversation (LLaVA-1.5's VQA data is packed the same way); evaluation asks one at a time.
   vqa_hex  the same colour questions, word for word, answered as a colour code ("#ff0000"): the conflict. A model that
            is not told the task cannot satisfy both; a task-aware adapter can.
@@ -36,6 +36,9 @@ VQG_PROMPT = 'Ask a question about the image whose answer is "{answer}".'
 VQG_TEMPLATES = {"color": ("what color is the {shape}?", "what is the color of the {shape}?"),
                  "shape": ("what is the {color} shape?",)}
 MME_SUBDIR = os.path.join("MME", "MME_Benchmark_release_version")
+# --model_max_length for the small preset on this data: an eight-question yes/no conversation is 263-285 tokens with
+# its 16 image tokens (SmolLM2's chat template; measured on the default mixture), so none is cut
+KIT_MAX_TOKENS = 320
 
 
 def caption_of(a: Attributes) -> str:
@@ -70,7 +73,7 @@ def _turns(prompt: str | list[tuple[str, str]], reply: str | None) -> list[dict]
 
 
 def _yes_no_conversation(a: Attributes, phrasings: dict[str, list[str]], rng: random.Random,
-                         turns: int = 4) -> list[tuple[str, str]]:
+                         turns: int = 8) -> list[tuple[str, str]]:
     """`turns` yes/no questions about one image, as LLaVA-1.5 packs an image's VQA questions into one conversation:
     per attribute (colour, shape) turns/4 true ones (each in another phrasing, while there are) and turns/4 false ones
     (each false value different), in easy-vqa's own positive phrasings, shuffled. One image then carries several
@@ -132,10 +135,12 @@ def negated(question: str) -> bool:
 
 
 def _phrasing(question: str) -> str:
-    return " ".join("X" if w.strip("?") in SHAPES or w.strip("?") in COLORS else w for w in question.split())
+    """The question with its shape or colour word replaced by X, punctuation kept ("is there a X?")."""
+    return " ".join(w.replace(w.strip("?"), "X") if w.strip("?") in SHAPES or w.strip("?") in COLORS else w
+                    for w in question.split())
 
 
-def _task_items(split, sizes, rng, attrs, qas, yes_no_turns=4):
+def _task_items(split, sizes, rng, attrs, qas, yes_no_turns=8):
     """{task: [(image_id, prompt, reply, kind)]}: sizes[task] items per task; vqa: a quarter shape, a quarter colour
     and half yes/no (positive phrasings, balanced; in training a conversation of yes_no_turns questions per image,
     whose prompt is [(question, answer), ...])."""
@@ -191,18 +196,18 @@ def _write_pairs(out, rng, attrs, paths, n_images) -> int:
 
 
 def build(out: str, n_train: int = 1200, n_test: int = 40, seed: int = 0,
-          train_sizes: dict[str, int] | None = None, yes_no_turns: int = 4) -> dict:
+          train_sizes: dict[str, int] | None = None, yes_no_turns: int = 8) -> dict:
     """Write the mixture under `out` and return its manifest (paths and counts; also saved as manifest.json).
 
     n_train / n_test are per task (train_sizes: {task: n} overrides n_train); the paired benchmark has n_test images per
     subtask (2 questions each); yes_no_turns: questions per training yes/no conversation (4 or 8).
     """
     ev = load_easy_vqa()
-    rng = random.Random(seed)
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     os.makedirs(os.path.join(out, "eval"), exist_ok=True)
     manifest = {"seed": seed, "tasks": list(TASKS), "train": {}, "eval": {}, "counts": {}}
     for split, n in (("train", n_train), ("test", n_test)):
+        rng = random.Random(f"{seed}/{split}")  # one stream per split: training options never redraw the test set
         attrs, paths = image_attributes(split)
         qas = list(zip(*getattr(ev, f"get_{split}_questions")()))
         sizes = {t: (train_sizes or {}).get(t, n) if split == "train" else n for t in TASKS}

@@ -5,11 +5,14 @@ linears; MoE-LoRA, AsymLoRA routed (paper preset: shared A, routed B heads, one 
 biased routers), AsymLoRA with one B head per task (paper Eq. 2), AsymLoRA task x expert (Eq. 3) and MixLoRA on the
 MLP with plain LoRA on attention. Ranks are chosen so every scheme trains about the same number of adapter weights;
 the measured counts are in the table. Each run trains in its own process (log in RUN/train.log), is skipped when its
-scores exist and resumes from its newest checkpoint when interrupted. Then: mean +- std per scheme and metric, the
-blind baseline, a bar chart, and the interference matrices and router load of seed 0's lora and asymlora runs.
+scores exist and resumes from its newest checkpoint when interrupted. Runs go `--workers` at a time, the cores split
+between them: on 2 cores two one-thread runs side by side train ~1.4x faster than one two-thread run after the other
+(a 135M model's matmuls at batch 4 do not keep two threads busy; measured, docs/experiment_kit.md). Then: mean +- std
+per scheme and metric, the blind baseline, a bar chart, and the interference matrices and router load of seed 0's
+lora and asymlora runs.
 
 python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora]
-                                 [--yes-no-turns 8]
+                                 [--yes-no-turns 8] [--workers 2]
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
 from safetensors import safe_open
@@ -30,7 +35,7 @@ from tqdm import tqdm
 from llava.analysis.interference import analyse
 from llava.analysis.kit_eval import blind_scores, evaluate, headline
 from llava.analysis.kit_plots import plot_comparison
-from llava.data.easy_vqa_mixture import build
+from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.model.small import SMALL_VERSION
 
 MLP = "gate_proj,up_proj,down_proj"
@@ -56,7 +61,7 @@ def train_args(scheme: str, mixture: str, images: str, out: str, seed: int, step
             "--image_folder", images, "--lora_enable", "True", "--lora_r", str(rank), "--lora_alpha", str(2 * rank),
             "--lora_dropout", "0.0", *extra, "--learning_rate", "2e-3",
             "--warmup_ratio", "0.05", "--lr_scheduler_type", "cosine", "--max_steps", str(steps),
-            "--per_device_train_batch_size", str(batch), "--model_max_length", "256",
+            "--per_device_train_batch_size", str(batch), "--model_max_length", str(KIT_MAX_TOKENS),
             "--group_by_modality_length", "True", "--logging_steps", "10",
             "--save_steps", str(max(1, steps // 2)), "--save_total_limit", "1", "--report_to", "none",
             "--output_dir", out, "--seed", str(seed)]
@@ -82,21 +87,46 @@ def adapter_weights(checkpoint: str) -> int:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if "multi_modal_projector" not in k)
 
 
-def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8) -> dict:
+def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8, threads=None) -> dict:
+    """Train (in a child process) and evaluate one scheme x seed; `threads`: torch threads for both."""
     out = os.path.join(root, scheme, f"seed{seed}")
     done = os.path.join(out, "eval", "scores.json")
     if os.path.exists(done):
         with open(done) as f:
             return json.load(f)
     os.makedirs(out, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     if not os.path.exists(os.path.join(out, "adapter_model.safetensors")):
         args = train_args(scheme, manifest["mixture"], images, out, seed, steps, model, batch)
         with open(os.path.join(out, "train.log"), "a") as log:
             proc = subprocess.run([sys.executable, "-m", "llava.train.train", *args], stdout=log,
-                                  stderr=subprocess.STDOUT)
+                                  stderr=subprocess.STDOUT, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"{scheme} seed {seed} failed (exit {proc.returncode}); see {out}/train.log")
+    if threads:
+        torch.set_num_threads(threads)
     return evaluate(out, manifest, os.path.join(out, "eval"))
+
+
+def in_workers(jobs: list[tuple], workers: int, desc: str) -> list:
+    """fn(*args) for every (fn, *args) job, `workers` processes at a time, each given cpu_count // workers threads;
+    results in the order of `jobs`. One worker runs them here, one after the other, with every thread."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if workers == 1:
+        return [fn(*args, threads=None) for fn, *args in tqdm(jobs, desc=desc, unit="job")]
+    results: list = [None] * len(jobs)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(fn, *args, threads=threads): k for k, (fn, *args) in enumerate(jobs)}
+        for future in tqdm(as_completed(futures), total=len(jobs), desc=desc, unit="job"):
+            results[futures[future]] = future.result()
+    return results
+
+
+def analyse_seed(root: str, scheme: str, seed: int, manifest: dict, images: str, threads=None) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    return analyse(os.path.join(root, scheme, f"seed{seed}"), manifest["mixture"], images,
+                   os.path.join(root, "analysis", scheme))
 
 
 def check_settings(root: str, settings: dict) -> None:
@@ -136,11 +166,15 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--schemes", default=",".join(SCHEMES))
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch", type=int, default=4, help="4 x 200 rather than 8 x 100: yes/no needs optimizer steps")
+    ap.add_argument("--batch", type=int, default=2,
+                    help="2 x 200 rather than 4 x 100 or 8 x 50: yes/no needs optimizer steps, not samples (docs)")
     ap.add_argument("--model", default="small", help="small (the kit's preset) or tiny (tests)")
     ap.add_argument("--train", type=int, default=1200, help="n: training samples vqa 2n, every other task n/2")
-    ap.add_argument("--yes-no-turns", type=int, default=4, help="questions per training yes/no conversation (4, 8)")
-    ap.add_argument("--test", type=int, default=60, help="held-out questions per task (and paired images)")
+    ap.add_argument("--yes-no-turns", type=int, default=8, help="questions per training yes/no conversation (4, 8)")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                    help="runs side by side, the cores split between them (same recipe; threads only change the "
+                         "order of float sums)")
+    ap.add_argument("--test", type=int, default=40, help="held-out questions per task (and paired images)")
     args = ap.parse_args(argv)
     start = time.time()
     schemes = args.schemes.split(",")
@@ -150,24 +184,21 @@ def main(argv=None):
     seeds = [int(s) for s in args.seeds.split(",")]
     projector = "word-aligned, frozen" if args.model == "small" else "trained"
     check_settings(args.out, {"model": args.model, "steps": args.steps, "batch": args.batch, "train": args.train,
-                              "test": args.test, "projector": projector,
+                              "test": args.test, "projector": projector, "model_max_length": KIT_MAX_TOKENS,
                               "data": f"vqa x2, vqa_hex, caption and vqg x1/2, yes/no as {args.yes_no_turns}-question "
                                       "conversations"})
     manifest = build(args.data, args.train, args.test, seed=0, train_sizes=train_sizes(args.train),
                      yes_no_turns=args.yes_no_turns)
-    results: dict[str, list] = {s: [] for s in schemes}
-    jobs = [(scheme, seed) for seed in seeds for scheme in schemes]
-    for scheme, seed in tqdm(jobs, desc="compare runs", unit="run"):
-        results[scheme].append(run_one(scheme, seed, manifest, args.data, args.out, args.steps,
-                                       args.model, args.batch))
+    pairs = [(scheme, seed) for seed in seeds for scheme in schemes]
+    scores = in_workers([(run_one, scheme, seed, manifest, args.data, args.out, args.steps, args.model, args.batch)
+                         for scheme, seed in pairs], args.workers, "compare runs")
+    results: dict[str, list] = {s: [r for (scheme, _), r in zip(pairs, scores) if scheme == s] for s in schemes}
     counts = {s: adapter_weights(os.path.join(args.out, s, f"seed{seeds[0]}")) for s in schemes}
     blind = blind_scores(manifest)
     text, table = summarise(results, blind, counts)
     plot_comparison(table, os.path.join(args.out, "compare.png"))
-    for scheme in INTERFERENCE_SCHEMES:
-        if scheme in schemes:
-            analyse(os.path.join(args.out, scheme, f"seed{seeds[0]}"), manifest["mixture"], args.data,
-                    os.path.join(args.out, "analysis", scheme))
+    in_workers([(analyse_seed, args.out, s, seeds[0], manifest, args.data) for s in INTERFERENCE_SCHEMES if s in schemes],
+               args.workers, "interference")
     with open(os.path.join(args.out, "compare.json"), "w") as f:
         json.dump({"results": results, "blind": blind, "adapter_weights": counts, "steps": args.steps,
                    "seeds": seeds, "counts": manifest["counts"]}, f, indent=1)

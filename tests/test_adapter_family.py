@@ -199,3 +199,22 @@ def test_switch_balance_loss_values():
     skewed = torch.cat([spread[:, :3], collapsed[:, 3:]], dim=1)
     assert _switch_value(torch.cat([uniform_probs[:, :3], collapsed[:, 3:]], 1), skewed, mask) == \
         pytest.approx(1.0)  # masked (padding) tokens do not count
+
+
+def test_mixlora_reads_an_instance_from_its_prompt_in_training_as_at_inference():
+    """In training the sample's reply is in the batch; at inference it is not. Routing on the reply's tokens too would
+    pick factors from the answer the model is to predict, a selection inference can never reproduce."""
+    layer = make_layer("mixlora", num_experts=8, r=3)
+    state = layer._state[0]
+    torch.manual_seed(1)
+    x = torch.randn(1, 6, 24)
+    x[:, 4:] *= 50  # reply tokens far from the prompt's, so including them changes the mean
+    labels = torch.tensor([[-100, -100, -100, -100, 11, 12]])
+    state.begin_batch(token_mask=torch.ones(1, 6), labels=labels)
+    assert state.instance_mask.tolist() == [[True] * 4 + [False] * 2]
+    training = layer._mixlora_select(x)
+    state.begin_batch(token_mask=torch.ones(1, 4))  # inference: the prompt alone
+    inference = layer._mixlora_select(x[:, :4])
+    torch.testing.assert_close(training, inference)
+    state.begin_batch(token_mask=torch.ones(1, 6))  # without labels every attended token counts
+    assert not torch.equal(layer._mixlora_select(x), inference)

@@ -134,9 +134,9 @@ class AdapterLinear(nn.Module):
         return z, aux
 
     def _mixlora_select(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-instance selection matrix S [batch, E, E] from the mean input over the sample's attended tokens."""
+        """Per-instance selection matrix S [batch, E, E] from the mean input over the sample's prompt tokens."""
         state = self._state[0]
-        mask = state.mask_for(x)
+        mask = state.mask_for(x, instance=True)
         cached = state.instance_selection.get(id(self))
         if cached is not None and x.dim() == 3 and x.shape[1] == 1 and cached.shape[0] == x.shape[0]:
             return cached  # cached decoding: one new token per step keeps the prompt's selection

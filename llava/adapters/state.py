@@ -12,21 +12,30 @@ import contextlib
 import torch
 
 from llava.adapters.balance import BalanceLoss
+from llava.constants import IGNORE_INDEX
 
 
 class RoutingState:
     def __init__(self, balance_loss: str = "hydra"):
         self.task_ids: torch.Tensor | None = None  # [batch] long
-        self.token_mask: torch.Tensor | None = None  # [batch, seq] bool: tokens that count for balance/instance routing
+        self.token_mask: torch.Tensor | None = None  # [batch, seq] bool: tokens that count for balance and load
+        # [batch, seq] bool: the tokens a mixlora instance is read from: the prompt, which is all a model has at
+        # inference; in training the reply's tokens are left out, or routing would see the answer it is to predict
+        self.instance_mask: torch.Tensor | None = None
         self.aux_grad_scale: float = 0.0  # d(total loss)/d(balance loss): balance_coef / gradient-accumulation steps
         self.balance = BalanceLoss(balance_loss)
         self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass; None: not tracked
         self.layer_load: dict[int, torch.Tensor] = {}  # the same per transformer layer (Router.load_layer)
         self.instance_selection: dict[int, torch.Tensor] = {}  # mixlora: per-layer selection of this batch
 
-    def begin_batch(self, task_ids=None, token_mask=None) -> None:
+    def begin_batch(self, task_ids=None, token_mask=None, labels=None) -> None:
+        """labels (training): the supervised tokens (label != IGNORE_INDEX) are dropped from the instance mask."""
         self.task_ids = task_ids
         self.token_mask = token_mask.bool() if token_mask is not None else None
+        self.instance_mask = self.token_mask
+        if labels is not None:
+            prompt = labels == IGNORE_INDEX
+            self.instance_mask = prompt if self.token_mask is None else self.token_mask & prompt
         self.balance.begin()
         self.instance_selection = {}
 
@@ -35,9 +44,9 @@ class RoutingState:
         Call once after every training forward and before its backward: it fixes the gradient backward applies."""
         return self.balance.finish()
 
-    def mask_for(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The token mask if it lines up with x's [batch, seq] (it does not during cached decoding)."""
-        m = self.token_mask
+    def mask_for(self, x: torch.Tensor, instance: bool = False) -> torch.Tensor | None:
+        """The token (or instance) mask if it lines up with x's [batch, seq] (it does not during cached decoding)."""
+        m = self.instance_mask if instance else self.token_mask
         if m is None or x.dim() != 3 or m.shape != x.shape[:2]:
             return None
         return m.to(x.device)
@@ -116,20 +125,21 @@ def get_state(model) -> RoutingState:
     return state
 
 
-def set_adapter_batch(model, task_ids=None, token_mask=None) -> None:
-    """Set the task ids ([batch] long tensor, or an int for the whole batch) and token mask for the next forward."""
+def set_adapter_batch(model, task_ids=None, token_mask=None, labels=None) -> None:
+    """Set the task ids ([batch] long tensor, or an int for the whole batch), token mask and (a forward with a loss)
+    labels for the next forward."""
     if isinstance(task_ids, int):
         task_ids = torch.tensor([task_ids])
-    get_state(model).begin_batch(task_ids, token_mask)
+    get_state(model).begin_batch(task_ids, token_mask, labels)
 
 
 @contextlib.contextmanager
-def adapter_batch(model, task_ids=None, token_mask=None):
+def adapter_batch(model, task_ids=None, token_mask=None, labels=None):
     """`with adapter_batch(model, task_ids=...): model(...)` routes the batch to its task heads."""
     state = get_state(model)
-    previous = (state.task_ids, state.token_mask)
-    set_adapter_batch(model, task_ids, token_mask)
+    previous = (state.task_ids, state.token_mask, state.instance_mask)
+    set_adapter_batch(model, task_ids, token_mask, labels)
     try:
         yield state
     finally:
-        state.task_ids, state.token_mask = previous
+        state.task_ids, state.token_mask, state.instance_mask = previous

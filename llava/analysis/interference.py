@@ -57,7 +57,7 @@ def task_batches(dataset, batch_size: int, draws: int, seed: int) -> dict[int, l
 
 def batch_loss(model, batch: dict, task: int) -> torch.Tensor:
     inputs = {k: v for k, v in batch.items() if k not in ("task_ids", "sample_index")}
-    with adapter_batch(model, task_ids=batch["task_ids"], token_mask=batch["attention_mask"]):
+    with adapter_batch(model, task_ids=batch["task_ids"], token_mask=batch["attention_mask"], labels=batch["labels"]):
         return model(**inputs).loss
 
 

@@ -100,7 +100,7 @@ class LlavaTrainer(Trainer):
         state = getattr(self.model, "adapter_state", None)
         coef = self.model.adapter_config.balance_coef if state is not None else 0.0
         if state is not None:
-            state.begin_batch(task_ids, inputs.get("attention_mask"))
+            state.begin_batch(task_ids, inputs.get("attention_mask"), inputs.get("labels"))
             state.aux_grad_scale = coef / self.args.gradient_accumulation_steps if model.training else 0.0
         if self.vision_keepalive is not None:
             self.vision_keepalive.pending = inputs.get("pixel_values") is None

@@ -13,7 +13,7 @@ pytest.importorskip("easy_vqa", reason="the easy-vqa package is in the dev extra
 
 
 def test_single_and_four_turn_files_hold_the_same_images(tmp_path):
-    manifest = build(str(tmp_path / "data"), n_train=16, n_test=4, seed=1)
+    manifest = build(str(tmp_path / "data"), n_train=16, n_test=4, seed=1, yes_no_turns=4)  # as the ablation builds
     files = yes_no_files(manifest, str(tmp_path))
     four = json.load(open(files["four-turn"]))
     single = json.load(open(files["single"]))

@@ -6,10 +6,10 @@ biased routers), AsymLoRA with one B head per task (paper Eq. 2), AsymLoRA task 
 MLP with plain LoRA on attention. Ranks are chosen so every scheme trains about the same number of adapter weights;
 the measured counts are in the table. Each run trains in its own process (log in RUN/train.log), is skipped when its
 scores exist and resumes from its newest checkpoint when interrupted. Runs go `--workers` at a time, the cores split
-between them: on 2 cores two one-thread runs side by side train ~1.4x faster than one two-thread run after the other
-(a 135M model's matmuls at batch 4 do not keep two threads busy; measured, docs/experiment_kit.md). Then: mean +- std
-per scheme and metric, the blind baseline, a bar chart, and the interference matrices and router load of seed 0's
-lora and asymlora runs.
+between them: a 135M model's matmuls at batch 2 do not keep two threads busy, so on 2 cores two one-thread runs side
+by side finish sooner than two two-thread runs one after the other (`bench/compare_workers.py`, docs/benchmarks.md).
+Then: mean +- std per scheme and metric, the blind baseline, a bar chart, and the interference matrices and router
+load of seed 0's lora and asymlora runs.
 
 python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora]
                                  [--yes-no-turns 8] [--workers 2]

@@ -87,46 +87,43 @@ def adapter_weights(checkpoint: str) -> int:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if "multi_modal_projector" not in k)
 
 
-def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8, threads=None) -> dict:
-    """Train (in a child process) and evaluate one scheme x seed; `threads`: torch threads for both."""
+def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8) -> dict:
+    """Train (in a child process, which inherits this process's thread share) and evaluate one scheme x seed."""
     out = os.path.join(root, scheme, f"seed{seed}")
     done = os.path.join(out, "eval", "scores.json")
     if os.path.exists(done):
         with open(done) as f:
             return json.load(f)
     os.makedirs(out, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     if not os.path.exists(os.path.join(out, "adapter_model.safetensors")):
         args = train_args(scheme, manifest["mixture"], images, out, seed, steps, model, batch)
         with open(os.path.join(out, "train.log"), "a") as log:
             proc = subprocess.run([sys.executable, "-m", "llava.train.train", *args], stdout=log,
-                                  stderr=subprocess.STDOUT, env=env)
+                                  stderr=subprocess.STDOUT)
         if proc.returncode != 0:
             raise RuntimeError(f"{scheme} seed {seed} failed (exit {proc.returncode}); see {out}/train.log")
-    if threads:
-        torch.set_num_threads(threads)
     return evaluate(out, manifest, os.path.join(out, "eval"))
+
+
+def _share_cores(threads: int) -> None:
+    """Worker start-up: this worker and the training processes it starts use `threads` threads."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
 
 
 def in_workers(jobs: list[tuple], workers: int, desc: str) -> list:
     """fn(*args) for every (fn, *args) job, `workers` processes at a time, each given cpu_count // workers threads;
     results in the order of `jobs`. One worker runs them here, one after the other, with every thread."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
     if workers == 1:
-        return [fn(*args, threads=None) for fn, *args in tqdm(jobs, desc=desc, unit="job")]
+        return [fn(*args) for fn, *args in tqdm(jobs, desc=desc, unit="job")]
+    threads = max(1, (os.cpu_count() or 1) // workers)
     results: list = [None] * len(jobs)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(fn, *args, threads=threads): k for k, (fn, *args) in enumerate(jobs)}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_share_cores,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(fn, *args): k for k, (fn, *args) in enumerate(jobs)}
         for future in tqdm(as_completed(futures), total=len(jobs), desc=desc, unit="job"):
             results[futures[future]] = future.result()
     return results
-
-
-def analyse_seed(root: str, scheme: str, seed: int, manifest: dict, images: str, threads=None) -> dict:
-    if threads:
-        torch.set_num_threads(threads)
-    return analyse(os.path.join(root, scheme, f"seed{seed}"), manifest["mixture"], images,
-                   os.path.join(root, "analysis", scheme))
 
 
 def check_settings(root: str, settings: dict) -> None:
@@ -197,7 +194,8 @@ def main(argv=None):
     blind = blind_scores(manifest)
     text, table = summarise(results, blind, counts)
     plot_comparison(table, os.path.join(args.out, "compare.png"))
-    in_workers([(analyse_seed, args.out, s, seeds[0], manifest, args.data) for s in INTERFERENCE_SCHEMES if s in schemes],
+    in_workers([(analyse, os.path.join(args.out, s, f"seed{seeds[0]}"), manifest["mixture"], args.data,
+                 os.path.join(args.out, "analysis", s)) for s in INTERFERENCE_SCHEMES if s in schemes],
                args.workers, "interference")
     with open(os.path.join(args.out, "compare.json"), "w") as f:
         json.dump({"results": results, "blind": blind, "adapter_weights": counts, "steps": args.steps,

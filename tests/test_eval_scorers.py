@@ -119,3 +119,23 @@ def test_missing_answers_are_an_error(tmp_path):
     make_gqa(str(tmp_path))
     with pytest.raises(ValueError, match="5 questions have no answer"):
         gqa.score(str(tmp_path), answers_file(tmp_path, {"201": "red"}))
+
+
+def test_normaliser_equals_the_official_processor_on_fuzzed_strings():
+    """lmms-eval ships the EvalAI answer processor as the official VQA code has it (periods stripped with re.UNICODE
+    passed as sub()'s count: at most 32); ours must give the same string, also past 32 periods."""
+    vqa_eval_metric = pytest.importorskip("lmms_eval.tasks._task_utils.vqa_eval_metric",
+                                          reason="the lmms-eval extra is part of `make install` (dev)")
+    official = vqa_eval_metric.EvalAIAnswerProcessor()
+    import random
+
+    rng = random.Random(0)
+    pieces = ["a", "the", "Two", "3", ",", ".", "?", "!", "-", " ", "'s", "dont", "x.y", "1.5", "none", "(", ")",
+              "\n", ";", "U.S.", "3,000", "..."]
+    strings = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
+    strings += ["." * n + " end" for n in (31, 32, 33, 40, 80)] + ["a. " * 50, "e.g. " * 20 + "yes."]
+    long = [s for s in strings if s.count(".") > 32]
+    assert len(long) >= 4
+    for s in strings:
+        assert normalize_answer(s) == official(s), s
+    assert normalize_answer("." * 40 + " end") == "." * 8 + " end"  # 32 removed, 8 left

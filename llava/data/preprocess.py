@@ -5,6 +5,11 @@ supervised when its character span overlaps a reply, or when it is the separator
 a reply (LLaVA supervises that token too). Every way this can go wrong silently in LLaVA's round-length
 arithmetic is an explicit check here: a reply that got no token, a reply end that is not the tokenizer's eos, an
 <image> that did not become exactly one image token.
+
+Input ids are built as LLaVA's `tokenizer_image_token` builds them: the text is split at <image> and each chunk is
+encoded on its own (the tokenizer's BOS kept on the first chunk only). On a SentencePiece tokenizer with
+`legacy=False` that is not the same as encoding the whole string: the chunk after the image starts with the
+tokenizer's dummy-prefix "▁", which a one-pass encoding (no prefix after a special token) does not have.
 """
 
 from __future__ import annotations
@@ -47,9 +52,7 @@ def tokenize_conversation(turns, template: Template | ChatTemplate, tokenizer, i
         text, spans = template.render(turns)
     except ValueError as e:  # a chat_template that cannot be split into turns
         raise DataError(where, f"template/tokenizer mismatch: {e}") from e
-    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=template.add_special_tokens)
-    ids = enc["input_ids"]
-    offsets = enc["offset_mapping"]
+    ids, offsets = encode_chunks(text, tokenizer, template.add_special_tokens)
     labels = [IGNORE_INDEX] * len(ids)
     image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
     for span_start, span_end in spans:
@@ -74,11 +77,9 @@ def tokenize_conversation(turns, template: Template | ChatTemplate, tokenizer, i
         if any(ids[i] == image_id for i in hit):
             raise DataError(where, f"a reply contains {DEFAULT_IMAGE_TOKEN}; images go in the human turn")
 
-    n_placeholders = text.count(DEFAULT_IMAGE_TOKEN)
-    n_image_ids = sum(1 for t in ids if t == image_id)
-    if n_placeholders != n_image_ids:
-        raise DataError(where, f"template/tokenizer mismatch: {n_placeholders} {DEFAULT_IMAGE_TOKEN} in the text but "
-                        f"{n_image_ids} image tokens after tokenization (is {DEFAULT_IMAGE_TOKEN} a special token?)")
+    if DEFAULT_IMAGE_TOKEN in text and (image_id is None or image_id == tokenizer.unk_token_id):
+        raise DataError(where, f"template/tokenizer mismatch: the tokenizer has no {DEFAULT_IMAGE_TOKEN} token "
+                        f"(is {DEFAULT_IMAGE_TOKEN} a special token?)")
 
     input_ids, out_labels = expand_image_tokens(ids, labels, image_id, image_seq_length)
 
@@ -108,8 +109,34 @@ def expand_image_tokens(ids: list[int], labels: list[int] | None, image_id: int,
     return out_ids, out_labels
 
 
+def encode_chunks(text: str, tokenizer, add_special_tokens: bool = True):
+    """(ids, character offsets) of `text` as LLaVA's `tokenizer_image_token` encodes it: every chunk between <image>
+    placeholders on its own, one image token between chunks, and the BOS that each chunk's encoding starts with
+    kept only in front of the first (LLaVA drops the first id of every later chunk when the first chunk begins
+    with BOS). Offsets are shifted into `text`, so reply spans can be placed on them."""
+    image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
+    ids: list[int] = []
+    offsets: list[tuple[int, int]] = []
+    start = 0
+    drop_first = False
+    for k, piece in enumerate(text.split(DEFAULT_IMAGE_TOKEN)):
+        enc = tokenizer(piece, return_offsets_mapping=True, add_special_tokens=add_special_tokens)
+        chunk_ids, chunk_offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+        if k == 0:
+            drop_first = bool(chunk_ids) and chunk_ids[0] == tokenizer.bos_token_id
+        else:
+            ids.append(image_id)
+            offsets.append((start - len(DEFAULT_IMAGE_TOKEN), start))
+            if drop_first:
+                chunk_ids, chunk_offsets = chunk_ids[1:], chunk_offsets[1:]
+        ids += chunk_ids
+        offsets += [(s + start, e + start) for s, e in chunk_offsets]
+        start += len(piece) + len(DEFAULT_IMAGE_TOKEN)
+    return ids, offsets
+
+
 def encode_prompt(prompt: str, tokenizer, image_seq_length: int, add_special_tokens: bool = True) -> list[int]:
-    """Token ids of a generation prompt, image placeholders expanded."""
-    ids = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+    """Token ids of a generation prompt (chunked at <image> as LLaVA encodes it), image placeholders expanded."""
+    ids, _ = encode_chunks(prompt, tokenizer, add_special_tokens)
     image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
     return expand_image_tokens(ids, None, image_id, image_seq_length)[0]

@@ -51,7 +51,9 @@ def _punctuation(text: str) -> str:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    return _PERIOD.sub("", out)
+    # The official VQA/EvalAI code calls `periodStrip.sub("", outText, re.UNICODE)`: re.UNICODE (= 32) lands in
+    # sub()'s `count`, so at most 32 periods are removed. Scores are only comparable with that quirk kept.
+    return _PERIOD.sub("", out, count=int(re.UNICODE))
 
 
 def normalize_answer(answer: str) -> str:

@@ -11,10 +11,10 @@ from transformers import AutoTokenizer, CLIPVisionModel
 
 from llava.conversation import get_template
 from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS, build
-from llava.data.preprocess import tokenize_conversation
+from llava.data.preprocess import ensure_image_token, tokenize_conversation
 from llava.eval.generate import Generator
 from llava.model.builder import detect_source
-from llava.model.parts import ensure_image_token, lm_location
+from llava.model.parts import lm_location
 from llava.model.shape_tower import TowerRecipe, pretrained_tower
 from llava.model.small import SMALL_VERSION, build_small, smollm2_gguf
 from llava.model.weights import read_state_dict

@@ -26,8 +26,8 @@ import os
 import random
 import shutil
 
+from llava.constants import SHORT_ANSWER
 from llava.data.easy_vqa_attributes import COLORS, HEX, SHAPES, Attributes, image_attributes, load_easy_vqa
-from llava.eval.benchmarks.common import SHORT_ANSWER
 
 TASKS = ("vqa", "vqa_hex", "caption", "vqg")
 CAPTION_PROMPT = "Describe the image briefly."

@@ -2,7 +2,8 @@
 not hours into training.
 
 Per record: the image exists, its header and structure read (`PIL.Image.verify`, no full decode), its size is
-sane; the conversation tokenizes under the run's template and keeps a supervised token after truncation.
+sane; the conversation tokenizes under the run's template and keeps a supervised token after truncation (skipped
+for a dataset built without a tokenizer: the data recipes check structure and images before any model is chosen).
 Records are checked in worker processes with a progress bar; the result is cached per data file (keyed by the
 files' size and mtime and by the settings that change the answer), so a re-run costs a stat per file.
 """
@@ -75,6 +76,8 @@ def _check(index: int) -> tuple[int, str] | None:
             _WORKER["images"][path] = check_image(path)
         if _WORKER["images"][path]:
             return index, _WORKER["images"][path]
+    if ds.tokenizer is None:  # structure and images only (a data recipe without the model's tokenizer)
+        return None
     try:
         turns = move_image_to_front(record.turns, record.image is not None)
         tokenize_conversation(turns, ds.template, ds.tokenizer, ds.image_seq_length, ds.model_max_length, where)
@@ -86,8 +89,9 @@ def _check(index: int) -> tuple[int, str] | None:
 def _cache_key(dataset) -> str:
     stats = [(p, os.path.getsize(p), os.path.getmtime(p)) for _, p in parse_data_path(dataset.data_path)]
     tok = dataset.tokenizer
+    tokenizer = None if tok is None else [tok.name_or_path, len(tok), tok.eos_token]
     settings = [stats, os.path.abspath(dataset.image_folder or "."), dataset.template.name, dataset.image_seq_length,
-                dataset.model_max_length, tok.name_or_path, len(tok), tok.eos_token, 1]
+                dataset.model_max_length, tokenizer, 1]
     return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:24]
 
 

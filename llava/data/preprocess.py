@@ -30,6 +30,16 @@ class Tokenized:
     truncated: bool
 
 
+def ensure_image_token(tokenizer) -> int:
+    """<image> as one special token (LLaVA's tokenizers do not have it) and a pad token (LLaVA pads Vicuna with
+    <unk>); returns the image token's id."""
+    if DEFAULT_IMAGE_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": [DEFAULT_IMAGE_TOKEN]})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
+    return tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
+
+
 def move_image_to_front(turns: list[tuple[int, str]], has_image: bool) -> list[tuple[int, str]]:
     """As LLaVA's `preprocess_multimodal`: the turn holding <image> becomes '<image>\\n' + its text, stripped; no
     other turn is touched. An image sample with no <image> tag gets it in front of the first turn."""

@@ -22,9 +22,10 @@ import pickle
 import torch
 from transformers import AutoTokenizer, CLIPImageProcessorPil, LlavaForConditionalGeneration
 
+from llava.data.preprocess import ensure_image_token
 from llava.model.image import clip_image_processor
 from llava.model.original import from_original_llava, save_original_llava
-from llava.model.parts import ensure_image_token, from_parts
+from llava.model.parts import from_parts
 from llava.model.quant import quantization_config, quantize_tiny
 from llava.model.small import build_small
 from llava.model.tiny import build_tiny

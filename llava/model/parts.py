@@ -19,7 +19,7 @@ from transformers import (
 )
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
-from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.data.preprocess import ensure_image_token
 from llava.model.gguf import converted_gguf_dir
 from llava.model.image import clip_image_processor
 from llava.model.weights import load_projector
@@ -33,14 +33,6 @@ def load_vision_tower(path: str, dtype: torch.dtype, **kwargs) -> CLIPVisionMode
             "and pass --vision_tower /path/to/it"
         )
     return CLIPVisionModel.from_pretrained(path, dtype=dtype, **kwargs)
-
-
-def ensure_image_token(tokenizer) -> int:
-    if DEFAULT_IMAGE_TOKEN not in tokenizer.get_vocab():
-        tokenizer.add_special_tokens({"additional_special_tokens": [DEFAULT_IMAGE_TOKEN]})
-    if tokenizer.pad_token is None:  # LLaVA pads Vicuna with <unk>
-        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
-    return tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
 
 
 def _grow_embeddings(lm, vocab_size: int) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
+from llava.constants import SHORT_ANSWER  # noqa: F401 (re-exported for the scorers)
 from llava.eval.jsonl import read_jsonl
-
-SHORT_ANSWER = "Answer the question using a single word or phrase."  # LLaVA-1.5's short-answer instruction
 
 
 def read_answers(path: str) -> dict:

@@ -3,7 +3,9 @@
 # MODEL=tiny switches every default to the embedded tiny preset on CPU (demo data, no DeepSpeed).
 # An empty value means "none": VISION_TOWER= (a llava-hf MODEL has its own), PROJECTOR= (projector from scratch),
 # DEEPSPEED= (no DeepSpeed). GLOBAL_BATCH (LLaVA's 128) is kept whatever NUM_GPUS: the script sets
-# GRAD_ACCUM = GLOBAL_BATCH / (BATCH x NUM_GPUS) unless GRAD_ACCUM is given.
+# GRAD_ACCUM = GLOBAL_BATCH / (BATCH x NUM_GPUS x NNODES) unless GRAD_ACCUM is given. NUM_GPUS is processes per
+# node; NNODES > 1 runs the same command on every node with NODE_RANK=0..NNODES-1 and MASTER_ADDR the rank-0 node.
+# DRY_RUN=1 prints the command it would run (and any missing path) and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +56,10 @@ else
     WARMUP=${WARMUP:-0.03}
 fi
 missing() {
+    if [ "${DRY_RUN:-0}" = "1" ]; then
+        echo "missing: $1: $2" >&2
+        return 0
+    fi
     echo "error: $1 not found: $2" >&2
     exit 2
 }
@@ -71,10 +77,11 @@ for entry in "${data_entries[@]}"; do
     [ -f "${entry#*=}" ] || missing "data file ${entry#*=}" "set DATA (a.json, or name=a.json,name=b.json)"
 done
 NUM_GPUS=${NUM_GPUS:-1}
+NNODES=${NNODES:-1}
 if [ -z "${GRAD_ACCUM:-}" ]; then
-    per_step=$((BATCH * NUM_GPUS))
+    per_step=$((BATCH * NUM_GPUS * NNODES))
     if [ $((GLOBAL_BATCH % per_step)) -ne 0 ]; then
-        echo "error: GLOBAL_BATCH=$GLOBAL_BATCH is not a multiple of BATCH=$BATCH x NUM_GPUS=$NUM_GPUS; set BATCH or GRAD_ACCUM" >&2
+        echo "error: GLOBAL_BATCH=$GLOBAL_BATCH is not a multiple of BATCH=$BATCH x NUM_GPUS=$NUM_GPUS x NNODES=$NNODES; set BATCH or GRAD_ACCUM" >&2
         exit 2
     fi
     GRAD_ACCUM=$((GLOBAL_BATCH / per_step))
@@ -87,15 +94,16 @@ BITS=${BITS:-16}
 
 args=(
     --model_name_or_path "$MODEL" --version "$VERSION"
-    --data_path "$DATA" --image_folder "$IMAGE_FOLDER" --image_aspect_ratio pad --group_by_modality_length True
+    --data_path "$DATA" --image_folder "$IMAGE_FOLDER" --image_aspect_ratio "${ASPECT:-pad}"
+    --group_by_modality_length "${GROUP_BY_LENGTH:-True}"
     --lora_enable True --adapter_scheme "$SCHEME" --lora_r "$R" --lora_alpha "$ALPHA" --lora_dropout "$DROPOUT"
     --num_experts "${NUM_EXPERTS:-1}" --num_tasks "${NUM_TASKS:-1}" --router "${ROUTER:-dense}" --top_k "${TOP_K:-1}"
     --router_scope "${ROUTER_SCOPE:-module}" --balance_coef "${BALANCE_COEF:-0.0}"
     --balance_loss "${BALANCE_LOSS:-hydra}" --router_bias "${ROUTER_BIAS:-False}"
-    --mm_projector_lr "$PROJECTOR_LR" --learning_rate "$LR" --weight_decay 0. --warmup_ratio "$WARMUP"
+    --mm_projector_lr "$PROJECTOR_LR" --learning_rate "$LR" --weight_decay "${WEIGHT_DECAY:-0.}" --warmup_ratio "$WARMUP"
     --lr_scheduler_type cosine --num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH"
     --gradient_accumulation_steps "$GRAD_ACCUM" --model_max_length "$MAX_LEN" --activation_checkpointing "$GRAD_CKPT"
-    --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit 2 --logging_steps "$LOGGING_STEPS"
+    --save_strategy steps --save_steps "$SAVE_STEPS" --save_total_limit "${SAVE_TOTAL_LIMIT:-2}" --logging_steps "$LOGGING_STEPS"
     --dataloader_num_workers "$WORKERS" --lazy_preprocess True --report_to "$REPORT_TO" --output_dir "$OUTPUT"
     --bits "$BITS"
 )
@@ -106,7 +114,7 @@ args=(
 HAS_CUDA=${HAS_CUDA:-$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")}
 [ "$HAS_CUDA" = "1" ] || args+=(--use_cpu True)
 case "$PRECISION" in
-    bf16) args+=(--bf16 True); [ "$HAS_CUDA" = "1" ] && args+=(--tf32 True) ;;
+    bf16) args+=(--bf16 True); [ "$HAS_CUDA" = "1" ] && args+=(--tf32 "${TF32:-True}") ;;
     fp16) args+=(--fp16 True) ;;
     fp32) ;;
     *) echo "PRECISION must be bf16, fp16 or fp32" >&2; exit 2 ;;
@@ -114,13 +122,22 @@ esac
 # shellcheck disable=SC2206
 args+=($EXTRA_ARGS)
 
-echo "llava-asymlora: training $SCHEME (r=$R, alpha=$ALPHA, experts=${NUM_EXPERTS:-1}, tasks=${NUM_TASKS:-1}) on" \
-     "MODEL=$MODEL, VISION_TOWER=${VISION_TOWER:-<from MODEL>}, PROJECTOR=${PROJECTOR:-<none>}," \
-     "DATA=$DATA; $PRECISION, ${EXTRA_BITS:-}DeepSpeed ${DEEPSPEED:-off}; global batch $((BATCH * NUM_GPUS * GRAD_ACCUM))" \
-     "= $BATCH per device x $NUM_GPUS processes x $GRAD_ACCUM accumulation; output $OUTPUT"
-if [ "$NUM_GPUS" -gt 1 ] || [ -n "$DEEPSPEED" ]; then  # DeepSpeed wants the launcher's env, even for one process
-    exec "$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS" --master_port "${MASTER_PORT:-29511}" \
-        -m llava.train.train "${args[@]}"
+echo "llava-asymlora: training $SCHEME${PRESET:+ (preset $PRESET)} (r=$R, alpha=$ALPHA, experts=${NUM_EXPERTS:-1}," \
+     "tasks=${NUM_TASKS:-1}) on MODEL=$MODEL, VISION_TOWER=${VISION_TOWER:-<from MODEL>}, PROJECTOR=${PROJECTOR:-<none>}," \
+     "DATA=$DATA; $PRECISION, ${EXTRA_BITS:-}DeepSpeed ${DEEPSPEED:-off}; global batch" \
+     "$((BATCH * NUM_GPUS * NNODES * GRAD_ACCUM)) = $BATCH per device x $NUM_GPUS processes x $NNODES nodes x" \
+     "$GRAD_ACCUM accumulation; output $OUTPUT"
+if [ "$NUM_GPUS" -gt 1 ] || [ "$NNODES" -gt 1 ] || [ -n "$DEEPSPEED" ]; then  # DeepSpeed wants the launcher's env
+    launch=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS" --nnodes "$NNODES"
+            --node_rank "${NODE_RANK:-0}" --master_addr "${MASTER_ADDR:-127.0.0.1}" --master_port "${MASTER_PORT:-29511}"
+            -m llava.train.train "${args[@]}")
 else
-    exec "$PYTHON" -m llava.train.train "${args[@]}"
+    launch=("$PYTHON" -m llava.train.train "${args[@]}")
 fi
+if [ "${DRY_RUN:-0}" = "1" ]; then
+    printf 'command:'
+    printf ' %q' "${launch[@]}"
+    printf '\n'
+    exit 0
+fi
+exec "${launch[@]}"

@@ -71,11 +71,13 @@ def chunk(rows: list, num_chunks: int, chunk_idx: int) -> list:
 class Generator:
     """Batched greedy (or sampled) generation with a loaded LLaVA; left padding so all prompts end together."""
 
-    def __init__(self, model, tokenizer, image_processor, conv_mode: str = "vicuna_v1", image_aspect_ratio="pad",
-                 task_id: int | None = None):
+    def __init__(self, model, tokenizer, image_processor, conv_mode: str = "vicuna_v1",
+                 image_aspect_ratio: str | None = None, task_id: int | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.template = get_template(conv_mode, tokenizer)
+        if image_aspect_ratio is None:  # images reach the model as in training: pad (LLaVA-1.5) or resize (authors')
+            image_aspect_ratio = (getattr(model, "llava_base_info", None) or {}).get("image_aspect_ratio", "pad")
         self.transform = ImageTransform(image_processor, image_aspect_ratio)
         self.task_id = task_id
         self.image_seq_length = model.config.image_seq_length
@@ -124,7 +126,7 @@ class Generator:
 def run(model, tokenizer, image_processor, questions: list[dict], answers_file: str, image_folder: str = "",
         conv_mode="vicuna_v1", batch_size: int = 8, max_new_tokens: int = 128, temperature: float = 0.0,
         model_id: str = "llava", task_id: int | None = None, limit: int | None = None, progress: bool = True,
-        skip_missing_images: bool = False) -> int:
+        skip_missing_images: bool = False, image_aspect_ratio: str | None = None) -> int:
     """Answer the questions not yet in `answers_file`; returns how many were answered now."""
     os.makedirs(os.path.dirname(os.path.abspath(answers_file)), exist_ok=True)
     done = answered_ids(answers_file)
@@ -136,7 +138,7 @@ def run(model, tokenizer, image_processor, questions: list[dict], answers_file: 
                                 "(the missing ones are recorded as unanswered and scored as such)")
     if limit is not None:
         todo = todo[:limit]
-    gen = Generator(model, tokenizer, image_processor, conv_mode, task_id=task_id)
+    gen = Generator(model, tokenizer, image_processor, conv_mode, image_aspect_ratio, task_id=task_id)
     written = 0
     with open(answers_file, "a", encoding="utf-8") as out, tqdm(total=len(todo), disable=not progress) as bar:
         for q in [q for q in todo if q["question_id"] in unanswerable]:
@@ -188,6 +190,8 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=None, help="answer at most this many new questions")
     ap.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--image-aspect-ratio", default=None, choices=["pad", "resize"],
+                    help="default: what the checkpoint was trained with (llava_base.json), else pad")
     ap.add_argument("--skip-missing-images", action="store_true",
                     help="answer the questions whose image exists; record the others as unanswered")
     args = ap.parse_args(argv)
@@ -208,7 +212,8 @@ def main(argv=None):
     task_id = config.task_id(args.task) if (config is not None and args.task is not None) else None
     n = run(model, tokenizer, image_processor, questions, args.answers_file, args.image_folder, conv_mode,
             args.batch_size, args.max_new_tokens, args.temperature, os.path.basename(args.model_path.rstrip("/")),
-            task_id, args.limit, skip_missing_images=args.skip_missing_images)
+            task_id, args.limit, skip_missing_images=args.skip_missing_images,
+            image_aspect_ratio=args.image_aspect_ratio)
     print(f"answered {n} questions -> {args.answers_file}")
 
 

@@ -42,3 +42,45 @@ def test_cli_prints_the_plan(capsys):
     main(["--model", "7b", "--scheme", "asymlora", "--zero", "3", "--gpus", "8", "--bits", "4"])
     out = capsys.readouterr().out
     assert "trainable 154,804,320" in out and "GiB per GPU" in out and "adapter share of training FLOPs" in out
+
+
+def test_token_count_equals_the_training_inputs(small_data, tiny_tokenizer):
+    """The planner's count is what the dataset feeds the model: text ids + image_seq_length per image."""
+    from llava.data.dataset import SupervisedDataset
+    from llava.data.token_count import count_tokens
+    from llava.model.image import ImageTransform, clip_image_processor
+
+    spec, folder = small_data
+    counted = count_tokens(spec, tiny_tokenizer)
+    ds = SupervisedDataset(spec, tiny_tokenizer, ImageTransform(clip_image_processor(32)), image_folder=folder,
+                           image_seq_length=16, model_max_length=10_000)
+    assert counted.records == len(ds) == 24 and counted.image_records == 18 and counted.sampled == 24
+    assert counted.total(16) == sum(len(ds[i]["input_ids"]) for i in range(len(ds)))
+    sampled = count_tokens(spec, tiny_tokenizer, sample=12)
+    assert sampled.sampled == 12 and sampled.text_tokens == pytest.approx(counted.text_tokens, rel=0.25)
+
+
+def test_time_estimate_matches_the_hand_computation():
+    """docs/planning.md: LoRA r=128 on mix665k's published size (300 text tokens per record assumed) on 8 A100."""
+    from llava.train import estimate
+    from llava.train.plan import count, meta_model, sizes
+
+    llava = meta_model("7b", "lora", 128)
+    s = sizes(count(llava), llava.config)
+    assert s.lm == 6_738_939_904 - 32_064 * 4096 and s.adapters == 319_815_680
+    data = estimate.assumed_tokens("mix665k")
+    t = estimate.train_time(s, data, estimate.GPUS["a100"], 8)
+    # tokens 665,298 x 300 + 624,610 x 576 = 559.4e6; mean length 840.9; per token 6 x 6.6076e9 + 8 x 0.3198e9
+    # + 8 x 840.9 x 4096 x 32 = 43.08e9; images 624,610 x (576 x 6 x 20.98e6 + 577 x 2 x 303.5e6) = 2.64e17
+    hand_flops = 559.4e6 * 43.08e9 + 2.64e17
+    assert t["flops"] == pytest.approx(hand_flops, rel=0.01)
+    assert t["gpu_hours"] == pytest.approx(hand_flops / (312e12 * 0.30) / 3600, rel=0.01)
+    assert t["wall_hours"] == pytest.approx(t["gpu_hours"] / 8)
+
+
+def test_cli_estimates_a_table_with_no_data(capsys):
+    main(["--recipe", "conversation58k", "--gpu", "h100", "--gpus", "8", "--schemes", "lora,asymlora",
+          "--benchmarks", "mme,gqa"])
+    out = capsys.readouterr().out
+    assert "time on 8 x H100 SXM 80GB" in out and "assumed: 58,000 records" in out
+    assert out.count("train ") == 2 and out.count("eval ") == 4 and "GPU-hours" in out.splitlines()[-1]

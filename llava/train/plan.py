@@ -1,8 +1,10 @@
-"""Memory and compute planner: `python -m llava.train.plan --model 7b --scheme asymlora --zero 3 --gpus 8 [--bits 4]`.
+"""Memory, compute and time planner: `python -m llava.train.plan --model 7b --scheme asymlora --zero 3 --gpus 8`.
 
 Parameter counts come from the real architecture: LLaVA-1.5 (CLIP ViT-L/14-336 + projector + Vicuna) built on the
 meta device with the adapters injected, so they equal a real model's exactly. Bytes follow the ZeRO paper's
-accounting; the arithmetic is written out in docs/planning.md.
+accounting. With `--data FILE` (its tokens counted) or `--recipe NAME` (published sizes, assumed lengths) it also
+estimates training and evaluation time and GPU-hours on `--gpu` (train/estimate.py). The arithmetic is written out
+in docs/planning.md.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForCon
 from llava.adapters import AdapterConfig, inject_adapters
 from llava.adapters.config import ATTENTION, MLP
 from llava.adapters.inject import adapter_modules
+from llava.train import estimate
 
 GIB = 1024**3
 # Vicuna-v1.5 (Llama-2) sizes; LLaVA-1.5 adds <image> and pads the vocabulary to 32064.
@@ -124,6 +127,26 @@ def plan(model="7b", scheme="asymlora", zero=3, gpus=8, bits=16, batch=16, seq=2
             "adapter_flops_share": flops_share(c, llava.config, seq)}
 
 
+def sizes(c: Counts, cfg: LlavaConfig) -> estimate.Sizes:
+    text = cfg.text_config
+    return estimate.Sizes(lm=c.frozen_lm - text.vocab_size * text.hidden_size, adapters=c.adapters,
+                          projector=c.projector, vision=c.frozen_vision, hidden=text.hidden_size,
+                          layers=text.num_hidden_layers)
+
+
+def data_tokens(args):
+    if args.data:
+        from llava.data.token_count import count_tokens
+
+        tokenizer = None
+        if args.tokenizer:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, use_fast=True)
+        return count_tokens(args.data, tokenizer, sample=args.sample)
+    return estimate.assumed_tokens(args.recipe)
+
+
 def report(p: dict, args) -> str:
     c: Counts = p["counts"]
     lines = [f"LLaVA-1.5-{args.model} + {args.scheme}" + (f" r={args.r}" if args.r else "") +
@@ -153,8 +176,33 @@ def main(argv=None):
     ap.add_argument("--bits", type=int, choices=[4, 8, 16], default=16)
     ap.add_argument("--batch", type=int, default=16, help="per-device micro-batch (LLaVA-1.5: 16)")
     ap.add_argument("--seq", type=int, default=2048, help="sequence length (model_max_length)")
+    time = ap.add_argument_group("time and cost (with --data or --recipe)")
+    time.add_argument("--data", default=None, help="a training file or mixture spec: its tokens are counted")
+    time.add_argument("--tokenizer", default=None, help="count with this tokenizer (a Vicuna dir); default: characters")
+    time.add_argument("--sample", type=int, default=20_000, help="records tokenized (the total is scaled up)")
+    time.add_argument("--recipe", choices=sorted(estimate.ASSUMED), default=None,
+                      help="no data yet: the recipe's published size and an assumed length")
+    time.add_argument("--gpu", choices=sorted(estimate.GPUS), default="h100")
+    time.add_argument("--mfu", type=float, default=estimate.MFU)
+    time.add_argument("--epochs", type=float, default=1.0)
+    time.add_argument("--global-batch", type=int, default=128)
+    time.add_argument("--schemes", default=None, help="comma list of schemes to estimate (default --scheme)")
+    time.add_argument("--benchmarks", default="", help="comma list of mme,gqa,textvqa,vizwiz,mmvet to add")
     args = ap.parse_args(argv)
     print(report(plan(args.model, args.scheme, args.zero, args.gpus, args.bits, args.batch, args.seq, args.r), args))
+    if args.data or args.recipe:
+        schemes = args.schemes.split(",") if args.schemes else [args.scheme]
+        unknown = [b for b in args.benchmarks.split(",") if b and b not in estimate.BENCHMARKS]
+        if unknown or any(s not in SCHEMES for s in schemes):
+            ap.error(f"unknown benchmarks {unknown} or schemes {schemes} (schemes: {sorted(SCHEMES)})")
+        per_scheme = {}
+        for name in schemes:
+            llava = meta_model(args.model, name, args.r)
+            per_scheme[name] = sizes(count(llava), llava.config)
+        text, _ = estimate.time_report(per_scheme, data_tokens(args), estimate.GPUS[args.gpu], args.gpus,
+                                       [b for b in args.benchmarks.split(",") if b], args.epochs, args.mfu,
+                                       args.global_batch)
+        print(text)
 
 
 if __name__ == "__main__":

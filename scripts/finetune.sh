@@ -10,6 +10,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+# PRESET=authors: the run settings of the AsymLoRA authors' released script (HydraLoRA repository,
+# MLLM-HydraLoRA/MLLM_HydraLoRA.sh): from the finished llava-v1.5-7b (an original LLaVA checkpoint, its projector
+# included), one GPU without DeepSpeed, per-device batch 1 x accumulation 2, `resize` images, tf32 off, 2 dataloader
+# workers, rank 32 / alpha 64 unless the scheme's script says otherwise, a checkpoint every 1000 steps with one kept.
+# With MODEL=tiny only the model (and its demo data) changes. Without PRESET: LLaVA-1.5's LoRA recipe (below).
+case "${PRESET:-}" in
+    ""|paper) ;;
+    authors)
+        MODEL=${MODEL:-./checkpoints/llava-v1.5-7b}
+        if [ "$MODEL" != "tiny" ]; then
+            VISION_TOWER=${VISION_TOWER-./checkpoints/clip-vit-large-patch14-336}
+            OUTPUT=${OUTPUT:-./checkpoints/llava-v1.5-7b-${SCHEME:-lora}-authors}
+        fi
+        PROJECTOR=${PROJECTOR-} DEEPSPEED=${DEEPSPEED-}
+        R=${R:-32} ALPHA=${ALPHA:-64} DROPOUT=${DROPOUT:-0.05} LR=${LR:-2e-4} PROJECTOR_LR=${PROJECTOR_LR:-2e-5}
+        NUM_GPUS=${NUM_GPUS:-1} BATCH=${BATCH:-1} GRAD_ACCUM=${GRAD_ACCUM:-2} GLOBAL_BATCH=${GLOBAL_BATCH:-2}
+        EPOCHS=${EPOCHS:-1} WARMUP=${WARMUP:-0.03} MAX_LEN=${MAX_LEN:-2048} GRAD_CKPT=${GRAD_CKPT:-True}
+        PRECISION=${PRECISION:-bf16} TF32=${TF32:-False} ASPECT=${ASPECT:-resize} VERSION=${VERSION:-v1}
+        GROUP_BY_LENGTH=${GROUP_BY_LENGTH:-True} WEIGHT_DECAY=${WEIGHT_DECAY:-0.} WORKERS=${WORKERS:-2}
+        SAVE_STEPS=${SAVE_STEPS:-1000} SAVE_TOTAL_LIMIT=${SAVE_TOTAL_LIMIT:-1} LOGGING_STEPS=${LOGGING_STEPS:-1} ;;
+    *) echo "error: PRESET must be paper or authors, got '$PRESET'" >&2; exit 2 ;;
+esac
 MODEL=${MODEL:-./checkpoints/vicuna-7b-v1.5}
 SCHEME=${SCHEME:-lora}
 

@@ -16,6 +16,13 @@ from llava.eval.benchmarks.common import unanswered_ids
 
 
 def main(argv=None):
+    try:
+        run(argv)
+    except (FileNotFoundError, ValueError) as e:  # a missing benchmark file or answers: the user's to fix
+        raise SystemExit(f"error: {e}") from e
+
+
+def run(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["convert", "score", "submission"])
     ap.add_argument("name", choices=sorted(BENCHMARKS))

@@ -3,7 +3,9 @@
 python -m llava.eval.report [--table 2] [--runs eval/runs] [--paper eval/paper_tables.json] [--out eval/report]
 
 A run is a folder eval/runs/<NAME>/ holding <benchmark>.json files written by `llava.eval.benchmark score`
-(scripts/eval/*.sh put them there). Cells a run has not measured stay empty.
+(scripts/eval/*.sh put them there). Cells a run has not measured stay empty. A run.json beside them (written by
+scripts/paper/table.sh) names the run's scheme, so a row of differences to the paper's row for that scheme follows
+ours, and lists benchmarks still pending (MM-Vet without a judge), shown as such.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ COLUMNS = {
 }
 
 
+PAPER_SCHEMES = {"lora": "LoRA", "moe_lora": "MoE-LoRA", "asymlora": "AsymLoRA"}
+RUN_INFO = "run.json"
+
+
 def load_runs(runs_dir: str) -> dict[str, dict[str, dict]]:
-    """run name -> benchmark -> metrics."""
+    """run name -> benchmark -> metrics; the run's run.json (if any) under the key "run"."""
     runs: dict[str, dict[str, dict]] = {}
     if not os.path.isdir(runs_dir):
         return runs
@@ -43,7 +49,8 @@ def load_runs(runs_dir: str) -> dict[str, dict[str, dict]]:
             if fname.endswith(".json"):
                 with open(os.path.join(folder, fname)) as f:
                     metrics = json.load(f)
-                runs.setdefault(name, {})[metrics.get("benchmark", fname[:-5])] = metrics
+                key = "run" if fname == RUN_INFO else metrics.get("benchmark", fname[:-5])
+                runs.setdefault(name, {})[key] = metrics
     return runs
 
 
@@ -67,14 +74,23 @@ def render(table: dict, runs: dict[str, dict[str, dict]]) -> tuple[str, list[tup
         rows.append((label, row["values"]))
         lines.append("| " + " | ".join([label] + ([row.get("data", "")] if has_data else [])
                                        + [f"{v:g}" for v in row["values"]]) + " |")
+    paper = {row["scheme"]: row["values"] for row in table["rows"] if "data" not in row}
     for name, metrics in runs.items():
         values = run_values(columns, metrics)
-        if all(v is None for v in values):
+        info = metrics.get("run", {})
+        pending = set(info.get("pending", []))
+        if all(v is None for v in values) and not pending:
             continue
         label = f"{name} (ours)"
         rows.append((label, values))
-        cells = ["" if v is None else f"{v:.2f}" for v in values]
+        cells = ["pending" if v is None and COLUMNS[c][0] in pending else "" if v is None else f"{v:.2f}"
+                 for c, v in zip(columns, values)]
         lines.append("| " + " | ".join([label] + ([""] if has_data else []) + cells) + " |")
+        reference = paper.get(PAPER_SCHEMES.get(info.get("scheme", ""), ""))
+        if reference is not None:
+            diffs = ["" if v is None else f"{v - ref:+.2f}" for v, ref in zip(values, reference)]
+            lines.append("| " + " | ".join([f"{name} - {PAPER_SCHEMES[info['scheme']]} (paper)"]
+                                           + ([""] if has_data else []) + diffs) + " |")
     return "\n".join(lines), rows
 
 

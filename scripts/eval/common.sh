@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared body of scripts/eval/*.sh: convert (once), generate (resumable, optionally in chunks), score.
 # Usage of each script: bash scripts/eval/<bench>.sh CKPT [NAME]. Knobs: EVAL_ROOT, PYTHON, BATCH, MAX_NEW_TOKENS,
-# CONV_MODE, TASK (task head of a task-routed adapter), NUM_CHUNKS (parallel processes, one per GPU), RUNS_DIR.
+# CONV_MODE, TASK (task head of a task-routed adapter), NUM_CHUNKS (parallel processes, one per GPU), RUNS_DIR,
+# ANSWERS_DIR (answers go to ANSWERS_DIR/<bench>/NAME.jsonl; default the benchmark's own answers/ folder).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -17,8 +18,13 @@ RUNS_DIR=${RUNS_DIR:-./eval/runs}
 BATCH=${BATCH:-8}
 NUM_CHUNKS=${NUM_CHUNKS:-1}
 
+answers_dir() {  # where this benchmark's answer files go
+    if [ -n "${ANSWERS_DIR:-}" ]; then echo "$ANSWERS_DIR/$BENCH"; else echo "$BENCH_DIR/answers"; fi
+}
+
 run_benchmark() {  # needs BENCH, BENCH_DIR, QUESTIONS, IMAGES; optional CONVERT_ARGS, SCORE_ARGS, MAX_NEW_TOKENS
-    local answers="$BENCH_DIR/answers/$NAME.jsonl"
+    local answers
+    answers="$(answers_dir)/$NAME.jsonl"
     if [ ! -f "$QUESTIONS" ]; then
         "$PYTHON" -m llava.eval.benchmark convert "$BENCH" --root "$EVAL_ROOT" --out "$QUESTIONS" ${CONVERT_ARGS:-}
     fi
@@ -27,12 +33,18 @@ run_benchmark() {  # needs BENCH, BENCH_DIR, QUESTIONS, IMAGES; optional CONVERT
     [ -n "${CONV_MODE:-}" ] && gen+=(--conv-mode "$CONV_MODE")
     [ -n "${TASK:-}" ] && gen+=(--task "$TASK")
     if [ "$NUM_CHUNKS" -gt 1 ]; then
+        local pids=() failed=0
         for ((i = 0; i < NUM_CHUNKS; i++)); do
             CUDA_VISIBLE_DEVICES=$i "$PYTHON" -m llava.eval.generate "${gen[@]}" --num-chunks "$NUM_CHUNKS" \
-                --chunk-idx "$i" --answers-file "$BENCH_DIR/answers/$NAME/chunk_$i.jsonl" &
+                --chunk-idx "$i" --answers-file "$(answers_dir)/$NAME/chunk_$i.jsonl" &
+            pids+=($!)
         done
-        wait
-        cat "$BENCH_DIR/answers/$NAME"/chunk_*.jsonl > "$answers"
+        for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+        if [ "$failed" = "1" ]; then
+            echo "error: a generation chunk failed (answers so far are kept; re-run to resume)" >&2
+            exit 1
+        fi
+        cat "$(answers_dir)/$NAME"/chunk_*.jsonl > "$answers"
     else
         "$PYTHON" -m llava.eval.generate "${gen[@]}" --answers-file "$answers"
     fi

@@ -9,9 +9,9 @@ if [ "$SPLIT" = "test" ]; then
     run_benchmark() {
         [ -f "$QUESTIONS" ] || "$PYTHON" -m llava.eval.benchmark convert vizwiz --root "$EVAL_ROOT" --out "$QUESTIONS" --split test
         "$PYTHON" -m llava.eval.generate --model-path "$CKPT" --question-file "$QUESTIONS" --image-folder "$IMAGES" \
-            --answers-file "$BENCH_DIR/answers/$NAME-test.jsonl" --batch-size "$BATCH" --max_new_tokens "$MAX_NEW_TOKENS"
+            --answers-file "$(answers_dir)/$NAME-test.jsonl" --batch-size "$BATCH" --max_new_tokens "$MAX_NEW_TOKENS"
         "$PYTHON" -m llava.eval.benchmark submission vizwiz --root "$EVAL_ROOT" --split test \
-            --answers "$BENCH_DIR/answers/$NAME-test.jsonl" --out "$BENCH_DIR/answers_upload/$NAME.json"
+            --answers "$(answers_dir)/$NAME-test.jsonl" --out "$BENCH_DIR/answers_upload/$NAME.json"
     }
 fi
 run_benchmark

@@ -66,3 +66,19 @@ def test_script_takes_a_gguf_model_file_and_empty_values_mean_none(tmp_path):
                        BATCH="16")
     assert "VISION_TOWER" not in proc.stderr and "PROJECTOR" not in proc.stderr  # empty: none, not the 7B default
     assert "GLOBAL_BATCH=100 is not a multiple of BATCH=16 x NUM_GPUS=1" in proc.stderr
+
+
+def test_dry_run_prints_the_launch_with_nodes_in_the_global_batch(tmp_path):
+    data = tmp_path / "d.json"
+    data.write_text("[]")
+    env = {**os.environ, "DRY_RUN": "1", "MODEL": str(tmp_path / "vicuna"), "DATA": str(data), "NUM_GPUS": "4",
+           "NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1", "BATCH": "4", "GLOBAL_BATCH": "128",
+           "PYTHON": sys.executable, "HAS_CUDA": "0"}
+    proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "global batch 128 = 4 per device x 4 processes x 2 nodes x 4 accumulation" in proc.stdout
+    command = next(line for line in proc.stdout.splitlines() if line.startswith("command: "))
+    assert "--nproc_per_node 4 --nnodes 2 --node_rank 1 --master_addr 10.0.0.1" in command
+    assert "--gradient_accumulation_steps 4" in command
+    assert f"missing: MODEL={tmp_path}/vicuna" in proc.stderr  # reported, not fatal, in a dry run

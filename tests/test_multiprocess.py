@@ -28,7 +28,7 @@ def one_process(parts, tmp_path_factory):
         if balance not in runs:
             out = tmp_path_factory.mktemp(f"single-{balance}") / "run"
             logs, records, stdout = finetune(parts, out, balance=balance)
-            assert "global batch 8 = 8 per device x 1 processes x 1 accumulation" in stdout
+            assert "global batch 8 = 8 per device x 1 processes x 1 nodes x 1 accumulation" in stdout
             runs[balance] = (logs, records, out)
         return runs[balance]
     return get
@@ -48,7 +48,7 @@ def test_two_processes_train_like_one_big_batch(parts, one_process, tmp_path, de
     out = tmp_path / "run"
     logs, records, stdout = finetune(parts, out, nproc=2, deepspeed=deepspeed, batch=batch, grad_accum=grad_accum,
                                      balance=balance)
-    assert f"= {batch} per device x 2 processes x {grad_accum} accumulation" in stdout
+    assert f"= {batch} per device x 2 processes x 1 nodes x {grad_accum} accumulation" in stdout
 
     # ranks see disjoint samples, and together exactly the 1-process run's global batches
     for step in {b["step"] for b in records[0]["batches"]}:

@@ -8,5 +8,3 @@ on every record and a manifest of what went in.
 `python -m llava.data.recipes NAME --raw DIR --out DIR` writes OUT/train.json and OUT/manifest.json; docs/paper.md
 says where each download goes.
 """
-
-RECIPES = ("conversation58k", "mix665k", "multidomain")

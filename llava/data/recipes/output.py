@@ -92,7 +92,8 @@ def publish(built: Built, out: str, raw: str, recipe: str, options: dict, overwr
     if os.path.exists(manifest_path) and not overwrite:
         raise RecipeError(f"{out} already holds a recipe's output ({manifest_path}); pass --overwrite or another --out")
     if not built.records:
-        raise RecipeError(f"{recipe}: no record has its image under {raw}; see the absent images above")
+        absent = ", ".join(f"{k} {v:,} (e.g. {built.absent_examples[k][0]})" for k, v in built.absent.items())
+        raise RecipeError(f"{recipe}: no record has its image under {raw} (not on disk: {absent or 'nothing read'})")
     os.makedirs(out, exist_ok=True)
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # overwriting: no manifest may describe the old file while the new one is written

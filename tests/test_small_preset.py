@@ -11,7 +11,7 @@ from transformers import AutoTokenizer, CLIPVisionModel
 
 from llava.conversation import get_template
 from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS, build
-from llava.data.preprocess import ensure_image_token, tokenize_conversation
+from llava.data.preprocess import encode_chunks, ensure_image_token, move_image_to_front, tokenize_conversation
 from llava.eval.generate import Generator
 from llava.model.builder import detect_source
 from llava.model.parts import lm_location
@@ -79,3 +79,24 @@ def test_kit_conversations_fit_the_kit_token_limit(tmp_path):
             assert not tokens.truncated, (row["id"], len(tokens.input_ids))
             lengths.append(len(tokens.input_ids))
     assert 250 < max(lengths) <= KIT_MAX_TOKENS  # the eight-question conversations are the long ones
+
+
+def test_chat_template_inputs_keep_the_text_after_the_image(tmp_path):
+    """SmolLM2's BOS is <|im_start|>, which its chat template writes as text: chunking at <image> as LLaVA does must
+    drop only a BOS the tokenizer added, never the chunk's own first token (the newline after the image). On this
+    byte-level tokenizer the chunked ids equal one-pass encoding, for every kit conversation and prompt."""
+    tokenizer = AutoTokenizer.from_pretrained(lm_location(smollm2_gguf()), use_fast=True)
+    ensure_image_token(tokenizer)
+    template = get_template(SMALL_VERSION, tokenizer)
+    manifest = build(str(tmp_path), n_train=48, n_test=4, seed=0)
+    compared = 0
+    for path in manifest["train"].values():
+        for row in json.loads(open(path).read()):
+            turns = [(0 if t["from"] == "human" else 1, t["value"]) for t in row["conversations"]]
+            text, _ = template.render(move_image_to_front(turns, "image" in row))
+            assert encode_chunks(text, tokenizer, False)[0] == tokenizer(text, add_special_tokens=False).input_ids
+            compared += 1
+    prompt = template.prompt("<image>\nWhat shape is it?")
+    ids = encode_chunks(prompt, tokenizer, False)[0]
+    after = ids[ids.index(tokenizer.convert_tokens_to_ids("<image>")) + 1]
+    assert tokenizer.convert_ids_to_tokens(after) == "Ċ" and compared > 40

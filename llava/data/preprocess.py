@@ -121,9 +121,11 @@ def expand_image_tokens(ids: list[int], labels: list[int] | None, image_id: int,
 
 def encode_chunks(text: str, tokenizer, add_special_tokens: bool = True):
     """(ids, character offsets) of `text` as LLaVA's `tokenizer_image_token` encodes it: every chunk between <image>
-    placeholders on its own, one image token between chunks, and the BOS that each chunk's encoding starts with
-    kept only in front of the first (LLaVA drops the first id of every later chunk when the first chunk begins
-    with BOS). Offsets are shifted into `text`, so reply spans can be placed on them."""
+    placeholders on its own, one image token between chunks, and the BOS that the tokenizer puts in front of each
+    chunk kept only in front of the first (LLaVA drops the first id of every later chunk when the first begins with
+    BOS). Only a BOS the tokenizer added is dropped: a chat template's text can itself begin with the token that
+    the tokenizer calls BOS (SmolLM2's <|im_start|>), and the chunk after the image then starts with real text.
+    Offsets are shifted into `text`, so reply spans can be placed on them."""
     image_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
     ids: list[int] = []
     offsets: list[tuple[int, int]] = []
@@ -132,12 +134,13 @@ def encode_chunks(text: str, tokenizer, add_special_tokens: bool = True):
     for k, piece in enumerate(text.split(DEFAULT_IMAGE_TOKEN)):
         enc = tokenizer(piece, return_offsets_mapping=True, add_special_tokens=add_special_tokens)
         chunk_ids, chunk_offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+        added_bos = add_special_tokens and bool(chunk_ids) and chunk_ids[0] == tokenizer.bos_token_id
         if k == 0:
-            drop_first = bool(chunk_ids) and chunk_ids[0] == tokenizer.bos_token_id
+            drop_first = added_bos
         else:
             ids.append(image_id)
             offsets.append((start - len(DEFAULT_IMAGE_TOKEN), start))
-            if drop_first:
+            if drop_first and added_bos:
                 chunk_ids, chunk_offsets = chunk_ids[1:], chunk_offsets[1:]
         ids += chunk_ids
         offsets += [(s + start, e + start) for s, e in chunk_offsets]

@@ -40,6 +40,15 @@ def ensure_image_token(tokenizer) -> int:
     return tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
 
 
+def load_tokenizer(path: str):
+    """A Vicuna / LLaVA directory's tokenizer with the <image> token, for checks made without loading a model."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+    ensure_image_token(tokenizer)
+    return tokenizer
+
+
 def move_image_to_front(turns: list[tuple[int, str]], has_image: bool) -> list[tuple[int, str]]:
     """As LLaVA's `preprocess_multimodal`: the turn holding <image> becomes '<image>\\n' + its text, stripped; no
     other turn is touched. An image sample with no <image> tag gets it in front of the first turn."""

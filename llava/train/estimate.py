@@ -89,7 +89,7 @@ def eval_time(s: Sizes, bench: str, gpu: GPU, gpus: int, mfu: float = MFU, batch
 
 
 def time_report(sizes: dict[str, Sizes], data: DataTokens, gpu: GPU, gpus: int, benchmarks: list[str],
-                epochs: float = 1.0, mfu: float = MFU, global_batch: int = 128) -> tuple[str, float]:
+                epochs: float = 1.0, mfu: float = MFU, global_batch: int = 128) -> str:
     """The estimate per stage (training per scheme, then each benchmark per scheme) and the total GPU-hours."""
     lines = [f"time on {gpus} x {gpu.name} (bf16 peak {gpu.bf16_flops / 1e12:.0f} TFLOPS, MFU {mfu:.2f} and decode "
              f"at {MBU:.0%} of {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s assumed; docs/planning.md):",
@@ -108,4 +108,4 @@ def time_report(sizes: dict[str, Sizes], data: DataTokens, gpu: GPU, gpus: int, 
             lines.append(f"  eval  {scheme:<10} {bench:<8} {e['questions']:,} questions: {e['wall_hours']:.2f} h wall, "
                          f"{e['gpu_hours']:.2f} GPU-hours")
     lines.append(f"  total: {total:.1f} GPU-hours ({total / gpus:.1f} h on {gpus} GPUs)")
-    return "\n".join(lines), total
+    return "\n".join(lines)

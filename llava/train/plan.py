@@ -136,13 +136,10 @@ def sizes(c: Counts, cfg: LlavaConfig) -> estimate.Sizes:
 
 def data_tokens(args):
     if args.data:
+        from llava.data.preprocess import load_tokenizer
         from llava.data.token_count import count_tokens
 
-        tokenizer = None
-        if args.tokenizer:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, use_fast=True)
+        tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
         return count_tokens(args.data, tokenizer, sample=args.sample)
     return estimate.assumed_tokens(args.recipe)
 
@@ -199,7 +196,7 @@ def main(argv=None):
         for name in schemes:
             llava = meta_model(args.model, name, args.r)
             per_scheme[name] = sizes(count(llava), llava.config)
-        text, _ = estimate.time_report(per_scheme, data_tokens(args), estimate.GPUS[args.gpu], args.gpus,
+        text = estimate.time_report(per_scheme, data_tokens(args), estimate.GPUS[args.gpu], args.gpus,
                                        [b for b in args.benchmarks.split(",") if b], args.epochs, args.mfu,
                                        args.global_batch)
         print(text)

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from llava.data import preprocess
 from llava.data.recipes import conversation58k, mix665k, multidomain, vqg
 from llava.data.recipes.output import RecipeError, publish
 
@@ -60,13 +61,7 @@ def load_tokenizer(path: str | None):
         return None
     if not os.path.isdir(path):
         raise RecipeError(f"--tokenizer {path}: not a directory (a Vicuna or LLaVA checkpoint dir)")
-    from transformers import AutoTokenizer
-
-    from llava.data.preprocess import ensure_image_token
-
-    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
-    ensure_image_token(tokenizer)
-    return tokenizer
+    return preprocess.load_tokenizer(path)
 
 
 def main(argv=None) -> int:

@@ -27,6 +27,7 @@ from llava.model.builder import load_projector
 from llava.model.checkpoint import write_base_info
 from llava.model.vision_keepalive import VisionKeepalive
 from llava.model.zero import gathered
+from llava.train import optimizer_state
 from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
 from llava.train.rank_record import RankRecord
 from llava.train.run_dir import checkpoints_newest_first
@@ -236,6 +237,28 @@ class LlavaTrainer(Trainer):
         if self.image_processor is not None:
             self.image_processor.save_pretrained(output_dir)
         write_base_info(output_dir, **self.base_info)
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.is_deepspeed_enabled:  # DeepSpeed's files are per rank: also write the state whole (any world size)
+            optimizer_state.save(self.model_wrapped, self.accelerator.unwrap_model(self.model), output_dir,
+                                 self.args.world_size, self.args.should_save)
+
+    def _prepare_for_training(self, max_steps, train_dataloader, resume_from_checkpoint):
+        """A DeepSpeed checkpoint from another world size: DeepSpeed would refuse its per-rank partitions, so the
+        engine starts empty and the whole state (optimizer_state.py) and the scheduler are loaded into it."""
+        saved = optimizer_state.saved_world_size(resume_from_checkpoint) if resume_from_checkpoint else None
+        if not (self.is_deepspeed_enabled and saved and saved != self.args.world_size):
+            return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+        model, train_dataloader = super()._prepare_for_training(max_steps, train_dataloader, None)
+        logger.warning("resuming %s, written by %d processes, on %d: loading its world-size-independent state",
+                       resume_from_checkpoint, saved, self.args.world_size)
+        optimizer_state.load(self.model_wrapped, self.accelerator.unwrap_model(self.model), resume_from_checkpoint)
+        self.model_wrapped.global_steps = self.state.global_step  # DeepSpeed names its next save after it
+        self._load_optimizer_and_scheduler(resume_from_checkpoint)  # under DeepSpeed: the Trainer's scheduler
+        for group, lr in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
+            group["lr"] = lr  # a scheduler's state holds the rate; the groups' own were set by the optimizer's state
+        return model, train_dataloader
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         model = self.accelerator.unwrap_model(model if model is not None else self.model)

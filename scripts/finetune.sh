@@ -4,8 +4,12 @@
 # An empty value means "none": VISION_TOWER= (a llava-hf MODEL has its own), PROJECTOR= (projector from scratch),
 # DEEPSPEED= (no DeepSpeed). GLOBAL_BATCH (LLaVA's 128) is kept whatever NUM_GPUS: the script sets
 # GRAD_ACCUM = GLOBAL_BATCH / (BATCH x NUM_GPUS x NNODES) unless GRAD_ACCUM is given. NUM_GPUS is processes per
-# node; NNODES > 1 runs the same command on every node with NODE_RANK=0..NNODES-1 and MASTER_ADDR the rank-0 node.
-# DRY_RUN=1 prints the command it would run (and any missing path) and exits 0.
+# node. Several nodes (docs/multinode.md) run the same command on every node: static (NNODES, NODE_RANK=0..NNODES-1,
+# MASTER_ADDR/MASTER_PORT of node 0), c10d rendezvous (NNODES, RDZV_ENDPOINT=host:port, RDZV_ID), or DeepSpeed's
+# launcher (HOSTFILE; NO_SSH=1 with NODE_RANK starts each node by hand). DIST_TIMEOUT (s) bounds how long the rest of
+# a job waits for a lost process; MAX_RESTARTS=K restarts the workers, which resume from the newest complete
+# checkpoint; SAVE_ON_EACH_NODE=1 for node-local disks. DRY_RUN=1 prints the command it would run (and any missing
+# path) and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,6 +104,14 @@ for entry in "${data_entries[@]}"; do
 done
 NUM_GPUS=${NUM_GPUS:-1}
 NNODES=${NNODES:-1}
+if [ -n "${HOSTFILE:-}" ]; then  # DeepSpeed's hostfile: "host slots=N" per node; N processes there
+    [ -f "$HOSTFILE" ] || missing "HOSTFILE=$HOSTFILE" "a DeepSpeed hostfile, one 'host slots=N' line per node"
+    if [ -f "$HOSTFILE" ]; then
+        read -r NNODES NUM_GPUS < <(awk '!/^[[:space:]]*(#|$)/ { n++; split($2, kv, "="); s = kv[2] }
+                                          END { print n, s }' "$HOSTFILE")
+    fi
+fi
+case "$NNODES" in ''|*[!0-9]*) echo "error: NNODES must be a number of nodes, got '$NNODES'" >&2; exit 2 ;; esac
 if [ -z "${GRAD_ACCUM:-}" ]; then
     per_step=$((BATCH * NUM_GPUS * NNODES))
     if [ $((GLOBAL_BATCH % per_step)) -ne 0 ]; then
@@ -133,6 +145,9 @@ args=(
 [ -n "$VISION_TOWER" ] && args+=(--vision_tower "$VISION_TOWER")
 [ -n "$PROJECTOR" ] && args+=(--pretrain_mm_mlp_adapter "$PROJECTOR")
 [ -n "$DEEPSPEED" ] && args+=(--deepspeed "$DEEPSPEED")
+DIST_TIMEOUT=${DIST_TIMEOUT:-600}
+args+=(--ddp_timeout "$DIST_TIMEOUT")
+[ "${SAVE_ON_EACH_NODE:-0}" = "1" ] && args+=(--save_on_each_node True)
 HAS_CUDA=${HAS_CUDA:-$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")}
 [ "$HAS_CUDA" = "1" ] || args+=(--use_cpu True)
 case "$PRECISION" in
@@ -149,10 +164,22 @@ echo "llava-asymlora: training $SCHEME${PRESET:+ (preset $PRESET)} (r=$R, alpha=
      "DATA=$DATA; $PRECISION, ${EXTRA_BITS:-}DeepSpeed ${DEEPSPEED:-off}; global batch" \
      "$((BATCH * NUM_GPUS * NNODES * GRAD_ACCUM)) = $BATCH per device x $NUM_GPUS processes x $NNODES nodes x" \
      "$GRAD_ACCUM accumulation; output $OUTPUT"
-if [ "$NUM_GPUS" -gt 1 ] || [ "$NNODES" -gt 1 ] || [ -n "$DEEPSPEED" ]; then  # DeepSpeed wants the launcher's env
+echo "llava-asymlora: $NNODES node(s) x $NUM_GPUS processes; launch ${HOSTFILE:+DeepSpeed hostfile $HOSTFILE}${RDZV_ENDPOINT:+c10d rendezvous at $RDZV_ENDPOINT}$( [ -n "${HOSTFILE:-}${RDZV_ENDPOINT:-}" ] || echo "static, node ${NODE_RANK:-0}, master ${MASTER_ADDR:-127.0.0.1}:${MASTER_PORT:-29511}"); DIST_TIMEOUT=${DIST_TIMEOUT}s, MAX_RESTARTS=${MAX_RESTARTS:-0}${SAVE_ON_EACH_NODE:+, SAVE_ON_EACH_NODE=$SAVE_ON_EACH_NODE}"
+if [ -n "${HOSTFILE:-}" ]; then  # DeepSpeed's launcher: from node 0 over ssh (pdsh), or NO_SSH=1 on every node
+    launch=("$PYTHON" -m deepspeed.launcher.runner --hostfile "$HOSTFILE" --master_addr "${MASTER_ADDR:-127.0.0.1}"
+            --master_port "${MASTER_PORT:-29511}" --no_local_rank)
+    [ "${NO_SSH:-0}" = "1" ] && launch+=(--no_ssh --node_rank "${NODE_RANK:-0}")
+    launch+=(--module llava.train.train "${args[@]}")
+elif [ "$NUM_GPUS" -gt 1 ] || [ "$NNODES" -gt 1 ] || [ -n "$DEEPSPEED" ] || [ "${MAX_RESTARTS:-0}" -gt 0 ]; then
     launch=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS" --nnodes "$NNODES"
-            --node_rank "${NODE_RANK:-0}" --master_addr "${MASTER_ADDR:-127.0.0.1}" --master_port "${MASTER_PORT:-29511}"
-            -m llava.train.train "${args[@]}")
+            --max_restarts "${MAX_RESTARTS:-0}")
+    if [ -n "${RDZV_ENDPOINT:-}" ]; then  # every node the same command; ranks assigned at the rendezvous
+        launch+=(--rdzv_backend c10d --rdzv_endpoint "$RDZV_ENDPOINT" --rdzv_id "${RDZV_ID:-llava-asymlora}")
+    else
+        launch+=(--node_rank "${NODE_RANK:-0}" --master_addr "${MASTER_ADDR:-127.0.0.1}"
+                 --master_port "${MASTER_PORT:-29511}")
+    fi
+    launch+=(-m llava.train.train "${args[@]}")
 else
     launch=("$PYTHON" -m llava.train.train "${args[@]}")
 fi

@@ -7,6 +7,7 @@ rank). Writing into them needs `GatheredParameters(..., modifier_rank=0)`; witho
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 
 import torch
@@ -54,15 +55,17 @@ def numel(p: torch.Tensor) -> int:
     return getattr(p, "ds_numel", p.numel())
 
 
-def init_deepspeed_distributed(uses_deepspeed: bool) -> None:
+def init_deepspeed_distributed(uses_deepspeed: bool, timeout_s: float = 1800) -> None:
     """Make DeepSpeed's communicator see every process before `zero.Init` runs.
 
     accelerate initialises torch.distributed but skips `deepspeed.init_distributed` on CPU, so DeepSpeed would see a
     world of one and refuse the batch size. gloo on CPU, nccl on CUDA; a no-op when single-process or done already.
+    `timeout_s` bounds every collective (--ddp_timeout), as for the Trainer's own process group.
     """
     if not uses_deepspeed or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
     import deepspeed
 
     if not deepspeed.comm.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
+                                   timeout=datetime.timedelta(seconds=timeout_s))

@@ -4,6 +4,9 @@ A new run into an OUTPUT that already holds checkpoints or final weights is refu
 Trainer would otherwise rotate the old checkpoints away and overwrite the weights); `--resume_from_checkpoint` or
 `--overwrite_output_dir` say which was meant. An exclusive OS lock on OUTPUT/.llava_run.lock, taken by the main
 process for the whole run and released by the OS on exit or crash, refuses a second concurrent run at once.
+
+An elastic restart (torchrun --max-restarts, TORCHELASTIC_RESTART_COUNT > 0) is the same run: it may use the OUTPUT
+its earlier attempt wrote and resumes from the newest checkpoint complete on every node by itself.
 """
 
 from __future__ import annotations
@@ -30,12 +33,18 @@ def used_by_a_run(output_dir: str) -> list[str]:
     return found + [f for f in FINAL_WEIGHTS if os.path.exists(os.path.join(output_dir, f))]
 
 
-def claim_output_dir(output_dir: str, resume, overwrite: bool, is_main: bool):
-    """Check and lock OUTPUT; returns the open lock file (keep it for the run's lifetime) or None off the main rank."""
+def elastic_restart() -> int:
+    """How many times torchrun restarted this job's workers (0: the first attempt, or not under torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def claim_output_dir(output_dir: str, resume, overwrite: bool, is_main: bool, node_local: bool = False):
+    """Check and lock OUTPUT; returns the open lock file (keep it for the run's lifetime) or None off the main rank
+    (with node-local saving, each node's first process is main for its own disk)."""
     if not is_main:
         return None
     previous = used_by_a_run(output_dir) if os.path.isdir(output_dir) else []
-    if previous and not resume and not overwrite:
+    if previous and not resume and not overwrite and not elastic_restart():
         raise RunDirError(f"{output_dir} already holds a run ({', '.join(previous[:4])}): pass "
                           "--resume_from_checkpoint last to continue it, --overwrite_output_dir to replace it, or "
                           "choose another OUTPUT")
@@ -47,8 +56,10 @@ def claim_output_dir(output_dir: str, resume, overwrite: bool, is_main: bool):
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
+        hint = (" SAVE_ON_EACH_NODE=1 with an OUTPUT the nodes share? Unset it on a shared file system."
+                if node_local else "")
         raise RunDirError(f"another run is writing to {output_dir} (lock {LOCK_NAME} held by pid {holder}); "
-                          "wait for it or choose another OUTPUT") from err
+                          f"wait for it or choose another OUTPUT.{hint}") from err
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -100,22 +111,48 @@ def _tensors_only_refusal(path: str) -> str | None:
 
 
 def resolve_resume(output_dir: str, resume, log=print):
-    """`last` (or true): the newest complete checkpoint-N, saying which newer ones were skipped and why;
-    a path: that checkpoint, refused with the reason if incomplete. None/False: no resume."""
+    """`last` (or true): the newest checkpoint-N complete on every node, saying which newer ones were skipped and
+    why; a path: that checkpoint, refused with the reason if incomplete. None/False: no resume (on an elastic
+    restart: `last` if a complete checkpoint exists, else a fresh start)."""
+    restart = elastic_restart()
     if resume in (None, False, "", "False", "false"):
-        return None
+        if not restart:
+            return None
+        found = _newest_complete(output_dir, log)
+        log(f"elastic restart {restart}: " + (f"resuming from {found}" if found else
+                                              "no complete checkpoint yet, starting over"))
+        return found
     if resume not in (True, "last", "true", "True"):
         problem = checkpoint_problem(resume)
         if problem:
             raise RunDirError(f"cannot resume from {resume}: {problem}; --resume_from_checkpoint last picks the "
                               "newest complete one")
         return resume
-    found = checkpoints_newest_first(output_dir)
-    for path in found:
+    path = _newest_complete(output_dir, log)
+    if path is None:
+        found = checkpoints_newest_first(output_dir)
+        raise RunDirError(f"--resume_from_checkpoint last: no checkpoint-N complete on every node in {output_dir}"
+                          + (f" (skipped {len(found)} here)" if found else ""))
+    log(f"resuming from {path}")
+    return path
+
+
+def _newest_complete(output_dir: str, log) -> str | None:
+    """The newest checkpoint-N complete here and on every other process's disk (they differ with node-local
+    saving, where a node killed mid-save holds one checkpoint fewer): every rank must resume from the same step."""
+    complete = []
+    for path in checkpoints_newest_first(output_dir):
         problem = checkpoint_problem(path)
         if problem is None:
-            log(f"resuming from {path}")
-            return path
-        log(f"skipping {path}: {problem}")
-    raise RunDirError(f"--resume_from_checkpoint last: no complete checkpoint-N in {output_dir}"
-                      + (f" (skipped {len(found)} incomplete)" if found else ""))
+            complete.append(int(path.rsplit("-", 1)[-1]))
+        else:
+            log(f"skipping {path}: {problem}")
+    steps = set(complete)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        everyone: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(everyone, sorted(steps))
+        for other in everyone:
+            steps &= set(other)
+        for step in sorted(set(complete) - steps, reverse=True):
+            log(f"skipping checkpoint-{step}: not complete on every node")
+    return os.path.join(output_dir, f"checkpoint-{max(steps)}") if steps else None

@@ -21,11 +21,20 @@ from llava.model.builder import load_model
 from llava.model.image import ImageTransform
 from llava.model.zero import init_deepspeed_distributed
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
+from llava.train.distributed import (
+    JobWatch,
+    init_restarted_process_group,
+    is_comm_error,
+    main_process_first,
+    report_lost_peer,
+    stop_process,
+)
 from llava.train.extras import check_training_extras
+from llava.train.optimizer_state import WorldSizeError
 from llava.train.plots import plot_losses, plot_router_load
 from llava.train.progress import use_numeric_console
-from llava.train.run_dir import claim_output_dir, resolve_resume
-from llava.train.trainer import LlavaTrainer
+from llava.train.run_dir import RunDirError, claim_output_dir, resolve_resume
+from llava.train.trainer import LlavaTrainer, NonFiniteLossError
 
 logger = logging.getLogger("llava.train")
 
@@ -60,7 +69,7 @@ def check_data_before_training(dataset, data_args, training_args) -> None:
     workers = data_args.preflight_workers
     if workers < 0:
         workers = min(8, os.cpu_count() or 1) if len(dataset) >= 2000 else 0
-    with training_args.main_process_first(desc="pre-flight data check"):  # rank 0 checks, the others read its cache
+    with main_process_first(training_args, "pre-flight"):  # rank 0 checks, the others read its cache
         bad = preflight(dataset, workers=workers, show_progress=training_args.should_log)
     structural = list(dataset.report.skipped)
     problems = structural + [(f"{b.file}: sample {b.sample_id}", b.reason) for b in bad]
@@ -86,11 +95,13 @@ def train(argv=None, callbacks=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_training_extras(training_args)
     run_lock = claim_output_dir(training_args.output_dir, training_args.resume_from_checkpoint,
-                                training_args.overwrite_output_dir, training_args.process_index == 0)
+                                training_args.overwrite_output_dir, training_args.process_index == 0 or (
+                                    training_args.save_on_each_node and training_args.local_process_index == 0),
+                                node_local=training_args.save_on_each_node)
     try:
         resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint,
                                 log=logger.warning if training_args.should_log else (lambda _msg: None))
-        init_deepspeed_distributed(bool(training_args.deepspeed))
+        init_deepspeed_distributed(bool(training_args.deepspeed), training_args.ddp_timeout)
         if model_args.mm_projector_type != "mlp2x_gelu" or model_args.mm_vision_select_layer != -2:
             raise ValueError("only LLaVA-1.5's projector (mlp2x_gelu) on vision layer -2 is supported")
         if model_args.mm_use_im_start_end or model_args.mm_use_im_patch_token:
@@ -110,7 +121,7 @@ def train(argv=None, callbacks=None):
             attn_implementation=model_args.attn_implementation, seed=model_args.model_seed, bits=training_args.bits)
         model.config.use_cache = False
 
-        with training_args.main_process_first(desc="reading the data"):  # rank 0 builds the Arrow cache, others map it
+        with main_process_first(training_args, "read-data"):  # rank 0 builds the Arrow cache, others map it
             dataset = SupervisedDataset(
                 data_args.data_path, tokenizer, ImageTransform(image_processor, data_args.image_aspect_ratio),
                 image_folder=data_args.image_folder, template=model_args.version,
@@ -191,14 +202,33 @@ def main():
         return
     if "--help-all" in argv:
         argv = ["--help"]
-    train(argv)
-    import torch.distributed as dist
+    watch = JobWatch.from_env()
+    try:
+        init_restarted_process_group(_timeout_of(argv), "--use_cpu" in argv and
+                                     argv[argv.index("--use_cpu") + 1:][:1] == ["True"])
+        train(argv)
+        import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        # Tear the process group down while the interpreter is alive: left to exit, gloo's threads can be destroyed
-        # joinable ("terminate called without an active exception", SIGABRT) after a run that succeeded.
-        dist.barrier()
-        dist.destroy_process_group()
+        if dist.is_available() and dist.is_initialized():
+            # Tear the process group down while the interpreter is alive: left to exit, gloo's threads can be
+            # destroyed joinable ("terminate called without an active exception", SIGABRT) after a run that succeeded.
+            dist.barrier()
+            if watch is not None:
+                watch.close()
+            dist.destroy_process_group()
+    except (RunDirError, DataError, WorldSizeError, NonFiniteLossError) as err:  # the user's to fix: one line
+        if watch is not None:
+            watch.announce(f"rank {os.environ.get('RANK', 0)}: {str(err).splitlines()[0]}")
+        stop_process(str(err), code=2 if not isinstance(err, NonFiniteLossError) else 1)
+    except RuntimeError as err:
+        if watch is None or not is_comm_error(err):
+            raise
+        report_lost_peer(watch, err, _timeout_of(argv))
+
+
+def _timeout_of(argv: list[str]) -> float | None:
+    """--ddp_timeout as given (the survivor's message states the bound that applied)."""
+    return float(argv[argv.index("--ddp_timeout") + 1]) if "--ddp_timeout" in argv[:-1] else 1800.0
 
 
 if __name__ == "__main__":

@@ -83,3 +83,57 @@ def probe_logits(directory):
     with torch.no_grad():
         logits = model(input_ids=ids, pixel_values=torch.randn(1, 3, 32, 32)).logits
     return model, logits
+
+
+def node_env(parts, out, node_rank, port, nnodes=2, deepspeed=None, steps=6, extra="", env=None):
+    """The environment of one "node" (one launch of the script, 1 process) of an NNODES job on localhost."""
+    full = {**os.environ, "MODEL": parts["lm"], "VISION_TOWER": parts["clip"], "PROJECTOR": parts["projector"],
+            "DATA": parts["data"], "IMAGE_FOLDER": parts["images"], "OUTPUT": str(out), "PYTHON": sys.executable,
+            "NNODES": str(nnodes), "NODE_RANK": str(node_rank), "NUM_GPUS": "1", "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port), "BATCH": str(GLOBAL_BATCH // nnodes), "GLOBAL_BATCH": str(GLOBAL_BATCH),
+            "DROPOUT": "0", "PRECISION": "fp32", "WORKERS": "0", "SAVE_STEPS": "2", "LOGGING_STEPS": "1",
+            "SAVE_TOTAL_LIMIT": "10", "DEEPSPEED": f"configs/deepspeed/{deepspeed}.json" if deepspeed else "",
+            "EXTRA_ARGS": f"--max_steps {steps} --warmup_ratio 0 --record_ranks True {extra}",
+            "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions")}
+    return {**full, **(env or {})}
+
+
+def start(env, log_path):
+    """Launch scripts/finetune_asymlora.sh in its own process group (so a test can end the whole tree)."""
+    log = open(log_path, "w")
+    return subprocess.Popen(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_all(procs, timeout=600):
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, 9)
+            raise
+    return codes
+
+
+def losses(out):
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return [h for h in history if "loss" in h]
+
+
+def worker_pids(launcher_pid: int) -> list[int]:
+    """The training processes torchrun started (its children)."""
+    out = subprocess.run(["pgrep", "-P", str(launcher_pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def wait_for(path, procs=(), timeout=300):
+    """Until `path` exists; fails at once if one of `procs` ended first."""
+    import time
+
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        ended = [p.args for p in procs if p.poll() is not None]
+        if ended or time.time() > deadline:
+            raise TimeoutError(f"{path} did not appear" + (" (a launch ended first)" if ended else f" in {timeout} s"))
+        time.sleep(0.02)

@@ -163,7 +163,8 @@ def train(argv=None, callbacks=None):
                                callbacks=callbacks)
         use_numeric_console(trainer)
         trainer.train(resume_from_checkpoint=resume)
-        trainer.save_state()
+        if training_args.should_save:  # Trainer.save_state writes on rank 0 only; with node-local disks, every node
+            trainer.state.save_to_json(os.path.join(training_args.output_dir, "trainer_state.json"))
         trainer.save_model(training_args.output_dir)
         if trainer.rank_record is not None:
             trainer.rank_record.write(model, training_args.output_dir, training_args.process_index)

@@ -1,0 +1,63 @@
+"""Resume on another number of processes (DDP, ZeRO-2, ZeRO-3), a model built from parts, the scripts' path.
+
+A chain over one epoch (48 samples, global batch 8, 6 steps): an uninterrupted 2-process run; resumed from its
+checkpoint-2 on 1 process (steps 3-6); that run's checkpoint-4 resumed on 2 processes (steps 5-6). Every resumed
+step's loss equals the uninterrupted run's, and the per-rank sample records over the chain cover the epoch exactly
+once: the data order continues where it stopped whatever the world size.
+"""
+
+import shutil
+
+import pytest
+
+from llava.train.optimizer_state import FILE
+from tests.model_parts import write_mixture, write_parts
+from tests.recipe_runs import finetune
+
+pytestmark = pytest.mark.slow
+STEPS = 6
+LOOSEST = {}  # engine -> the largest loss difference measured (printed: the closing note quotes it)
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    pytest.importorskip("deepspeed", reason="the deepspeed extra is part of `make install` (dev)")
+    root = tmp_path_factory.mktemp("parts")
+    paths = write_parts(str(root))
+    paths["data"] = write_mixture(str(root / "data"), per_task=16)
+    paths["images"] = str(root / "data")
+    return paths
+
+
+def resumed(parts, source, out, nproc, deepspeed):
+    out.mkdir()
+    shutil.copytree(source, out / source.name)
+    return finetune(parts, out, nproc=nproc, deepspeed=deepspeed, steps=STEPS,
+                    extra="--resume_from_checkpoint last", env={"SAVE_TOTAL_LIMIT": "10"})
+
+
+@pytest.mark.parametrize("deepspeed", [None, "zero2", "zero3"])
+def test_resume_2_to_1_to_2_processes_continues_exactly(parts, tmp_path, deepspeed):
+    full, full_rec, full_out = finetune(parts, tmp_path / "full", nproc=2, deepspeed=deepspeed, steps=STEPS,
+                                        env={"SAVE_TOTAL_LIMIT": "10"})
+    if deepspeed:  # the whole-state file beside DeepSpeed's per-rank partitions
+        assert (full_out / "checkpoint-2" / FILE).exists()
+    one, one_rec, one_stdout = resumed(parts, full_out / "checkpoint-2", tmp_path / "on1", 1, deepspeed)
+    assert "8 per device x 1 processes" in one_stdout
+    two, two_rec, _ = resumed(parts, tmp_path / "on1" / "checkpoint-4", tmp_path / "on2", 2, deepspeed)
+
+    worst = 0.0
+    for logs, first in ((one, 3), (two, 5)):
+        assert [h["step"] for h in logs] == list(range(1, STEPS + 1))  # earlier steps from the trainer state
+        for got, want in zip(logs[first - 1:], full[first - 1:], strict=True):
+            assert got["learning_rate"] == pytest.approx(want["learning_rate"])
+            worst = max(worst, abs(got["loss"] - want["loss"]))
+    LOOSEST[deepspeed or "ddp"] = worst
+    print(f"{deepspeed or 'ddp'}: largest loss difference over the resumed steps {worst:.2e}")
+    assert worst <= 1e-4
+
+    def seen(records, steps):
+        return [i for r in records for b in r["batches"] if b["step"] in steps for i in b["indices"]]
+    epoch = seen(full_rec, {1, 2}) + seen(one_rec, {3, 4}) + seen(two_rec, {5, 6})
+    assert sorted(epoch) == list(range(48))  # every sample once, none twice
+    assert sorted(seen(one_rec, {3, 4, 5, 6})) == sorted(seen(full_rec, {3, 4, 5, 6}))

@@ -17,7 +17,6 @@ from tests.recipe_runs import (
     ROOT,
     finetune,
     free_port,
-    global_batches,
     losses,
     node_env,
     start,

@@ -38,8 +38,9 @@ def resumed(parts, source, out, nproc, deepspeed):
 
 @pytest.mark.parametrize("deepspeed", [None, "zero2", "zero3"])
 def test_resume_2_to_1_to_2_processes_continues_exactly(parts, tmp_path, deepspeed):
-    full, full_rec, full_out = finetune(parts, tmp_path / "full", nproc=2, deepspeed=deepspeed, steps=STEPS,
-                                        env={"SAVE_TOTAL_LIMIT": "10"})
+    full_out = tmp_path / "full"
+    full, full_rec, _ = finetune(parts, full_out, nproc=2, deepspeed=deepspeed, steps=STEPS,
+                                 env={"SAVE_TOTAL_LIMIT": "10"})
     if deepspeed:  # the whole-state file beside DeepSpeed's per-rank partitions
         assert (full_out / "checkpoint-2" / FILE).exists()
     one, one_rec, one_stdout = resumed(parts, full_out / "checkpoint-2", tmp_path / "on1", 1, deepspeed)

@@ -120,7 +120,7 @@ def test_an_incomplete_checkpoint_is_refused_by_name(tmp_path):
     (tmp_path / "checkpoint-2").mkdir()
     with pytest.raises(RunDirError, match="no trainer_state.json"):
         resolve_resume(str(tmp_path), str(tmp_path / "checkpoint-2"))
-    with pytest.raises(RunDirError, match="no complete checkpoint-N"):
+    with pytest.raises(RunDirError, match="no checkpoint-N complete on every node"):
         resolve_resume(str(tmp_path), "last", log=lambda _m: None)
 
 
@@ -156,3 +156,19 @@ def test_a_malicious_model_pickle_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"refused to load .*pytorch_model\.bin: not a tensors-only"):
         load_model(paths["lm"], vision_tower=paths["clip"])
     assert not os.path.exists("PWNED")
+
+
+def test_an_elastic_restart_may_use_its_own_output_and_resumes_by_itself(tmp_path, monkeypatch):
+    """TORCHELASTIC_RESTART_COUNT > 0 (torchrun restarted the workers): the OUTPUT is this run's; with no
+    --resume_from_checkpoint the newest complete checkpoint is picked, or a fresh start when none is complete."""
+    (tmp_path / "checkpoint-4").mkdir()  # a save cut short by the failure
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    with pytest.raises(RunDirError, match="already holds a run"):
+        claim_output_dir(str(tmp_path), None, False, True)  # the first attempt: an independent run is refused
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    claim_output_dir(str(tmp_path), None, False, True).close()
+    messages = []
+    assert resolve_resume(str(tmp_path), None, log=messages.append) is None
+    assert messages[-1] == "elastic restart 1: no complete checkpoint yet, starting over"
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    assert resolve_resume(str(tmp_path), None) is None  # not a restart: no resume unless asked

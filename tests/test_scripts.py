@@ -79,6 +79,6 @@ def test_dry_run_prints_the_launch_with_nodes_in_the_global_batch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "global batch 128 = 4 per device x 4 processes x 2 nodes x 4 accumulation" in proc.stdout
     command = next(line for line in proc.stdout.splitlines() if line.startswith("command: "))
-    assert "--nproc_per_node 4 --nnodes 2 --node_rank 1 --master_addr 10.0.0.1" in command
-    assert "--gradient_accumulation_steps 4" in command
+    assert "--nproc_per_node 4 --nnodes 2 --max_restarts 0 --node_rank 1 --master_addr 10.0.0.1" in command
+    assert "--gradient_accumulation_steps 4" in command and "--ddp_timeout 600" in command
     assert f"missing: MODEL={tmp_path}/vicuna" in proc.stderr  # reported, not fatal, in a dry run

@@ -54,9 +54,10 @@ def save(engine, model, checkpoint: str, world_size: int, should_write: bool) ->
     _link_moments(engine)
     tensors = {}
     for name, p in _trainable(model).items():
-        tensors[f"weight/{name}"] = safe_get_full_fp32_param(p).detach().cpu().reshape(p.ds_shape if hasattr(p, "ds_shape") else p.shape)
+        shape = getattr(p, "ds_shape", p.shape)  # ZeRO-3: the full shape of a partitioned parameter
+        tensors[f"weight/{name}"] = safe_get_full_fp32_param(p).detach().cpu().reshape(shape)
         for key in MOMENTS:
-            tensors[f"{key}/{name}"] = safe_get_full_optimizer_state(p, key).detach().cpu().reshape_as(tensors[f"weight/{name}"])
+            tensors[f"{key}/{name}"] = safe_get_full_optimizer_state(p, key).detach().cpu().reshape(shape)
     steps = {float(s["step"]) for s in _base_optimizer(engine).state.values() if "step" in s}
     if len(steps) != 1:
         raise RuntimeError(f"expected one Adam step count over the parameter groups, found {sorted(steps)}")

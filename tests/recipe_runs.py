@@ -23,12 +23,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def recipe_parts(tmp_path_factory) -> dict[str, str]:
-    """CLIP dir, Llama dir, stage-1 projector, original-LLaVA dir and a 3-task mixture (a module fixture's body)."""
+def recipe_parts(tmp_path_factory, per_task: int = 8) -> dict[str, str]:
+    """CLIP dir, Llama dir, stage-1 projector, original-LLaVA dir and a 3-task mixture of 3 x per_task samples (a
+    module fixture's body; per_task 16: 48 samples, one epoch of 6 steps at global batch 8)."""
     pytest.importorskip("deepspeed", reason="the deepspeed extra is part of `make install` (dev)")
     root = tmp_path_factory.mktemp("parts")
     paths = write_parts(str(root))
-    paths["data"] = write_mixture(str(root / "data"))
+    paths["data"] = write_mixture(str(root / "data"), per_task=per_task)
     paths["images"] = str(root / "data")
     paths["root"] = str(root)
     return paths

@@ -11,8 +11,7 @@ import shutil
 import pytest
 
 from llava.train.optimizer_state import FILE
-from tests.model_parts import write_mixture, write_parts
-from tests.recipe_runs import finetune
+from tests.recipe_runs import finetune, recipe_parts
 
 pytestmark = pytest.mark.slow
 STEPS = 6
@@ -21,12 +20,7 @@ LOOSEST = {}  # engine -> the largest loss difference measured (printed: the clo
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-    pytest.importorskip("deepspeed", reason="the deepspeed extra is part of `make install` (dev)")
-    root = tmp_path_factory.mktemp("parts")
-    paths = write_parts(str(root))
-    paths["data"] = write_mixture(str(root / "data"), per_task=16)
-    paths["images"] = str(root / "data")
-    return paths
+    return recipe_parts(tmp_path_factory, per_task=16)
 
 
 def resumed(parts, source, out, nproc, deepspeed):

@@ -205,8 +205,8 @@ def main():
         argv = ["--help"]
     watch = JobWatch.from_env()
     try:
-        init_restarted_process_group(_timeout_of(argv), "--use_cpu" in argv and
-                                     argv[argv.index("--use_cpu") + 1:][:1] == ["True"])
+        init_restarted_process_group(float(_flag(argv, "ddp_timeout", "1800")),
+                                     _flag(argv, "use_cpu", "False").lower() == "true")
         train(argv)
         import torch.distributed as dist
 
@@ -224,12 +224,18 @@ def main():
     except RuntimeError as err:
         if watch is None or not is_comm_error(err):
             raise
-        report_lost_peer(watch, err, _timeout_of(argv))
+        report_lost_peer(watch, err, float(_flag(argv, "ddp_timeout", "1800")))
 
 
-def _timeout_of(argv: list[str]) -> float | None:
-    """--ddp_timeout as given (the survivor's message states the bound that applied)."""
-    return float(argv[argv.index("--ddp_timeout") + 1]) if "--ddp_timeout" in argv[:-1] else 1800.0
+def _flag(argv: list[str], name: str, default: str) -> str:
+    """A flag's value read before the arguments are parsed (parsing builds TrainingArguments, which may start the
+    process group that a restart must start itself); transformers' default when absent."""
+    for i, arg in enumerate(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return default
 
 
 if __name__ == "__main__":

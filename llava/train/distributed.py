@@ -125,22 +125,19 @@ def stop_process(message: str, code: int = 1) -> None:
     os._exit(code)
 
 
-def report_lost_peer(watch: JobWatch | None, err: BaseException, timeout_s: float | None) -> None:
+def report_lost_peer(watch: JobWatch, err: BaseException, timeout_s: float) -> None:
     """The survivor's line: which rank was lost, what the backend said, and the bound that applied."""
     rank = os.environ.get("RANK", "?")
     first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-    lost = watch.lost_ranks() if watch is not None else None
+    lost = watch.lost_ranks()
     if lost is None:
-        who = (f"lost the job's rendezvous store at {watch.address} (its node is gone)" if watch
-               else "a process was lost")
+        who = f"lost the job's rendezvous store at {watch.address} (its node is gone)"
     elif lost:
         who = f"lost rank{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))} (no heartbeat)"
     else:
         who = "a collective failed while every rank still has a heartbeat"
-    bound = f"; DIST_TIMEOUT={timeout_s:g}s" if timeout_s else ""
-    reason = f"{who} [{first}]{bound}"
-    if watch is not None:
-        watch.announce(f"rank {rank} saw: {reason}")
+    reason = f"{who} [{first}]; DIST_TIMEOUT={timeout_s:g}s"
+    watch.announce(f"rank {rank} saw: {reason}")
     stop_process(f"rank {rank}: {reason}")
 
 

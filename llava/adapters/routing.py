@@ -52,6 +52,8 @@ class Router(nn.Module):
         if self.training:
             stat = state.balance.record(id(self), probs, gates, state.mask_for(x))
         state.record_load(gates, getattr(self, "load_layer", None))  # a no-op unless load tracking was started
+        if state.trace is not None:
+            state.trace.add(getattr(self, "load_layer", None), gates)
         return gates.to(x.dtype), stat
 
 

@@ -27,6 +27,7 @@ class RoutingState:
         self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass; None: not tracked
         self.layer_load: dict[int, torch.Tensor] = {}  # the same per transformer layer (Router.load_layer)
         self.instance_selection: dict[int, torch.Tensor] = {}  # mixlora: per-layer selection of this batch
+        self.trace = None  # a RoutingTrace while serving records what the routers did (trace.py)
 
     def begin_batch(self, task_ids=None, token_mask=None, labels=None) -> None:
         """labels (training): the supervised tokens (label != IGNORE_INDEX) are dropped from the instance mask."""

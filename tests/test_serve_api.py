@@ -154,3 +154,34 @@ def test_bad_input_is_a_4xx_with_a_clear_message_and_the_server_goes_on(served):
         client(url, "wrong").chat.completions.create(model="asym:shape", messages=good, max_tokens=2)
     with pytest.raises(openai.NotFoundError):
         c.chat.completions.create(model="nope", messages=good, max_tokens=2)
+
+
+def test_multi_turn_equals_the_terminal_chat_and_the_stream_is_openai_sse(served):
+    from llava.eval.generate import Generator
+    from llava.model.checkpoint import load_checkpoint_model
+    from llava.serve.cli import Chat
+
+    model, tokenizer, processor = load_checkpoint_model(served["ckpt"])
+    generator = Generator(model, tokenizer, processor, "vicuna_v1", task_id=model.adapter_config.task_id("color"))
+    with Image.open(served["media"] / "q.png") as im:
+        chat = Chat(generator, im.convert("RGB"))
+    first = chat.ask(QUESTIONS[0], max_new_tokens=10)
+    second = chat.ask(QUESTIONS[1], max_new_tokens=10)
+    image = data_url((served["media"] / "q.png").read_bytes())
+    conversation = messages(QUESTIONS[0], image) + [{"role": "assistant", "content": first},
+                                                    {"role": "user", "content": QUESTIONS[1]}]
+    r = client(served["url"]).chat.completions.create(model="asym:color", messages=conversation, temperature=0,
+                                                      max_tokens=10)
+    assert r.choices[0].message.content == second
+    # the raw stream: a role chunk, content chunks, a finish chunk, the usage chunk asked for, [DONE]
+    with httpx.stream("POST", f"{served['url']}/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+                      json={"model": "asym:color", "messages": conversation, "temperature": 0, "max_tokens": 10,
+                            "stream": True, "stream_options": {"include_usage": True}}, timeout=60) as s:
+        assert s.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: "):] for line in s.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == second
+    assert chunks[-2]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert chunks[-1]["usage"]["completion_tokens"] == r.usage.completion_tokens

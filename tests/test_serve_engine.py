@@ -106,3 +106,54 @@ def test_full_queue_is_429_and_cancelled_rows_stop(registry):
     release.set()
     assert blocker.result.result(60).finish_reason == "cancelled"
     assert all(j.result.result(60).text is not None for j in waiting)
+
+
+def _post(app, body: dict):
+    import asyncio
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return await c.post("/v1/chat/completions", json=body)
+
+    return asyncio.run(go())
+
+
+def _body(url, model="asym:shape"):
+    return {"model": model, "max_tokens": 3, "temperature": 0, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "what shape is it?"}]}]}
+
+
+def test_still_loading_and_out_of_memory_are_503_saying_so(registry, monkeypatch):
+    loading = ModelRegistry(["later=/nowhere"])  # not started: its model is pending
+    r = _post(create_app(loading, Engine()), _body(data_url(png_bytes()), "later"))
+    assert r.status_code == 503 and "still loading" in r.json()["error"]["message"]
+    gen = registry.models["asym"].generator
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(gen, "generate_ids", oom)
+    r = _post(create_app(registry, Engine()), _body(data_url(png_bytes())))
+    assert r.status_code == 503 and "out of memory" in r.json()["error"]["message"]
+
+
+def test_remote_images_are_fetched_only_when_enabled(registry, tmp_path):
+    import functools
+    import http.server
+
+    from llava.serve.images import ImageLimits
+
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(tmp_path / "x.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/x.png"
+    try:
+        refused = _post(create_app(registry, Engine()), _body(url))
+        fetched = _post(create_app(registry, Engine(), ImageLimits(allow_remote=True)), _body(url))
+        missing = _post(create_app(registry, Engine(), ImageLimits(allow_remote=True)), _body(url + ".gone"))
+    finally:
+        server.shutdown()
+    assert refused.status_code == 403 and "--allow-remote-images" in refused.json()["error"]["message"]
+    assert fetched.status_code == 200 and fetched.json()["choices"][0]["message"]["content"] is not None
+    assert missing.status_code == 400 and "could not fetch" in missing.json()["error"]["message"]

@@ -65,6 +65,19 @@ def test_gradio_client_chat_streams_the_answer_routing_and_ab(web):
     assert "heat-cell" in heat_a and "no per-token router" in heat_b
 
 
+def test_multi_turn_regenerate_and_clear(web):
+    client = gradio_client.Client(web["url"], verbose=False)
+    image = gradio_client.handle_file(str(web["root"] / "red.png"))
+    history, *_ = client.predict("asym:shape", image, [], QUESTION, 0, 1, 6, "summed over layers", api_name="/chat")
+    history, *_ = client.predict("asym:shape", image, history, "and its color?", 0, 1, 6, "summed over layers",
+                                 api_name="/chat")
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    again, *_ = client.predict("asym:shape", image, history, 0, 1, 6, "summed over layers", api_name="/regenerate")
+    assert again == history  # greedy: the same second reply, the first turn kept
+    cleared, message, error, tokens, heatmap, view = client.predict(api_name="/clear")
+    assert cleared == [] and "no routing" in tokens
+
+
 def test_errors_are_shown_in_the_app(web):
     client = gradio_client.Client(web["url"], verbose=False)
     red = gradio_client.handle_file(str(web["root"] / "red.png"))

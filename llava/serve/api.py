@@ -52,7 +52,8 @@ def create_app(registry: ModelRegistry, engine: Engine, limits: ImageLimits | No
     @app.get("/health")
     async def health():
         return {"status": "loading" if registry.loading else "ok", "models": registry.ids(),
-                "loading": list(registry.pending), "failed": registry.failed, "waiting": engine.waiting}
+                "loading": list(registry.pending), "failed": registry.failed, "waiting": engine.waiting,
+                "batches_run": engine.batches_run}
 
     @app.get("/v1/models")
     async def models(request: Request):

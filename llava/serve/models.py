@@ -8,6 +8,7 @@ image handling come from the checkpoint's own llava_base.json, never from its di
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class ModelRegistry:
                 self.models[name] = load_served(name, path, **self._load_kw)
             except (OSError, ValueError, RuntimeError) as e:  # a bad checkpoint is reported, the others still load
                 self.failed[name] = f"{type(e).__name__}: {e}"
+                print(f"error: model {name} ({path}) failed to load: {self.failed[name]}", file=sys.stderr, flush=True)
             del self.pending[name]
 
     @property

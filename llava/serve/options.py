@@ -62,5 +62,7 @@ def start_serving(ap: argparse.ArgumentParser, args) -> tuple[ModelRegistry, Eng
                          args.allow_remote_images)
     engine = Engine(args.max_batch, args.batch_window_ms / 1000, args.max_queue)
     registry.start(background=not args.wait_for_models)
+    if args.wait_for_models and not registry.models:
+        raise SystemExit(2)  # each failure was printed as it happened
     return registry, engine, limits, getattr(args, "api_key", None) or os.environ.get(
         "LLAVA_API_KEY") or None

@@ -1,0 +1,32 @@
+"""32 clients x 4 requests at once against `llava.serve.api`: zero errors, every answer equal to the same request
+sent alone, and the requests were batched (fewer generate calls than requests). Throughput: bench/serve_load.py."""
+
+import httpx
+import pytest
+
+from llava.serve.load import requests_for, run_load
+from tests.serve_helpers import start_server, stop_server
+from tests.test_checkpoints import run_training
+
+pytest.importorskip("openai", reason="the serve extra is part of `make install` (dev)")
+
+
+@pytest.mark.slow
+def test_32_clients_get_the_answers_a_sequential_run_gets(tmp_path):
+    from tests.conftest import write_small_data
+
+    run_training(write_small_data(tmp_path), tmp_path / "asym", "asymlora", max_steps=2,
+                 extra=["--num_tasks", "-1", "--learning_rate", "5e-2"])
+    proc, url = start_server("llava.serve.api", ["--model-path", f"asym={tmp_path / 'asym'}"], tmp_path / "api.log")
+    try:
+        requests = requests_for(["asym:shape", "asym:color", "asym:yesno"], 32 * 4)
+        sequential = run_load(url, requests, clients=1)
+        batches_before = httpx.get(f"{url}/health").json()["batches_run"]
+        loaded = run_load(url, requests, clients=32)
+        batches = httpx.get(f"{url}/health").json()["batches_run"] - batches_before
+    finally:
+        stop_server(proc)
+    assert sequential.errors == [] and loaded.errors == []
+    assert batches_before == 128 and batches < 128 / 4, batches  # alone: one generate each; at load: batched
+    assert loaded.answers == sequential.answers
+    assert len(set(loaded.answers)) > 10

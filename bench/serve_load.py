@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import socket
@@ -74,6 +75,8 @@ def main():
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="serve-load-")
     checkpoint = build_checkpoint(root)
+    for noisy in ("httpx", "httpx2", "openai"):  # training set INFO logging; one line per request is noise here
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     requests = requests_for(["asym:shape", "asym:color", "asym:yesno"], args.clients * args.per_client,
                             args.max_tokens)
     results = {}

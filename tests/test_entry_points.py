@@ -9,7 +9,8 @@ BIN = os.path.dirname(sys.executable)
 
 
 @pytest.mark.parametrize("name,module", [("llava-train", "llava.train.train"), ("llava-generate", "llava.eval.generate"),
-                                         ("llava-merge", "llava.adapters.merge"), ("llava-chat", "llava.serve.cli")])
+                                         ("llava-merge", "llava.adapters.merge"), ("llava-chat", "llava.serve.cli"),
+                                         ("llava-serve", "llava.serve.api"), ("llava-web", "llava.serve.web")])
 def test_console_scripts_are_installed(name, module):
     script = os.path.join(BIN, name)
     assert os.path.isfile(script), f"{name} missing: re-run make install (pyproject [project.scripts])"
@@ -31,3 +32,17 @@ def test_train_help_lists_our_flags_first_and_points_to_the_rest(monkeypatch, ca
         main()
     full = capsys.readouterr().out
     assert done.value.code == 0 and "--fsdp" in full and "--adapter_scheme" in full
+
+
+def test_serve_user_mistakes_end_in_one_line(tmp_path):
+    """The option checks are shared (llava/serve/options.py): all cases on the API, one on the web app."""
+    import subprocess
+
+    cases = [(["--model-path", str(tmp_path / "nope")], "no such directory"),
+                        (["--model-path", f"a:b={tmp_path}"], "may not be empty or hold ':'"),
+                        (["--model-path", "tiny", "--model-path", "tiny"], "same name"),
+                        (["--model-path", "tiny", "--allowed-local-media-path", str(tmp_path / "x")], "no such directory")]
+    for module, args, words in [("llava.serve.api", *c) for c in cases] + [("llava.serve.web", *cases[0])]:
+        r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=120)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 2 and words in last and "Traceback" not in r.stderr, (args, r.stderr[-500:])

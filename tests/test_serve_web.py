@@ -101,6 +101,16 @@ def _browser_path():
     return None
 
 
+def _ask(page, model_box, model, image_box, image, text_box, button):
+    """Pick a model, upload an image, type the question and press the button, as a user does."""
+    page.locator(f"{model_box} input").fill(model)
+    page.locator(f"{model_box} input").press("Enter")
+    page.locator(f"{image_box} input[type=file]").set_input_files(image)
+    page.locator(f"{image_box} img").wait_for(timeout=30000)
+    page.locator(f"{text_box} textarea").fill(QUESTION)
+    page.locator(button).click()
+
+
 @pytest.mark.slow
 def test_browser_uploads_asks_and_sees_routing_and_ab(web, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is part of `make install` (dev)")
@@ -113,12 +123,7 @@ def test_browser_uploads_asks_and_sees_routing_and_ab(web, tmp_path):
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
         page.goto(web["url"])
         page.wait_for_selector("#send")
-        page.locator("#model input").fill("asym:color")
-        page.locator("#model input").press("Enter")
-        page.locator("#image input[type=file]").set_input_files(red)
-        page.locator("#image img").wait_for(timeout=30000)
-        page.locator("#message textarea").fill(QUESTION)
-        page.locator("#send").click()
+        _ask(page, "#model", "asym:color", "#image", red, "#message", "#send")
         page.locator(".routing-heatmap table").wait_for(timeout=60000)
         want = expected(web["root"], "asym", "color", max_tokens=64)
         bot = page.locator("#chatbot .message-row.bot-row, #chatbot [data-testid=bot]").last
@@ -128,12 +133,7 @@ def test_browser_uploads_asks_and_sees_routing_and_ab(web, tmp_path):
         shot = tmp_path / "web_chat.png"
         page.screenshot(path=str(shot), full_page=True)
         page.get_by_role("tab", name="A/B").click()
-        page.locator("#model-a input").fill("asym:shape")
-        page.locator("#model-a input").press("Enter")
-        page.locator("#ab-image input[type=file]").set_input_files(red)
-        page.locator("#ab-image img").wait_for(timeout=30000)
-        page.locator("#ab-question textarea").fill(QUESTION)
-        page.locator("#ab-ask").click()
+        _ask(page, "#model-a", "asym:shape", "#ab-image", red, "#ab-question", "#ab-ask")
         page.wait_for_function("document.querySelector('#answer-b textarea').value.length > 0", timeout=60000)
         page.locator("#heat-a .routing-heatmap").wait_for(timeout=60000)
         a = page.locator("#answer-a textarea").input_value()

@@ -51,9 +51,7 @@ class Router(nn.Module):
         stat = None
         if self.training:
             stat = state.balance.record(id(self), probs, gates, state.mask_for(x))
-        state.record_load(gates, getattr(self, "load_layer", None))  # a no-op unless load tracking was started
-        if state.trace is not None:
-            state.trace.add(getattr(self, "load_layer", None), gates)
+        state.record_load(gates, getattr(self, "load_layer", None))  # a no-op unless load or a trace is recorded
         return gates.to(x.dtype), stat
 
 

@@ -57,7 +57,10 @@ class RoutingState:
         self.layer_load = {}
 
     def record_load(self, gates: torch.Tensor, layer: int | None = None) -> None:
-        """Add gate mass per (data task, expert), in total and for `layer`; gates is [batch, seq, E]. No host sync."""
+        """Add gate mass per (data task, expert), in total and for `layer`; gates is [batch, seq, E]. No host sync.
+        A serving trace (trace.py), when set, gets the gates too."""
+        if self.trace is not None:
+            self.trace.add(layer, gates)
         if self.load is None or self.task_ids is None or gates.dim() != 3 or self.load.shape[1] != gates.shape[-1]:
             return
         if self.load.device != gates.device:

@@ -30,6 +30,13 @@ class ImageLimits:
     remote_timeout_s: float = 10.0
 
 
+def check_side(size: tuple[int, int], limits: ImageLimits, where: str = "image") -> None:
+    w, h = size
+    if max(w, h) > limits.max_side:
+        raise BadRequest(f"{where} is {w}x{h}; this server takes images up to {limits.max_side} pixels a side "
+                         "(--max-image-side)", code="image_too_large")
+
+
 def decode_image(data: bytes, limits: ImageLimits, where: str = "image") -> Image.Image:
     if len(data) > limits.max_bytes:
         raise TooLarge(f"{where} is {len(data) / MB:.1f} MB; this server takes images up to "
@@ -39,10 +46,7 @@ def decode_image(data: bytes, limits: ImageLimits, where: str = "image") -> Imag
     except UnidentifiedImageError as e:
         raise BadRequest(f"{where} is not an image PIL can read (PNG, JPEG, WebP, GIF, BMP, ...)",
                          code="invalid_image") from e
-    w, h = im.size
-    if max(w, h) > limits.max_side:
-        raise BadRequest(f"{where} is {w}x{h}; this server takes images up to {limits.max_side} pixels a side "
-                         "(--max-image-side)", code="image_too_large")
+    check_side(im.size, limits, where)  # from the header, before the pixels are decoded
     try:
         im.load()
     except (OSError, ValueError, Image.DecompressionBombError) as e:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from llava.serve.engine import Job
 from llava.serve.errors import BadRequest
-from llava.serve.images import ImageLimits
+from llava.serve.images import ImageLimits, check_side
 from llava.serve.models import ServedModel
 from llava.serve.prompt import render_conversation
 
 
 def check_image_size(image, limits: ImageLimits) -> None:
     """For an image that arrives decoded (a browser upload)."""
-    if image is not None and max(image.size) > limits.max_side:
-        w, h = image.size
-        raise BadRequest(f"image is {w}x{h}; this server takes images up to {limits.max_side} pixels a side "
-                         "(--max-image-side)", code="image_too_large")
+    if image is not None:
+        check_side(image.size, limits)
 
 
 def build_job(served: ServedModel, task_id: int | None, turns: list[tuple[int, str]], image_turn: int | None, image,

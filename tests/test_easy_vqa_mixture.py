@@ -175,3 +175,44 @@ def test_yes_no_conversations_of_eight_questions_ask_each_attribute_against_two_
                                                                          "is a teal shape present?"}
     with pytest.raises(ValueError, match="4 or 8"):
         _yes_no_conversation(a, phrasings, random.Random(0), turns=12)
+
+
+def _pixels(path):
+    import hashlib
+
+    from PIL import Image
+
+    return hashlib.sha1(Image.open(path).convert("RGB").tobytes()).hexdigest()
+
+
+def test_held_out_sizes_per_cell_and_no_held_out_image_is_a_training_image(tmp_path):
+    cells = {"shape": 30, "color": 20, "yesno": 25, "vqa_hex": 15, "caption": 10, "vqg": 12, "pairs": 9}
+    manifest = build(str(tmp_path), n_train=48, n_test=12, seed=1, test_sizes=cells)
+    rows = [json.loads(line) for line in open(manifest["eval"]["vqa"])]
+    assert {k: sum(r["category"] == k for r in rows) for k in ("shape", "color", "yesno")} == \
+        {"shape": 30, "color": 20, "yesno": 25}
+    assert [manifest["counts"][f"test/{t}"] for t in ("vqa_hex", "caption", "vqg")] == [15, 10, 12]
+    assert manifest["counts"]["pairs"] == 4 * 9
+    train_images = {r["image"] for p in manifest["train"].values() for r in json.loads(open(p).read())}
+    held_out = {json.loads(line)["image"] for p in manifest["eval"].values() for line in open(p)}
+    pair_images = [os.path.join(tmp_path, MME_SUBDIR, sub, "images", n)
+                   for sub in ("color", "existence") for n in os.listdir(tmp_path / MME_SUBDIR / sub / "images")]
+    folder = os.path.dirname(manifest["train"]["vqa"])
+    seen = {_pixels(os.path.join(folder, image)) for image in train_images}
+    shown = {_pixels(os.path.join(folder, image)) for image in held_out} | {_pixels(p) for p in pair_images}
+    assert len(seen) > 100 and len(shown) > 50 and not seen & shown  # by content, not only by file name
+
+
+def test_yes_no_singles_ask_a_share_of_training_images_one_question(mixture, tmp_path):
+    manifest, _ = mixture
+    singles = build(str(tmp_path), n_train=48, n_test=12, seed=3, yes_no_singles=0.25)
+
+    def yes_no(m):
+        rows = json.loads(open(m["train"]["vqa"]).read())
+        return [r for r in rows if r["conversations"][1]["value"] in ("yes", "no")]
+
+    before, after = yes_no(manifest), yes_no(singles)
+    assert len(before) == len(after) == 24 and all(len(r["conversations"]) == 16 for r in before)
+    assert sorted(len(r["conversations"]) for r in after) == [2] * 6 + [16] * 18
+    assert {r["image"] for r in before} == {r["image"] for r in after}  # the same images, asked differently
+    assert open(singles["eval"]["vqa"]).read() == open(manifest["eval"]["vqa"]).read()

@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 import os
 
-from llava.analysis.kit_scores import BlindBaseline, pair_questions, score_pairs, score_task
+from llava.analysis.kit_scores import (
+    BlindBaseline,
+    pair_outcomes,
+    pair_questions,
+    score_pairs,
+    score_task,
+    task_outcomes,
+)
 from llava.data.easy_vqa_mixture import MME_SUBDIR
 from llava.eval.generate import read_questions, run
 from llava.eval.jsonl import read_jsonl
@@ -33,26 +40,41 @@ def _answer(model, tokenizer, image_processor, questions, path, image_folder, ta
     return {row["question_id"]: row["text"] for row in read_jsonl(path)}
 
 
-def evaluate(checkpoint: str, manifest: dict, out: str, batch_size: int = 16) -> dict:
-    """{task: {metric: percent}} for every eval task of the manifest and `pairs`; also written to out/scores.json."""
+def evaluate(checkpoint: str, manifest: dict, out: str, batch_size: int = 64) -> dict:
+    """{task: {metric: percent}} for every eval task of the manifest and `pairs`; also written to out/scores.json,
+    and every question's outcome per table column to out/outcomes.json (what the intervals and tests use)."""
     # as the kit trains: bf16 base, fp32 adapters
     model, tokenizer, image_processor = load_checkpoint_model(checkpoint, dtype="bf16")
     version = model.llava_base_info["version"]
     folder = os.path.dirname(manifest["train"][manifest["tasks"][0]])
     os.makedirs(out, exist_ok=True)
-    scores = {}
+    scores, replies = {}, {}
     for task, path in manifest["eval"].items():
         rows = read_questions(path)
-        replies = _answer(model, tokenizer, image_processor, rows, os.path.join(out, f"answers_{task}.jsonl"),
-                          folder, task, batch_size, version)
-        scores[task] = score_task(task, rows, replies)
+        replies[task] = _answer(model, tokenizer, image_processor, rows, os.path.join(out, f"answers_{task}.jsonl"),
+                                folder, task, batch_size, version)
+        scores[task] = score_task(task, rows, replies[task])
     root = manifest["pairs_root"]
-    replies = _answer(model, tokenizer, image_processor, pair_questions(root), os.path.join(out, "answers_pairs.jsonl"),
-                      os.path.join(root, MME_SUBDIR), "pairs", batch_size, version)
-    scores["pairs"] = score_pairs(root, replies)
+    replies["pairs"] = _answer(model, tokenizer, image_processor, pair_questions(root),
+                               os.path.join(out, "answers_pairs.jsonl"), os.path.join(root, MME_SUBDIR), "pairs",
+                               batch_size, version)
+    scores["pairs"] = score_pairs(root, replies["pairs"])
+    with open(os.path.join(out, "outcomes.json"), "w") as f:
+        json.dump(column_outcomes(manifest, replies), f)
     with open(os.path.join(out, "scores.json"), "w") as f:
         json.dump(scores, f, indent=1)
     return scores
+
+
+def column_outcomes(manifest: dict, replies: dict[str, dict]) -> dict[str, dict[str, bool]]:
+    """{table column: {unit: right}} from {task: {question_id: reply}} (task "pairs": the paired benchmark)."""
+    by_task = {task: task_outcomes(task, read_questions(path), replies[task]) for task, path in manifest["eval"].items()}
+    pairs = pair_outcomes(manifest["pairs_root"], replies["pairs"])
+    vqa = by_task.get("vqa", {})
+    out = {"colour": vqa.get("color"), "shape": vqa.get("shape"), "yes/no": vqa.get("yesno"),
+           "hex": by_task.get("vqa_hex", {}).get("vqa_hex"), "caption": by_task.get("caption", {}).get("caption"),
+           "vqg": by_task.get("vqg", {}).get("vqg"), "pairs acc": pairs["acc"], "pairs acc+": pairs["acc_plus"]}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def blind_scores(manifest: dict) -> dict:
@@ -64,6 +86,13 @@ def blind_scores(manifest: dict) -> dict:
         scores[task] = score_task(task, rows, blind.replies(task, rows))
     scores["pairs"] = score_pairs(manifest["pairs_root"], blind.pair_replies(pair_questions(manifest["pairs_root"])))
     return scores
+
+
+def blind_outcomes(manifest: dict) -> dict[str, dict[str, bool]]:
+    blind = BlindBaseline(manifest["train"])
+    replies = {task: blind.replies(task, read_questions(path)) for task, path in manifest["eval"].items()}
+    replies["pairs"] = blind.pair_replies(pair_questions(manifest["pairs_root"]))
+    return column_outcomes(manifest, replies)
 
 
 def headline(scores: dict) -> dict[str, float]:

@@ -32,18 +32,37 @@ def _question(text: str) -> str:
     return _norm(text.replace("<image>", ""))
 
 
-def score_task(task: str, rows: list[dict], replies: dict) -> dict[str, float]:
-    """{metric: percent} for one task's eval rows (llava.data.easy_vqa_mixture) and {question_id: reply}."""
-    right: dict[str, list[bool]] = collections.defaultdict(list)
+def task_outcomes(task: str, rows: list[dict], replies: dict) -> dict[str, dict[str, bool]]:
+    """{metric: {question_id: right}} for one task's eval rows (llava.data.easy_vqa_mixture) and {question_id: reply};
+    `vqa`'s metrics are its question kinds (color, shape, yesno), every other task's its name."""
+    right: dict[str, dict[str, bool]] = collections.defaultdict(dict)
     for row in rows:
         reply = replies[row["question_id"]]
         if task == "vqg":
             ok = vqg_answers(reply, Attributes(row["shape"], row["color"])) == row[row["category"]]
         else:
             ok = _norm(reply) == _norm(row["answer"])
-        key = row["category"] if task == "vqa" else task
-        right[key].append(ok)
-    return {k: round(100.0 * sum(v) / len(v), 2) for k, v in sorted(right.items())}
+        right[row["category"] if task == "vqa" else task][row["question_id"]] = ok
+    return dict(sorted(right.items()))
+
+
+def percent(outcomes: dict[str, bool]) -> float:
+    return round(100.0 * sum(outcomes.values()) / len(outcomes), 2)
+
+
+def score_task(task: str, rows: list[dict], replies: dict) -> dict[str, float]:
+    """{metric: percent} for one task's eval rows and {question_id: reply}."""
+    return {k: percent(v) for k, v in task_outcomes(task, rows, replies).items()}
+
+
+def pair_outcomes(root: str, replies: dict) -> dict[str, dict[str, bool]]:
+    """{"acc": {question_id: right}, "acc_plus": {image: both right}} by the project's MME scorer's parse. Both
+    subtasks hold as many images, so the mean over all units equals MME's mean of the two subtasks' scores."""
+    right = mme.outcomes(mme.load(root), replies)
+    images: dict[str, list[bool]] = collections.defaultdict(list)
+    for item in mme.load(root):
+        images[item["image"]].append(right[item["question_id"]])
+    return {"acc": right, "acc_plus": {image: all(v) for image, v in images.items()}}
 
 
 def score_pairs(root: str, replies: dict) -> dict[str, float]:

@@ -140,26 +140,31 @@ def _phrasing(question: str) -> str:
                     for w in question.split())
 
 
-def _task_items(split, sizes, rng, attrs, qas, yes_no_turns=8):
-    """{task: [(image_id, prompt, reply, kind)]}: sizes[task] items per task; vqa: a quarter shape, a quarter colour
-    and half yes/no (positive phrasings, balanced; in training a conversation of yes_no_turns questions per image,
-    whose prompt is [(question, answer), ...])."""
+def vqa_kinds(n_vqa: int) -> dict[str, int]:
+    """vqa's default split of n items: a quarter shape, a quarter colour, half yes/no."""
+    return {"shape": n_vqa // 4, "color": n_vqa // 4, "yesno": n_vqa - 2 * (n_vqa // 4)}
+
+
+def _task_items(split, sizes, rng, attrs, qas, yes_no_turns=8, kinds=None, singles=0.0):
+    """{task: [(image_id, prompt, reply, kind)]}: sizes[task] items per task; vqa: `kinds` items per question kind
+    (default vqa_kinds) (yes/no: positive phrasings, balanced; in training a conversation of yes_no_turns questions
+    per image, whose prompt is [(question, answer), ...], except a `singles` share asked as one question)."""
     by_kind: dict[str, list] = {}
     for text, answer, image_id in qas:
         by_kind.setdefault(question_kind(text, answer), []).append((image_id, text, answer))
     for rows in by_kind.values():
         rng.shuffle(rows)
     by_kind["yesno"] = _balanced_yes_no([row for row in by_kind["yesno"] if not negated(row[1])], rng)
-    quarter = sizes["vqa"] // 4
-    counts = {"shape": quarter, "color": quarter, "yesno": sizes["vqa"] - 2 * quarter}
+    counts = kinds or vqa_kinds(sizes["vqa"])
     vqa = [(i, f"{q}\n{SHORT_ANSWER}", a, k) for k in ("shape", "color") for i, q, a in by_kind[k][:counts[k]]]
-    if split == "train":  # a conversation of yes/no questions per image
+    yes_no = by_kind["yesno"][:counts["yesno"]]
+    n_single = round(singles * len(yes_no)) if split == "train" else len(yes_no)  # the benchmark asks one at a time
+    vqa += [(i, f"{q}\n{SHORT_ANSWER}", a, "yesno") for i, q, a in yes_no[:n_single]]
+    if split == "train":  # the others: a conversation of yes/no questions per image
         phrasings = _positive_phrasings(by_kind["yesno"])
         vqa += [(i, _yes_no_conversation(attrs[i], phrasings, rng, yes_no_turns), None, "yesno")
-                for i, _, _ in by_kind["yesno"][:counts["yesno"]]]
-    else:  # one question per image, as the benchmark asks
-        vqa += [(i, f"{q}\n{SHORT_ANSWER}", a, "yesno") for i, q, a in by_kind["yesno"][:counts["yesno"]]]
-    colour = by_kind["color"][quarter:] if split == "train" else by_kind["color"]  # other questions than vqa's
+                for i, _, _ in yes_no[n_single:]]
+    colour = by_kind["color"][counts["color"]:] if split == "train" else by_kind["color"]  # other questions than vqa's
     hexes = [(i, f"{q}\n{SHORT_ANSWER}", HEX[a], "color") for i, q, a in colour[:sizes["vqa_hex"]]]
     images = sorted(attrs)
     rng.shuffle(images)
@@ -196,12 +201,16 @@ def _write_pairs(out, rng, attrs, paths, n_images) -> int:
 
 
 def build(out: str, n_train: int = 1200, n_test: int = 40, seed: int = 0,
-          train_sizes: dict[str, int] | None = None, yes_no_turns: int = 8) -> dict:
+          train_sizes: dict[str, int] | None = None, yes_no_turns: int = 8, test_sizes: dict[str, int] | None = None,
+          yes_no_singles: float = 0.0) -> dict:
     """Write the mixture under `out` and return its manifest (paths and counts; also saved as manifest.json).
 
     n_train / n_test are per task (train_sizes: {task: n} overrides n_train); the paired benchmark has n_test images per
-    subtask (2 questions each); yes_no_turns: questions per training yes/no conversation (4 or 8).
+    subtask (2 questions each). test_sizes overrides the held-out set per reported cell: {"shape", "color", "yesno"
+    (vqa's kinds), "vqa_hex", "caption", "vqg": questions, "pairs": images per subtask}. yes_no_turns: questions per
+    training yes/no conversation (4 or 8); yes_no_singles: the share of training yes/no images asked one question.
     """
+    cells = {**vqa_kinds(n_test), **{t: n_test for t in TASKS[1:]}, "pairs": n_test, **(test_sizes or {})}
     ev = load_easy_vqa()
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     os.makedirs(os.path.join(out, "eval"), exist_ok=True)
@@ -210,8 +219,13 @@ def build(out: str, n_train: int = 1200, n_test: int = 40, seed: int = 0,
         rng = random.Random(f"{seed}/{split}")  # one stream per split: training options never redraw the test set
         attrs, paths = image_attributes(split)
         qas = list(zip(*getattr(ev, f"get_{split}_questions")()))
-        sizes = {t: (train_sizes or {}).get(t, n) if split == "train" else n for t in TASKS}
-        for task, items in _task_items(split, sizes, rng, attrs, qas, yes_no_turns).items():
+        if split == "train":
+            sizes = {t: (train_sizes or {}).get(t, n) for t in TASKS}
+            kinds = vqa_kinds(sizes["vqa"])
+        else:
+            kinds = {k: cells[k] for k in ("shape", "color", "yesno")}
+            sizes = {"vqa": sum(kinds.values()), **{t: cells[t] for t in TASKS[1:]}}
+        for task, items in _task_items(split, sizes, rng, attrs, qas, yes_no_turns, kinds, yes_no_singles).items():
             if len(items) != sizes[task]:
                 raise ValueError(f"easy-vqa's {split} split holds {len(items)} {task} samples for this mixture, "
                                  f"{sizes[task]} were asked for: lower the per-task count")
@@ -233,7 +247,7 @@ def build(out: str, n_train: int = 1200, n_test: int = 40, seed: int = 0,
                 manifest["eval"][task] = path
             manifest["counts"][f"{split}/{task}"] = len(items)
         if split == "test":
-            manifest["counts"]["pairs"] = _write_pairs(out, rng, attrs, paths, n)
+            manifest["counts"]["pairs"] = _write_pairs(out, rng, attrs, paths, cells["pairs"])
             manifest["pairs_root"] = out
     manifest["mixture"] = ",".join(f"{t}={manifest['train'][t]}" for t in TASKS)
     with open(os.path.join(out, "manifest.json"), "w") as f:

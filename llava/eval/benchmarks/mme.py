@@ -87,13 +87,18 @@ def parse_yes_no(reply: str) -> str:
     return "other"
 
 
+def outcomes(items: list[dict], answers: dict) -> dict[str, bool]:
+    """{question_id: right} by the official parse; every item must have an answer."""
+    missing_answers([it["question_id"] for it in items], answers, "MME")
+    return {it["question_id"]: parse_yes_no(answers[it["question_id"]]) == it["answer"] for it in items}
+
+
 def score(root: str, answers_file: str) -> dict:
     items = load(root)
-    answers = read_answers(answers_file)
-    missing_answers([it["question_id"] for it in items], answers, "MME")
+    right_by_id = outcomes(items, read_answers(answers_file))
     per_subtask: dict[str, dict] = {}
     for it in items:
-        right = parse_yes_no(answers[it["question_id"]]) == it["answer"]
+        right = right_by_id[it["question_id"]]
         sub = per_subtask.setdefault(it["subtask"], {"correct": [], "images": {}})
         sub["correct"].append(right)
         sub["images"].setdefault(it["image"], []).append(right)

@@ -98,3 +98,22 @@ def test_missing_images_are_listed_before_loading_and_scored_as_unanswered(tmp_p
     scored = json.loads((tmp_path / "scores" / "mme.json").read_text())
     assert sorted(scored["unanswered"]) == sorted(lost)
     assert f"{len(lost)} questions unanswered (image missing), scored as wrong" in capsys.readouterr().out
+
+
+def test_the_lm_head_sees_a_contiguous_input_and_computes_the_same_logits():
+    import torch
+
+    from llava.eval.generate import contiguous_head_input
+
+    m, _, _ = load_model("tiny")
+    head = m.get_output_embeddings()
+    hidden = torch.randn(4, 7, head.in_features)
+    strided = hidden[:, -1:]  # what generate's prefill hands the head
+    assert not strided.is_contiguous()
+    before = head(strided)
+    seen = []
+    head.register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    contiguous_head_input(m)
+    contiguous_head_input(m)  # once per model
+    assert torch.equal(head(strided), before) and seen == [True]
+    assert len(head._forward_pre_hooks) == 1

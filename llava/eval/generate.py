@@ -68,12 +68,28 @@ def chunk(rows: list, num_chunks: int, chunk_idx: int) -> list:
     return rows[chunk_idx * size:(chunk_idx + 1) * size]
 
 
+def _contiguous(module, args):
+    return (args[0].contiguous(), *args[1:])
+
+
+def contiguous_head_input(model) -> None:
+    """Make the LM head's input contiguous (once per model). In prefill, generate keeps only the last position
+    (hidden[:, -1:], a strided view), and torch's CPU linear on a strided 3-d bf16 input broadcasts the whole
+    [vocab, hidden] weight per row into a batched matmul: 9.8 s instead of 0.015 s for 64 rows of SmolLM2's head,
+    three quarters of the kit's evaluation time (bench/kit_eval_speed.py, docs/benchmarks.md)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "_llava_contiguous_input", False):
+        head.register_forward_pre_hook(_contiguous)
+        head._llava_contiguous_input = True
+
+
 class Generator:
     """Batched greedy (or sampled) generation with a loaded LLaVA; left padding so all prompts end together."""
 
     def __init__(self, model, tokenizer, image_processor, conv_mode: str = "vicuna_v1",
                  image_aspect_ratio: str | None = None, task_id: int | None = None):
         self.model = model.eval()
+        contiguous_head_input(model)
         self.tokenizer = tokenizer
         self.template = get_template(conv_mode, tokenizer)
         if image_aspect_ratio is None:  # images reach the model as in training: pad (LLaVA-1.5) or resize (authors')

@@ -22,19 +22,19 @@ import json
 import math
 import multiprocessing
 import os
-import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import torch
 from safetensors import safe_open
 from tqdm import tqdm
 
 from llava.analysis.interference import analyse
-from llava.analysis.kit_eval import blind_scores, evaluate, headline
+from llava.analysis.kit_eval import blind_outcomes, blind_scores, evaluate
 from llava.analysis.kit_plots import plot_comparison
+from llava.analysis.kit_table import summarise
 from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.model.small import SMALL_VERSION
 
@@ -87,8 +87,9 @@ def adapter_weights(checkpoint: str) -> int:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if "multi_modal_projector" not in k)
 
 
-def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8) -> dict:
-    """Train (in a child process, which inherits this process's thread share) and evaluate one scheme x seed."""
+def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8, extra=()) -> dict:
+    """Train (in a child process, which inherits this process's thread share) and evaluate one scheme x seed; `extra`
+    training flags go last, so they override the scheme's (e.g. ["--balance_coef", "0"])."""
     out = os.path.join(root, scheme, f"seed{seed}")
     done = os.path.join(out, "eval", "scores.json")
     if os.path.exists(done):
@@ -96,7 +97,7 @@ def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8)
             return json.load(f)
     os.makedirs(out, exist_ok=True)
     if not os.path.exists(os.path.join(out, "adapter_model.safetensors")):
-        args = train_args(scheme, manifest["mixture"], images, out, seed, steps, model, batch)
+        args = [*train_args(scheme, manifest["mixture"], images, out, seed, steps, model, batch), *extra]
         with open(os.path.join(out, "train.log"), "a") as log:
             proc = subprocess.run([sys.executable, "-m", "llava.train.train", *args], stdout=log,
                                   stderr=subprocess.STDOUT)
@@ -111,18 +112,34 @@ def _share_cores(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def in_workers(jobs: list[tuple], workers: int, desc: str) -> list:
+def in_workers(jobs: list[tuple], workers: int, desc: str, follow: dict[int, tuple] | None = None) -> list:
     """fn(*args) for every (fn, *args) job, `workers` processes at a time, each given cpu_count // workers threads;
-    results in the order of `jobs`. One worker runs them here, one after the other, with every thread."""
+    results in the order of `jobs`. follow[k] is a job queued once job k has finished (its result is dropped): it
+    needs k's output, and fills the cores the last jobs leave idle. One worker runs them here, one after the other,
+    with every thread."""
+    follow = follow or {}
     if workers == 1:
-        return [fn(*args) for fn, *args in tqdm(jobs, desc=desc, unit="job")]
+        results = [fn(*args) for fn, *args in tqdm(jobs, desc=desc, unit="job")]
+        for fn, *args in follow.values():
+            fn(*args)
+        return results
     threads = max(1, (os.cpu_count() or 1) // workers)
     results: list = [None] * len(jobs)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_share_cores,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(fn, *args): k for k, (fn, *args) in enumerate(jobs)}
-        for future in tqdm(as_completed(futures), total=len(jobs), desc=desc, unit="job"):
-            results[futures[future]] = future.result()
+        pending = {pool.submit(fn, *args): k for k, (fn, *args) in enumerate(jobs)}
+        with tqdm(total=len(jobs) + len(follow), desc=desc, unit="job") as bar:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    k = pending.pop(future)
+                    value = future.result()
+                    bar.update()
+                    if k >= 0:
+                        results[k] = value
+                        if k in follow:
+                            fn, *args = follow[k]
+                            pending[pool.submit(fn, *args)] = -1 - k
     return results
 
 
@@ -139,24 +156,9 @@ def check_settings(root: str, settings: dict) -> None:
         json.dump(settings, f)
 
 
-def summarise(results: dict, blind: dict, counts: dict) -> tuple[str, dict]:
-    metrics = list(headline(blind))
-    table = {"blind": {k: (v, 0.0) for k, v in headline(blind).items()}}
-    for scheme, runs in results.items():
-        rows = [headline(r) for r in runs]
-        table[scheme] = {k: (statistics.mean(r[k] for r in rows),
-                             statistics.stdev(r[k] for r in rows) if len(rows) > 1 else 0.0) for k in metrics}
-    lines = ["| scheme | adapter weights | seeds | " + " | ".join(metrics) + " |",
-             "|---|---|---|" + "---|" * len(metrics)]
-    for scheme, row in table.items():
-        n = "-" if scheme == "blind" else len(results[scheme])
-        weights = f"{counts[scheme]:,}" if scheme in counts else "-"
-        cells = [f"{m:.1f}" if scheme == "blind" else f"{m:.1f} +- {s:.1f}" for m, s in (row[k] for k in metrics)]
-        lines.append(f"| {scheme} | {weights} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines), table
-
-
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
+    """The runner's flags; the recipe ones (all but --out, --seeds, --schemes, --workers) also drive the analyses that
+    train on the kit's recipe (llava.analysis.router_specialisation, llava.analysis.yes_no_singles)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/compare")
     ap.add_argument("--data", default="playground/data/mixture")
@@ -168,42 +170,90 @@ def main(argv=None):
     ap.add_argument("--model", default="small", help="small (the kit's preset) or tiny (tests)")
     ap.add_argument("--train", type=int, default=1200, help="n: training samples vqa 2n, every other task n/2")
     ap.add_argument("--yes-no-turns", type=int, default=8, help="questions per training yes/no conversation (4, 8)")
+    ap.add_argument("--yes-no-singles", type=float, default=0.0,
+                    help="share of training yes/no images asked one question instead of a conversation (0-1)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="runs side by side, the cores split between them (same recipe; threads only change the "
                          "order of float sums)")
-    ap.add_argument("--test", type=int, default=40, help="held-out questions per task (and paired images)")
-    args = ap.parse_args(argv)
+    ap.add_argument("--test", type=int, default=200,
+                    help="held-out questions per reported cell (colour, shape, yes/no, hex, caption, vqg)")
+    ap.add_argument("--pairs", type=int, default=100, help="images per subtask of the paired yes/no benchmark")
+    return ap
+
+
+def compare_settings(args) -> dict:
+    """What a finished run was made with: runs are reused only under the same settings (check_settings)."""
+    data = f"vqa x2, vqa_hex, caption and vqg x1/2, yes/no as {args.yes_no_turns}-question conversations"
+    if args.yes_no_singles:
+        data += f", {args.yes_no_singles:g} of them as single questions"
+    return {"model": args.model, "steps": args.steps, "batch": args.batch, "train": args.train, "test": args.test,
+            "pairs": args.pairs, "projector": "word-aligned, frozen" if args.model == "small" else "trained",
+            "model_max_length": KIT_MAX_TOKENS, "data": data}
+
+
+def kit_manifest(data: str, args) -> dict:
+    """Build (or rebuild, identically) the kit's mixture; a yes/no-singles mixture gets its own folder beside `data`
+    so it never overwrites the files other runs were trained on. The held-out sets do not depend on the training
+    options (easy_vqa_mixture draws each split from its own stream)."""
+    if args.yes_no_singles:
+        data = f"{data.rstrip('/')}-singles{args.yes_no_singles:g}"
+    cells = {"shape": args.test, "color": args.test, "yesno": args.test, "vqa_hex": args.test,
+             "caption": args.test, "vqg": args.test, "pairs": args.pairs}
+    return build(data, args.train, args.test, seed=0, train_sizes=train_sizes(args.train),
+                 yes_no_turns=args.yes_no_turns, test_sizes=cells, yes_no_singles=args.yes_no_singles)
+
+
+def read_outcomes(root: str, scheme: str, seeds: list[int]) -> list[dict]:
+    runs = []
+    for seed in seeds:
+        with open(os.path.join(root, scheme, f"seed{seed}", "eval", "outcomes.json")) as f:
+            runs.append(json.load(f))
+    return runs
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     start = time.time()
     schemes = args.schemes.split(",")
     unknown = [s for s in schemes if s not in SCHEMES]
     if unknown:
         raise SystemExit(f"unknown schemes {unknown}; choose from {list(SCHEMES)}")
+    if not 0 <= args.yes_no_singles <= 1:
+        raise SystemExit(f"--yes-no-singles is a share between 0 and 1, not {args.yes_no_singles}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    projector = "word-aligned, frozen" if args.model == "small" else "trained"
-    check_settings(args.out, {"model": args.model, "steps": args.steps, "batch": args.batch, "train": args.train,
-                              "test": args.test, "projector": projector, "model_max_length": KIT_MAX_TOKENS,
-                              "data": f"vqa x2, vqa_hex, caption and vqg x1/2, yes/no as {args.yes_no_turns}-question "
-                                      "conversations"})
-    manifest = build(args.data, args.train, args.test, seed=0, train_sizes=train_sizes(args.train),
-                     yes_no_turns=args.yes_no_turns)
+    check_settings(args.out, compare_settings(args))
+    manifest = kit_manifest(args.data, args)
+    images = manifest["pairs_root"]
     pairs = [(scheme, seed) for seed in seeds for scheme in schemes]
-    scores = in_workers([(run_one, scheme, seed, manifest, args.data, args.out, args.steps, args.model, args.batch)
-                         for scheme, seed in pairs], args.workers, "compare runs")
-    results: dict[str, list] = {s: [r for (scheme, _), r in zip(pairs, scores) if scheme == s] for s in schemes}
+    jobs = [(run_one, scheme, seed, manifest, images, args.out, args.steps, args.model, args.batch)
+            for scheme, seed in pairs]
+    # seed 0's interference analyses are queued as soon as their run is done, so they fill the cores the last runs
+    # leave idle
+    follow = {k: (interference_of, scheme, seed, args.out, manifest, images) for k, (scheme, seed) in enumerate(pairs)
+              if scheme in INTERFERENCE_SCHEMES and seed == seeds[0]}
+    in_workers(jobs, args.workers, "compare runs", follow)
+    outcomes = {s: read_outcomes(args.out, s, seeds) for s in schemes}
     counts = {s: adapter_weights(os.path.join(args.out, s, f"seed{seeds[0]}")) for s in schemes}
-    blind = blind_scores(manifest)
-    text, table = summarise(results, blind, counts)
-    plot_comparison(table, os.path.join(args.out, "compare.png"))
-    in_workers([(analyse, os.path.join(args.out, s, f"seed{seeds[0]}"), manifest["mixture"], args.data,
-                 os.path.join(args.out, "analysis", s)) for s in INTERFERENCE_SCHEMES if s in schemes],
-               args.workers, "interference")
+    text, tests, stats = summarise(outcomes, blind_outcomes(manifest), counts)
+    plot_comparison(stats, os.path.join(args.out, "compare.png"))
     with open(os.path.join(args.out, "compare.json"), "w") as f:
-        json.dump({"results": results, "blind": blind, "adapter_weights": counts, "steps": args.steps,
-                   "seeds": seeds, "counts": manifest["counts"]}, f, indent=1)
-    with open(os.path.join(args.out, "compare.md"), "w") as f:
-        f.write(text + "\n")
+        json.dump({"stats": stats, "blind": blind_scores(manifest), "adapter_weights": counts, "steps": args.steps,
+                   "seeds": seeds, "counts": manifest["counts"],
+                   "scores": {s: [json.load(open(os.path.join(args.out, s, f"seed{k}", "eval", "scores.json")))
+                                  for k in seeds] for s in schemes}}, f, indent=1)
+    for name, body in (("compare.md", text), ("compare_tests.md", tests)):
+        with open(os.path.join(args.out, name), "w") as f:
+            f.write(body + "\n")
     print(text)
-    print(f"wrote {args.out}/compare.md, compare.json, compare.png, analysis/*/ in {(time.time() - start) / 60:.1f} min")
+    print(f"wrote {args.out}/compare.md, compare_tests.md, compare.json, compare.png, analysis/*/ in "
+          f"{(time.time() - start) / 60:.1f} min")
+
+
+def interference_of(scheme: str, seed: int, root: str, manifest: dict, images: str) -> None:
+    """The interference matrices and router load of one finished run (kept once written)."""
+    out = os.path.join(root, "analysis", scheme)
+    if not os.path.exists(os.path.join(out, "interference.json")):
+        analyse(os.path.join(root, scheme, f"seed{seed}"), manifest["mixture"], images, out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""Do the routers specialise by task? Mutual information between the task and each token's top expert, per layer,
+for routed schemes trained at several balance-loss coefficients on the kit's recipe (`make compare`'s budget).
+
+For every (scheme, coefficient) one run is trained and evaluated as `make compare` does (same mixture, steps, batch,
+seed; only `--balance_coef` differs), then teacher-forced over `--batches` training batches per task, counting per
+layer how many of a task's tokens have expert e as their top expert. With tasks weighted equally,
+
+    MI(layer) = sum_t,e p(t) p(e|t) log2( p(e|t) / p(e) ),   p(t) = 1/T,   p(e) = mean_t p(e|t)
+
+in bits: 0 when every task picks the experts alike, at most log2(min(T, E)) (1.58 for 4 tasks and 3 experts) when
+the top expert names the task. The plug-in estimate's bias is about (T-1)(E-1) / (2 N ln 2) bits for N tokens per
+layer (~1e-4 here), reported beside it. Also: the gate-mass load per task x expert per layer (heatmaps) and the
+kit's accuracies with their intervals, so a specialisation can be weighed against what it costs.
+
+python -m llava.analysis.router_specialisation --out runs/router [--coefs 0,0.05,0.5] [--schemes asymlora,moe_lora]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+
+import torch
+
+from llava.adapters.routing import label_router_layers
+from llava.analysis.compare import (
+    ROUTED,
+    SCHEMES,
+    check_settings,
+    compare_settings,
+    in_workers,
+    kit_manifest,
+    parser,
+    run_one,
+)
+from llava.analysis.interference import batch_loss, task_batches
+from llava.analysis.kit_stats import as_array, interval
+from llava.analysis.kit_table import COLUMNS
+from llava.data.dataset import SupervisedDataset
+from llava.model.checkpoint import load_checkpoint_model
+from llava.model.image import ImageTransform
+from llava.train.plots import plot_router_load
+
+ROUTED_SCHEMES = [s for s, (_, extra) in SCHEMES.items() if "--balance_coef" in extra]
+PRESET_COEF = float(ROUTED[ROUTED.index("--balance_coef") + 1])
+
+
+def mutual_information(counts: torch.Tensor) -> float:
+    """MI in bits between task (rows, weighted equally) and top expert (columns) of a [T, E] count table."""
+    rows = counts.double()
+    rows = rows[rows.sum(1) > 0]
+    p_e_t = rows / rows.sum(1, keepdim=True)
+    p_e = p_e_t.mean(0)
+    ratio = torch.where(p_e_t > 0, p_e_t / p_e.clamp_min(1e-300), torch.ones_like(p_e_t))
+    return float((p_e_t * ratio.log2()).sum() / len(rows))
+
+
+def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int):
+    """({layer: [T, E] top-expert token counts}, {layer: [T, E] gate mass}) over every batch."""
+    model.adapter_state.start_load_tracking(num_tasks, model.adapter_config.num_experts)
+    label_router_layers(model)
+    with torch.no_grad():
+        for task, task_batches_ in batches.items():
+            for batch in task_batches_:
+                batch_loss(model, batch, task)
+    state = model.adapter_state
+    return ({k: v.clone().cpu() for k, v in state.layer_top.items()},
+            {k: v.clone().cpu() for k, v in state.layer_load.items()})
+
+
+def measure(checkpoint: str, data: str, image_folder: str, out: str, batches: int = 4, batch_size: int = 8) -> dict:
+    model, tokenizer, image_processor = load_checkpoint_model(checkpoint)
+    info = model.llava_base_info
+    dataset = SupervisedDataset(data, tokenizer, ImageTransform(image_processor, info.get("image_aspect_ratio", "pad")),
+                                image_folder=image_folder, template=info["version"],
+                                image_seq_length=model.config.image_seq_length)
+    tasks = list(dataset.task_names)
+    picked = task_batches(dataset, batch_size, math.ceil(batches / 2), seed=0)  # 2 * draws batches per task
+    top, load = top_expert_counts(model, picked, len(tasks))
+    per_layer = {layer: mutual_information(top[layer]) for layer in sorted(top)}
+    tokens = min(float(c.sum()) for c in top.values())
+    num_experts = model.adapter_config.num_experts
+    bias = (len(tasks) - 1) * (num_experts - 1) / (2 * tokens * math.log(2))
+    os.makedirs(out, exist_ok=True)
+    total = sum(load.values())
+    plot_router_load(total, load, tasks, "expert", os.path.join(out, "router_load.png"))
+    best = max(per_layer, key=per_layer.get)
+    result = {"checkpoint": checkpoint, "tasks": tasks, "experts": num_experts, "mi_bits": per_layer,
+              "mi_mean": sum(per_layer.values()) / len(per_layer), "mi_max": per_layer[best], "mi_max_layer": best,
+              "mi_ceiling": math.log2(min(len(tasks), num_experts)), "mi_bias": bias, "tokens_per_layer": tokens,
+              "top_share": {layer: (c / c.sum(1, keepdim=True).clamp_min(1)).tolist() for layer, c in top.items()},
+              "load_share": (total / total.sum(1, keepdim=True).clamp_min(1e-12)).tolist()}
+    with open(os.path.join(out, "router.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def report(rows: list[dict]) -> str:
+    lines = ["| scheme | balance coef | MI mean (bits) | MI max (layer) | " + " | ".join(COLUMNS) + " |",
+             "|---|---|---|---|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in (r["accuracy"][c] for c in COLUMNS)]
+        lines.append(f"| {r['scheme']} | {r['coef']:g} | {r['mi_mean']:.4f} | {r['mi_max']:.4f} ({r['mi_max_layer']}) "
+                     "| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/router")
+    ap.add_argument("--compare", default="runs/compare",
+                    help="`make compare`'s output: its runs are the preset coefficient's (trained there if missing)")
+    ap.add_argument("--coefs", default=f"0,{PRESET_COEF:g},0.5")
+    ap.add_argument("--schemes", default="asymlora,moe_lora")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batches", type=int, default=4, help="teacher-forced batches of 8 per task for the counts")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    args, recipe = ap.parse_known_args(argv)
+    kit = parser().parse_args(recipe)  # the recipe flags of `make compare` (--steps, --test, --data, ...)
+    schemes = args.schemes.split(",")
+    if any(s not in ROUTED_SCHEMES for s in schemes):
+        raise SystemExit(f"routed schemes are {ROUTED_SCHEMES}, not {schemes}")
+    coefs = [float(c) for c in args.coefs.split(",")]
+    settings = compare_settings(kit)
+    check_settings(args.out, {**settings, "seed": args.seed})
+    if PRESET_COEF in coefs:
+        check_settings(args.compare, settings)
+    manifest = kit_manifest(kit.data, kit)
+    images = manifest["pairs_root"]
+
+    def root(coef: float) -> str:
+        return args.compare if coef == PRESET_COEF else os.path.join(args.out, f"coef{coef:g}")
+
+    jobs = [(run_one, s, args.seed, manifest, images, root(c), kit.steps, kit.model, kit.batch,
+             ["--balance_coef", str(c)]) for c in coefs for s in schemes]
+    in_workers(jobs, args.workers, "router runs")
+    rows = []
+    for c in coefs:
+        for s in schemes:
+            run = os.path.join(root(c), s, f"seed{args.seed}")
+            with open(os.path.join(run, "eval", "outcomes.json")) as f:
+                outcomes = json.load(f)
+            result = measure(run, manifest["mixture"], images, os.path.join(args.out, f"coef{c:g}", s), args.batches)
+            accuracy = {col: interval(as_array([outcomes[col]])) for col in COLUMNS}
+            rows.append({"scheme": s, "coef": c, **result, "accuracy": accuracy})
+    text = report(rows)
+    with open(os.path.join(args.out, "router.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(args.out, "router.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

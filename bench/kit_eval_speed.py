@@ -7,6 +7,10 @@ For every batch size, on the same first --questions questions of every task (and
 per question, and the share of time in the vision tower, in prefill forwards (the whole prompt), in decoding
 forwards (one token per row, KV cache) and in the rest (image decoding and transforms, tokenization, generate's own
 loop). Ratios are to the first batch size, measured side by side in one process.
+
+First, the LM head alone on the input generate's prefill gives it (the last position of a [batch, prompt, hidden]
+hidden state: a strided view) and on the same values made contiguous (what llava.eval.generate.contiguous_head_input
+does), side by side: the cause of the evaluation time this bench found.
 """
 
 from __future__ import annotations
@@ -56,6 +60,24 @@ class Clock:
         module.register_forward_hook(after, with_kwargs=True)
 
 
+def head_layout(model, batch_sizes: list[int], prompt: int = 600, repeats: int = 3) -> None:
+    """Seconds per LM-head call on prefill's strided last position vs a contiguous copy (F.linear: no hooks)."""
+    weight = model.get_output_embeddings().weight
+    for batch_size in batch_sizes:
+        hidden = torch.randn(batch_size, prompt, weight.shape[1], dtype=weight.dtype)
+        times = {}
+        for name, contiguous in (("strided", False), ("contiguous", True)):
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                last = hidden[:, -1:]
+                torch.nn.functional.linear(last.contiguous() if contiguous else last, weight)
+                best = min(best, time.perf_counter() - start)
+            times[name] = best
+        print(f"LM head, batch {batch_size:3d}, {weight.dtype}: strided {times['strided']:.3f} s, contiguous "
+              f"{times['contiguous']:.4f} s  (x{times['strided'] / times['contiguous']:.0f})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)
@@ -68,6 +90,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     model, tokenizer, image_processor = load_checkpoint_model(args.checkpoint, dtype="bf16")
     print(f"model load: {time.perf_counter() - t0:.1f} s; threads {torch.get_num_threads()}")
+    head_layout(model, [int(b) for b in args.batch_sizes.split(",")])
     version = model.llava_base_info["version"]
     folder = os.path.dirname(manifest["train"][manifest["tasks"][0]])
     tasks = {t: (read_questions(p)[:args.questions], folder) for t, p in manifest["eval"].items()}

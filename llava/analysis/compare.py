@@ -1,4 +1,4 @@
-"""`make compare`: every adapter scheme on the same easy-vqa mixture, matched trainable budgets, 3 seeds, error bars.
+"""`make compare`: every adapter scheme on the same easy-vqa mixture, matched trainable budgets, 3 seeds, intervals.
 
 Schemes (small preset, the mixture of llava.data.easy_vqa_mixture: vqa, vqa_hex, caption, vqg): plain LoRA on all
 linears; MoE-LoRA, AsymLoRA routed (paper preset: shared A, routed B heads, one router per MLP block, hydra balance,
@@ -8,11 +8,13 @@ the measured counts are in the table. Each run trains in its own process (log in
 scores exist and resumes from its newest checkpoint when interrupted. Runs go `--workers` at a time, the cores split
 between them: a 135M model's matmuls at batch 2 do not keep two threads busy, so on 2 cores two one-thread runs side
 by side finish sooner than two two-thread runs one after the other (`bench/compare_workers.py`, docs/benchmarks.md).
-Then: mean +- std per scheme and metric, the blind baseline, a bar chart, and the interference matrices and router
-load of seed 0's lora and asymlora runs.
+Held out: 200 questions per reported cell (colour, shape, yes/no, hex, caption, vqg) and 2 x 100 paired images, from
+easy-vqa's test split. Then: per scheme and column the mean over seeds with a 95% interval and marks where it differs
+from lora by a paired test (llava.analysis.kit_table, kit_stats), every pair's test (compare_tests.md), the blind
+baseline, a bar chart, and the interference matrices and router load of seed 0's lora and asymlora runs.
 
 python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora]
-                                 [--yes-no-turns 8] [--workers 2]
+                                 [--yes-no-turns 8] [--yes-no-singles 0.25] [--test 200] [--pairs 100] [--workers 2]
 """
 
 from __future__ import annotations
@@ -20,21 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import torch
 from safetensors import safe_open
-from tqdm import tqdm
 
 from llava.analysis.interference import analyse
 from llava.analysis.kit_eval import blind_outcomes, blind_scores, evaluate
 from llava.analysis.kit_plots import plot_comparison
 from llava.analysis.kit_table import summarise
+from llava.analysis.workers import in_workers
 from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.model.small import SMALL_VERSION
 
@@ -104,43 +104,6 @@ def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8,
         if proc.returncode != 0:
             raise RuntimeError(f"{scheme} seed {seed} failed (exit {proc.returncode}); see {out}/train.log")
     return evaluate(out, manifest, os.path.join(out, "eval"))
-
-
-def _share_cores(threads: int) -> None:
-    """Worker start-up: this worker and the training processes it starts use `threads` threads."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
-
-
-def in_workers(jobs: list[tuple], workers: int, desc: str, follow: dict[int, tuple] | None = None) -> list:
-    """fn(*args) for every (fn, *args) job, `workers` processes at a time, each given cpu_count // workers threads;
-    results in the order of `jobs`. follow[k] is a job queued once job k has finished (its result is dropped): it
-    needs k's output, and fills the cores the last jobs leave idle. One worker runs them here, one after the other,
-    with every thread."""
-    follow = follow or {}
-    if workers == 1:
-        results = [fn(*args) for fn, *args in tqdm(jobs, desc=desc, unit="job")]
-        for fn, *args in follow.values():
-            fn(*args)
-        return results
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    results: list = [None] * len(jobs)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_share_cores,
-                             initargs=(threads,)) as pool:
-        pending = {pool.submit(fn, *args): k for k, (fn, *args) in enumerate(jobs)}
-        with tqdm(total=len(jobs) + len(follow), desc=desc, unit="job") as bar:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    k = pending.pop(future)
-                    value = future.result()
-                    bar.update()
-                    if k >= 0:
-                        results[k] = value
-                        if k in follow:
-                            fn, *args = follow[k]
-                            pending[pool.submit(fn, *args)] = -1 - k
-    return results
 
 
 def check_settings(root: str, settings: dict) -> None:

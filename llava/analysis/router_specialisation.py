@@ -25,19 +25,22 @@ import os
 import torch
 
 from llava.adapters.routing import label_router_layers
+from llava.adapters.state import adapter_batch
 from llava.analysis.compare import (
     ROUTED,
     SCHEMES,
     check_settings,
     compare_settings,
-    in_workers,
     kit_manifest,
     parser,
     run_one,
 )
-from llava.analysis.interference import batch_loss, task_batches
-from llava.analysis.kit_stats import as_array, interval
+from llava.analysis.interference import task_batches
+from llava.analysis.kit_stats import as_array, interval, paired_test
 from llava.analysis.kit_table import COLUMNS
+from llava.analysis.router_plots import plot_mutual_information
+from llava.analysis.workers import in_workers
+from llava.constants import IGNORE_INDEX
 from llava.data.dataset import SupervisedDataset
 from llava.model.checkpoint import load_checkpoint_model
 from llava.model.image import ImageTransform
@@ -57,14 +60,18 @@ def mutual_information(counts: torch.Tensor) -> float:
     return float((p_e_t * ratio.log2()).sum() / len(rows))
 
 
-def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int):
-    """({layer: [T, E] top-expert token counts}, {layer: [T, E] gate mass}) over every batch."""
+def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int, answers_only: bool = False):
+    """({layer: [T, E] top-expert token counts}, {layer: [T, E] gate mass}) over every batch: all tokens (image,
+    prompt and answer) or only the supervised answer tokens, where the tasks' outputs differ."""
     model.adapter_state.start_load_tracking(num_tasks, model.adapter_config.num_experts)
     label_router_layers(model)
     with torch.no_grad():
-        for task, task_batches_ in batches.items():
+        for task_batches_ in batches.values():
             for batch in task_batches_:
-                batch_loss(model, batch, task)
+                inputs = {k: v for k, v in batch.items() if k not in ("task_ids", "sample_index")}
+                mask = batch["labels"] != IGNORE_INDEX if answers_only else batch["attention_mask"]
+                with adapter_batch(model, task_ids=batch["task_ids"], token_mask=mask, labels=batch["labels"]):
+                    model(**inputs)
     state = model.adapter_state
     return ({k: v.clone().cpu() for k, v in state.layer_top.items()},
             {k: v.clone().cpu() for k, v in state.layer_load.items()})
@@ -80,6 +87,8 @@ def measure(checkpoint: str, data: str, image_folder: str, out: str, batches: in
     picked = task_batches(dataset, batch_size, math.ceil(batches / 2), seed=0)  # 2 * draws batches per task
     top, load = top_expert_counts(model, picked, len(tasks))
     per_layer = {layer: mutual_information(top[layer]) for layer in sorted(top)}
+    answer_top, _ = top_expert_counts(model, picked, len(tasks), answers_only=True)
+    answers = {layer: mutual_information(answer_top[layer]) for layer in sorted(answer_top)}
     tokens = min(float(c.sum()) for c in top.values())
     num_experts = model.adapter_config.num_experts
     bias = (len(tasks) - 1) * (num_experts - 1) / (2 * tokens * math.log(2))
@@ -89,7 +98,9 @@ def measure(checkpoint: str, data: str, image_folder: str, out: str, batches: in
     best = max(per_layer, key=per_layer.get)
     result = {"checkpoint": checkpoint, "tasks": tasks, "experts": num_experts, "mi_bits": per_layer,
               "mi_mean": sum(per_layer.values()) / len(per_layer), "mi_max": per_layer[best], "mi_max_layer": best,
-              "mi_ceiling": math.log2(min(len(tasks), num_experts)), "mi_bias": bias, "tokens_per_layer": tokens,
+              "mi_answer_bits": answers,
+              "mi_answer_mean": sum(answers.values()) / len(answers),
+              "mi_answer_bias": bias * tokens / min(float(c.sum()) for c in answer_top.values()), "mi_ceiling": math.log2(min(len(tasks), num_experts)), "mi_bias": bias, "tokens_per_layer": tokens,
               "top_share": {layer: (c / c.sum(1, keepdim=True).clamp_min(1)).tolist() for layer, c in top.items()},
               "load_share": (total / total.sum(1, keepdim=True).clamp_min(1e-12)).tolist()}
     with open(os.path.join(out, "router.json"), "w") as f:
@@ -98,12 +109,26 @@ def measure(checkpoint: str, data: str, image_folder: str, out: str, batches: in
 
 
 def report(rows: list[dict]) -> str:
-    lines = ["| scheme | balance coef | MI mean (bits) | MI max (layer) | " + " | ".join(COLUMNS) + " |",
-             "|---|---|---|---|" + "---|" * len(COLUMNS)]
+    lines = ["| scheme | balance coef | MI mean, all tokens (bits) | MI max (layer) | MI mean, answer tokens | "
+             + " | ".join(COLUMNS) + " |", "|---|---|---|---|---|" + "---|" * len(COLUMNS)]
     for r in rows:
         cells = [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in (r["accuracy"][c] for c in COLUMNS)]
         lines.append(f"| {r['scheme']} | {r['coef']:g} | {r['mi_mean']:.4f} | {r['mi_max']:.4f} ({r['mi_max_layer']}) "
-                     "| " + " | ".join(cells) + " |")
+                     f"| {r['mi_answer_mean']:.4f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def costs(rows: list[dict]) -> str:
+    """Each coefficient's accuracy minus the preset's, same scheme and seed, paired over the questions."""
+    preset = {r["scheme"]: r["outcomes"] for r in rows if r["coef"] == PRESET_COEF}
+    lines = [f"difference to balance coef {PRESET_COEF:g} (points, paired bootstrap over questions; * p < 0.05):", "",
+             "| scheme | balance coef | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        if r["coef"] == PRESET_COEF or r["scheme"] not in preset:
+            continue
+        tests = [paired_test(as_array([r["outcomes"][c]]), as_array([preset[r["scheme"]][c]])) for c in COLUMNS]
+        lines.append(f"| {r['scheme']} | {r['coef']:g} | "
+                     + " | ".join(f"{t['diff']:+.1f}{' *' if t['p'] < 0.05 else ''}" for t in tests) + " |")
     return "\n".join(lines)
 
 
@@ -144,12 +169,16 @@ def main(argv=None):
                 outcomes = json.load(f)
             result = measure(run, manifest["mixture"], images, os.path.join(args.out, f"coef{c:g}", s), args.batches)
             accuracy = {col: interval(as_array([outcomes[col]])) for col in COLUMNS}
-            rows.append({"scheme": s, "coef": c, **result, "accuracy": accuracy})
-    text = report(rows)
+            rows.append({"scheme": s, "coef": c, **result, "accuracy": accuracy, "outcomes": outcomes})
+    text = report(rows) + "\n\n" + costs(rows)
+    for row in rows:
+        del row["outcomes"]
     with open(os.path.join(args.out, "router.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.out, "router.json"), "w") as f:
         json.dump(rows, f, indent=1)
+    plot_mutual_information(rows, os.path.join(args.out, "router_mi.png"), "mi_bits", "all tokens")
+    plot_mutual_information(rows, os.path.join(args.out, "router_mi_answers.png"), "mi_answer_bits", "answer tokens")
     print(text)
 
 

@@ -17,21 +17,13 @@ import argparse
 import json
 import os
 
-from llava.analysis.compare import check_settings, compare_settings, kit_manifest, parser, run_one
+from llava.analysis.compare import check_settings, compare_settings, kit_manifest, parser, read_outcomes, run_one
 from llava.analysis.kit_eval import blind_outcomes
 from llava.analysis.kit_stats import as_array, paired_test
 from llava.analysis.kit_table import COLUMNS
 from llava.analysis.workers import in_workers
 
 BAR = 20.0  # points above the blind baseline's paired acc+
-
-
-def runs_of(root: str, scheme: str, seeds: list[int]) -> list[dict]:
-    runs = []
-    for seed in seeds:
-        with open(os.path.join(root, scheme, f"seed{seed}", "eval", "outcomes.json")) as f:
-            runs.append(json.load(f))
-    return runs
 
 
 def percent(run: dict, column: str) -> float:
@@ -83,7 +75,7 @@ def main(argv=None):
             for seed in seeds for s in schemes for m, root in ((base, args.compare), (singles, args.out))]
     in_workers(jobs, kit.workers, "yes/no singles runs")
     blind = blind_outcomes(base)
-    rows = [report(s, seeds, runs_of(args.compare, s, seeds), runs_of(args.out, s, seeds), blind, args.share)
+    rows = [report(s, seeds, read_outcomes(args.compare, s, seeds), read_outcomes(args.out, s, seeds), blind, args.share)
             for s in schemes]
     with open(os.path.join(args.out, "singles.json"), "w") as f:
         json.dump(rows, f, indent=1)

@@ -26,7 +26,7 @@ class RoutingState:
         self.balance = BalanceLoss(balance_loss)
         self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass; None: not tracked
         self.layer_load: dict[int, torch.Tensor] = {}  # the same per transformer layer (Router.load_layer)
-        self.layer_top: dict[int, torch.Tensor] = {}  # per layer, tokens whose top expert is e, per task: [T, E]
+        self.layer_top: dict[int, torch.Tensor] | None = None  # per layer, tokens whose top expert is e: [T, E]
         self.instance_selection: dict[int, torch.Tensor] = {}  # mixlora: per-layer selection of this batch
         self.trace = None  # a RoutingTrace while serving records what the routers did (trace.py)
 
@@ -53,10 +53,11 @@ class RoutingState:
             return None
         return m.to(x.device)
 
-    def start_load_tracking(self, num_tasks: int, num_experts: int) -> None:
+    def start_load_tracking(self, num_tasks: int, num_experts: int, top_counts: bool = False) -> None:
+        """top_counts: also count each token's top expert per layer (an analysis's need; training does not pay it)."""
         self.load = torch.zeros(num_tasks, num_experts)
         self.layer_load = {}
-        self.layer_top = {}
+        self.layer_top = {} if top_counts else None
 
     def record_load(self, gates: torch.Tensor, layer: int | None = None) -> None:
         """Add gate mass per (data task, expert), in total and for `layer`; gates is [batch, seq, E]. No host sync.
@@ -76,12 +77,12 @@ class RoutingState:
         if layer is not None:
             if layer not in self.layer_load:
                 self.layer_load[layer] = torch.zeros_like(self.load)
-                self.layer_top[layer] = torch.zeros_like(self.load)
             self.layer_load[layer].index_add_(0, tasks, mass)
-            top = torch.nn.functional.one_hot(g.argmax(-1), g.shape[-1]).float()
-            if mask is not None:
-                top = top * mask.unsqueeze(-1)
-            self.layer_top[layer].index_add_(0, tasks, top.sum(1))
+            if self.layer_top is not None:
+                top = torch.nn.functional.one_hot(g.argmax(-1), g.shape[-1]).float()
+                if mask is not None:
+                    top = top * mask.unsqueeze(-1)
+                self.layer_top.setdefault(layer, torch.zeros_like(self.load)).index_add_(0, tasks, top.sum(1))
 
 
 def load_shares(load: torch.Tensor) -> torch.Tensor:

@@ -63,7 +63,7 @@ def mutual_information(counts: torch.Tensor) -> float:
 def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int, answers_only: bool = False):
     """({layer: [T, E] top-expert token counts}, {layer: [T, E] gate mass}) over every batch: all tokens (image,
     prompt and answer) or only the supervised answer tokens, where the tasks' outputs differ."""
-    model.adapter_state.start_load_tracking(num_tasks, model.adapter_config.num_experts)
+    model.adapter_state.start_load_tracking(num_tasks, model.adapter_config.num_experts, top_counts=True)
     label_router_layers(model)
     with torch.no_grad():
         for task_batches_ in batches.values():

@@ -43,7 +43,11 @@ def test_small_preset_answers_a_text_question_in_english():
     assert model.config.image_seq_length == 16 and model.config.text_config.num_hidden_layers == 30
     generator = Generator(model, tokenizer, processor, SMALL_VERSION)
     prompt = generator.prompt_for("What is the capital of France? Answer in one sentence.", has_image=False)
-    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")  # SmolLM2's own
+    # SmolLM2's own ChatML, without its default identity line (llava/model/small.py)
+    assert prompt.startswith("<|im_start|>user\n") and prompt.endswith("<|im_start|>assistant\n"), prompt
+    system = tokenizer.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                                           tokenize=False)
+    assert system == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
     reply = generator.generate([prompt], [None], max_new_tokens=20)[0]
     assert reply == "The capital of France is Paris.", reply  # greedy, fp32: the pretrained LM speaks
 

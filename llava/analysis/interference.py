@@ -32,6 +32,7 @@ from llava.data.dataset import SupervisedDataset
 from llava.model.checkpoint import load_checkpoint_model
 from llava.model.image import ImageTransform
 from llava.train.plots import plot_router_load
+from llava.train.supervised_logits import supervised_logits_only
 
 MATRICES = ("A", "B")
 
@@ -58,7 +59,7 @@ def task_batches(dataset, batch_size: int, draws: int, seed: int) -> dict[int, l
 def batch_loss(model, batch: dict, task: int) -> torch.Tensor:
     inputs = {k: v for k, v in batch.items() if k not in ("task_ids", "sample_index")}
     with adapter_batch(model, task_ids=batch["task_ids"], token_mask=batch["attention_mask"], labels=batch["labels"]):
-        return model(**inputs).loss
+        return model(**supervised_logits_only(inputs)).loss  # the loss of every position, the head on labelled ones
 
 
 def adapter_params(model, matrix: str) -> list[torch.nn.Parameter]:

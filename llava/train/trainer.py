@@ -2,6 +2,7 @@
 
 * the projector in its own optimizer group at `--mm_projector_lr`;
 * task ids and the token mask handed to the adapter layers before each forward;
+* the LM head and loss only on labelled positions (train/supervised_logits.py);
 * the balance loss added to the LM loss (value for logging here, gradient injected in backward, see
   adapters/balance.py), both logged separately, averaged over ranks;
 * data parallelism as one big batch: N processes x b samples give the loss, gradients and logs of 1 process x N*b;
@@ -31,6 +32,7 @@ from llava.train import optimizer_state
 from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
 from llava.train.rank_record import RankRecord
 from llava.train.run_dir import checkpoints_newest_first
+from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
 
 logger = logging.getLogger(__name__)
 PROJECTOR_FILE = "mm_projector.safetensors"
@@ -108,6 +110,8 @@ class LlavaTrainer(Trainer):
         scaled_for_ga = num_items_in_batch is not None and self.model_accepts_loss_kwargs
         if scaled_for_ga:
             inputs = {**inputs, "num_items_in_batch": num_items_in_batch}
+        if model.training and not return_outputs and "labels" in inputs and accepts_logits_mask(type(self.model)):
+            inputs = supervised_logits_only(inputs)  # same loss; the head skips unlabelled positions
         outputs = model(**inputs)
         loss = outputs.loss
         if scaled_for_ga and self.args.average_tokens_across_devices:

@@ -15,7 +15,7 @@ from functools import cache
 
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from llava.constants import IGNORE_INDEX
 
 
 @cache

@@ -96,16 +96,28 @@ def measure(checkpoint: str, data: str, image_folder: str, out: str, batches: in
     total = sum(load.values())
     plot_router_load(total, load, tasks, "expert", os.path.join(out, "router_load.png"))
     best = max(per_layer, key=per_layer.get)
-    result = {"checkpoint": checkpoint, "tasks": tasks, "experts": num_experts, "mi_bits": per_layer,
-              "mi_mean": sum(per_layer.values()) / len(per_layer), "mi_max": per_layer[best], "mi_max_layer": best,
-              "mi_answer_bits": answers,
-              "mi_answer_mean": sum(answers.values()) / len(answers),
-              "mi_answer_bias": bias * tokens / min(float(c.sum()) for c in answer_top.values()), "mi_ceiling": math.log2(min(len(tasks), num_experts)), "mi_bias": bias, "tokens_per_layer": tokens,
+    answer_tokens = min(float(c.sum()) for c in answer_top.values())
+    result = {"checkpoint": checkpoint, "batches": batches, "tasks": tasks, "experts": num_experts,
+              "mi_bits": per_layer, "mi_mean": sum(per_layer.values()) / len(per_layer), "mi_max": per_layer[best],
+              "mi_max_layer": best, "mi_answer_bits": answers, "mi_answer_mean": sum(answers.values()) / len(answers),
+              "mi_answer_bias": bias * tokens / answer_tokens, "answer_tokens_per_layer": answer_tokens,
+              "mi_ceiling": math.log2(min(len(tasks), num_experts)), "mi_bias": bias, "tokens_per_layer": tokens,
               "top_share": {layer: (c / c.sum(1, keepdim=True).clamp_min(1)).tolist() for layer, c in top.items()},
               "load_share": (total / total.sum(1, keepdim=True).clamp_min(1e-12)).tolist()}
     with open(os.path.join(out, "router.json"), "w") as f:
         json.dump(result, f, indent=1)
     return result
+
+
+def measured(checkpoint: str, data: str, image_folder: str, out: str, batches: int) -> dict:
+    """measure()'s result, kept once written (as `make compare` keeps finished runs): a re-run re-reads it."""
+    path = os.path.join(out, "router.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            kept = json.load(f)
+        if kept.get("checkpoint") == checkpoint and kept.get("batches") == batches:
+            return kept
+    return measure(checkpoint, data, image_folder, out, batches)
 
 
 def report(rows: list[dict]) -> str:
@@ -119,9 +131,10 @@ def report(rows: list[dict]) -> str:
 
 
 def costs(rows: list[dict]) -> str:
-    """Each coefficient's accuracy minus the preset's, same scheme and seed, paired over the questions."""
+    """Each coefficient's accuracy minus the preset's, same scheme and seed, paired over the questions (McNemar's exact test: one seed)."""
     preset = {r["scheme"]: r["outcomes"] for r in rows if r["coef"] == PRESET_COEF}
-    lines = [f"difference to balance coef {PRESET_COEF:g} (points, paired bootstrap over questions; * p < 0.05):", "",
+    lines = [f"difference to balance coef {PRESET_COEF:g} (points, same seed and questions; McNemar's exact test, "
+             "* p < 0.05):", "",
              "| scheme | balance coef | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for r in rows:
         if r["coef"] == PRESET_COEF or r["scheme"] not in preset:
@@ -167,7 +180,7 @@ def main(argv=None):
             run = os.path.join(root(c), s, f"seed{args.seed}")
             with open(os.path.join(run, "eval", "outcomes.json")) as f:
                 outcomes = json.load(f)
-            result = measure(run, manifest["mixture"], images, os.path.join(args.out, f"coef{c:g}", s), args.batches)
+            result = measured(run, manifest["mixture"], images, os.path.join(args.out, f"coef{c:g}", s), args.batches)
             accuracy = {col: interval(as_array([outcomes[col]])) for col in COLUMNS}
             rows.append({"scheme": s, "coef": c, **result, "accuracy": accuracy, "outcomes": outcomes})
     text = report(rows) + "\n\n" + costs(rows)

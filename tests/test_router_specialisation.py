@@ -23,3 +23,21 @@ def test_a_partial_dependence_matches_the_definition():
     h = -(0.8 * math.log2(0.8) + 0.2 * math.log2(0.2))
     assert mutual_information(counts) == pytest.approx(1 - h)
     assert mutual_information(torch.tensor([[8.0, 2], [0, 0], [2, 8]])) == pytest.approx(1 - h)  # unseen task dropped
+
+
+def test_costs_mark_only_differences_that_survive_holm():
+    """A coefficient 30 points worse on one column is marked; one identical to the preset is not."""
+    from llava.analysis.kit_table import COLUMNS
+    from llava.analysis.router_specialisation import PRESET_COEF, costs
+
+    preset = {c: {f"q{i}": i % 2 == 0 for i in range(200)} for c in COLUMNS}
+    worse = {c: dict(v) for c, v in preset.items()}
+    for i in range(0, 120, 2):  # 60 of the preset's right answers made wrong: -30 points
+        worse[COLUMNS[0]][f"q{i}"] = False
+    rows = [{"scheme": "asymlora", "coef": PRESET_COEF, "outcomes": preset},
+            {"scheme": "asymlora", "coef": 0.0, "outcomes": worse},
+            {"scheme": "asymlora", "coef": 0.5, "outcomes": preset}]
+    lines = [line for line in costs(rows).splitlines() if line.startswith("| asymlora")]
+    assert lines[0].split(" | ")[2] == "-30.0 *"
+    assert "*" not in lines[0].split(" | ", 3)[3] and "*" not in lines[1] and "†" not in lines[1]
+    assert lines[1].split(" | ")[2] == "+0.0"

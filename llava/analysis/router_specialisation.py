@@ -36,7 +36,7 @@ from llava.analysis.compare import (
     run_one,
 )
 from llava.analysis.interference import task_batches
-from llava.analysis.kit_stats import as_array, interval, paired_test
+from llava.analysis.kit_stats import as_array, holm, interval, paired_test
 from llava.analysis.kit_table import COLUMNS
 from llava.analysis.router_plots import plot_mutual_information
 from llava.analysis.workers import in_workers
@@ -131,17 +131,24 @@ def report(rows: list[dict]) -> str:
 
 
 def costs(rows: list[dict]) -> str:
-    """Each coefficient's accuracy minus the preset's, same scheme and seed, paired over the questions (McNemar's exact test: one seed)."""
+    """Each coefficient's accuracy minus the preset's, same scheme and seed, paired over the questions (one seed:
+    McNemar's exact test), Holm-adjusted over every test of the table: with dozens of cells a few raw p < 0.05 are
+    expected by chance."""
     preset = {r["scheme"]: r["outcomes"] for r in rows if r["coef"] == PRESET_COEF}
-    lines = [f"difference to balance coef {PRESET_COEF:g} (points, same seed and questions; McNemar's exact test, "
-             "* p < 0.05):", "",
+    others = [r for r in rows if r["coef"] != PRESET_COEF and r["scheme"] in preset]
+    tests = {(k, c): paired_test(as_array([r["outcomes"][c]]), as_array([preset[r["scheme"]][c]]))
+             for k, r in enumerate(others) for c in COLUMNS}
+    adjusted = holm({key: t["p"] for key, t in tests.items()})
+
+    def cell(key) -> str:
+        mark = " *" if adjusted[key] < 0.05 else " †" if tests[key]["p"] < 0.05 else ""
+        return f"{tests[key]['diff']:+.1f}{mark}"
+
+    lines = [f"difference to balance coef {PRESET_COEF:g} (points, same seed and questions; McNemar's exact test; "
+             f"† p < 0.05, * Holm-adjusted p < 0.05 over the table's {len(tests)} tests):", "",
              "| scheme | balance coef | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        if r["coef"] == PRESET_COEF or r["scheme"] not in preset:
-            continue
-        tests = [paired_test(as_array([r["outcomes"][c]]), as_array([preset[r["scheme"]][c]])) for c in COLUMNS]
-        lines.append(f"| {r['scheme']} | {r['coef']:g} | "
-                     + " | ".join(f"{t['diff']:+.1f}{' *' if t['p'] < 0.05 else ''}" for t in tests) + " |")
+    for k, r in enumerate(others):
+        lines.append(f"| {r['scheme']} | {r['coef']:g} | " + " | ".join(cell((k, c)) for c in COLUMNS) + " |")
     return "\n".join(lines)
 
 

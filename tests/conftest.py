@@ -71,3 +71,13 @@ def write_small_data(tmp_path):
         paths[task] = str(path)
     spec = ",".join(f"{t}={p}" for t, p in paths.items())
     return spec, str(tmp_path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """`cuda`-marked tests are collected everywhere and skipped, with the reason, where no GPU is present."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (bench/gpu/validate.sh runs `pytest -m cuda` on a GPU)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

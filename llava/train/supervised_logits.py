@@ -14,14 +14,17 @@ import inspect
 from functools import cache
 
 import torch.nn.functional as F
+from transformers import modeling_utils
 
 from llava.constants import IGNORE_INDEX
 
 
 @cache
 def accepts_logits_mask(model_class: type) -> bool:
+    """True where `logits_to_keep` may be a boolean [batch, sequence] mask: the model takes the argument and
+    transformers slices with `slice_logits_to_keep` (older 5.x releases index with it as positions and fail)."""
     parameters = inspect.signature(model_class.forward).parameters
-    return "logits_to_keep" in parameters
+    return "logits_to_keep" in parameters and hasattr(modeling_utils, "slice_logits_to_keep")
 
 
 def supervised_logits_only(inputs: dict) -> dict:

@@ -1,0 +1,88 @@
+"""Part `decode`: greedy decoding tokens/s of the 7B-shaped LLaVA per scheme, batch 1 and 16, one image per prompt.
+
+Rows: the base alone ("merged": any adapter folded into W exactly - lora, task-head asymlora - decodes at this
+speed), then each scheme unmerged as llava.eval.generate and the server run it (adapters in fp32, cast to the
+activation dtype in every step of every layer), and asymlora with its adapter weights cast to bf16 once (what
+"cast once at load" would give). Decode time is the time of N new tokens minus the time of 1 (the prefill), so
+tokens/s counts decode steps only; each number is the best of 2 runs.
+"""
+
+from __future__ import annotations
+
+import torch
+from common import build_model, deadline, image_batch, remove_adapters, run_args, timed, with_adapters, write_part
+
+from llava.adapters.inject import adapter_modules
+from llava.adapters.state import adapter_batch
+from llava.eval.generate import contiguous_head_input
+
+
+def prompts(model, batch: int, device: str, dtype: torch.dtype, text: int):
+    inputs = image_batch(model.config, batch, 1 + model.config.image_seq_length + text, device, dtype, prompt=text)
+    inputs.pop("labels")
+    return inputs
+
+
+def generate(model, inputs: dict, new_tokens: int):
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0,
+                  eos_token_id=2)
+    if getattr(model, "adapter_state", None) is not None:
+        with adapter_batch(model, token_mask=inputs["attention_mask"]):
+            return model.generate(**inputs, **kwargs)
+    return model.generate(**inputs, **kwargs)
+
+
+def tokens_per_s(model, inputs, new_tokens, device, runs=2) -> dict:
+    generate(model, inputs, 2)  # warm-up
+    prefill = min(timed(lambda: generate(model, inputs, 1), device) for _ in range(runs))
+    full = min(timed(lambda: generate(model, inputs, new_tokens), device) for _ in range(runs))
+    batch = inputs["input_ids"].shape[0]
+    return {"prefill_s": prefill, "total_s": full, "tokens_per_s": batch * (new_tokens - 1) / max(full - prefill, 1e-9),
+            "ms_per_step": 1000 * (full - prefill) / (new_tokens - 1)}
+
+
+def cast_adapters(model, dtype) -> None:
+    for _, module in adapter_modules(model):
+        for name, p in module.named_parameters():
+            if not name.startswith("base."):
+                p.data = p.data.to(dtype)
+
+
+VARIANTS = [("merged (base alone)", None, False), ("lora", "lora", False), ("moe_lora", "moe_lora", False),
+            ("asymlora", "asymlora", False), ("asymlora, adapters cast to bf16 once", "asymlora", True),
+            ("mixlora", "mixlora", False)]
+
+
+def main():
+    args = run_args(__doc__)
+    time_left = deadline(args.budget)
+    batches, new_tokens, text = ((1, 4), 6, 8) if args.smoke else ((1, 16), 40, 32)
+    model = build_model(args.smoke, args.device, args.dtype).eval()
+    contiguous_head_input(model)
+    result = {"part": "decode", "new_tokens": new_tokens, "prompt_tokens": 1 + model.config.image_seq_length + text,
+              "attn": model.config._attn_implementation, "rows": {}}
+    with torch.no_grad():
+        for label, scheme, cast in VARIANTS:
+            row = {}
+            if scheme is not None:
+                with_adapters(model, scheme, args.smoke)
+                if cast:
+                    cast_adapters(model, args.dtype)
+            try:
+                for b in batches:
+                    if not time_left():
+                        row[f"batch{b}"] = {"error": "skipped: the part's time budget ran out"}
+                        continue
+                    row[f"batch{b}"] = tokens_per_s(model, prompts(model, b, args.device, args.dtype, text),
+                                                    new_tokens, args.device)
+            finally:
+                if scheme is not None:
+                    remove_adapters(model)
+            result["rows"][label] = row
+            print(label, row, flush=True)
+            write_part(args.out, "decode", result)
+    write_part(args.out, "decode", result)
+
+
+if __name__ == "__main__":
+    main()

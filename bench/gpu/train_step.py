@@ -1,0 +1,179 @@
+"""Part `train`: one optimizer step of the 7B-shaped LLaVA per scheme: seconds, tokens/s, MFU, peak memory against
+`llava.train.plan`'s prediction.
+
+The step is LlavaTrainer's, written out so it can be timed alone: task ids and masks to the routers, the LM head on
+labelled positions only, bf16 autocast (the Trainer's `--bf16`), activation checkpointing with the frozen embeddings'
+input-grad hook (train.py), the balance loss, backward, clipping at 1.0 and fused AdamW with the projector in its own
+group. One process, no DeepSpeed: what a single GPU does per micro-batch.
+
+FLOP model (per step, recompute not counted, so this is MFU not HFU): frozen LM linears 4 N T (forward + input
+gradient, no weight gradient), causal attention 6 s h per token and layer (forward 2, backward 4), LM head 4 V h per
+labelled position, adapters and routers 6 N_a T (all heads run: dense gates), projector 6 N_p per image token,
+frozen vision tower forward 2 N_v per patch + 4 s_v^2 h_v per image and layer.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from common import (
+    SCHEMES,
+    build_model,
+    datasheet_peak,
+    deadline,
+    image_batch,
+    matmul_flops_per_s,
+    remove_adapters,
+    run_args,
+    timed,
+    with_adapters,
+    write_part,
+)
+from torch import nn
+
+from llava.adapters.inject import adapter_modules, language_model, projector
+from llava.adapters.routing import label_router_layers
+from llava.train import plan
+from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
+
+GIB = 1024**3
+
+
+def step_fn(model, config, batch, device, optimizer, params):
+    state = model.adapter_state
+    task_ids = torch.arange(batch["input_ids"].shape[0], device=device) % 3
+
+    def step():
+        state.begin_batch(task_ids, batch["attention_mask"], batch["labels"])
+        state.aux_grad_scale = config.balance_coef
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16):
+            out = model(**(supervised_logits_only(batch) if accepts_logits_mask(type(model)) else batch))
+        balance = state.finish_forward()
+        loss = out.loss
+        if balance is not None and config.balance_coef > 0:
+            loss = loss + (config.balance_coef * balance).to(loss.dtype).detach()  # gradient via AttachAux
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def make_optimizer(model, device):
+    proj = {id(p) for p in projector(model).parameters()}
+    adapters = [p for p in model.parameters() if p.requires_grad and id(p) not in proj]
+    groups = [{"params": adapters, "lr": 2e-4, "weight_decay": 0.0},
+              {"params": [p for p in projector(model).parameters() if p.requires_grad], "lr": 2e-5, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, fused=device.startswith("cuda"), foreach=None if device.startswith("cuda") else True)
+
+
+def counts(model) -> dict:
+    lm = language_model(model)
+    adapter_ids = {id(p) for _, m in adapter_modules(model) for n, p in m.named_parameters() if not n.startswith("base.")}
+    lm_linear = sum(m.weight.numel() for m in lm.modules() if isinstance(m, nn.Linear))
+    return {"lm_linear": lm_linear,
+            "adapters": sum(p.numel() for p in model.parameters() if id(p) in adapter_ids),
+            "projector": sum(p.numel() for p in projector(model).parameters()),
+            "vision": sum(p.numel() for p in model.model.vision_tower.parameters())}
+
+
+def model_flops(model, n: dict, batch: int, seq: int, labelled: int) -> float:
+    text, vision = model.config.text_config, model.config.vision_config
+    tokens = batch * seq
+    img = model.config.image_seq_length
+    patches = (vision.image_size // vision.patch_size) ** 2 + 1
+    lm = 4 * n["lm_linear"] * tokens + 6 * seq * text.hidden_size * text.num_hidden_layers * tokens
+    head = 4 * text.vocab_size * text.hidden_size * labelled
+    adapters = 6 * n["adapters"] * tokens + 6 * n["projector"] * batch * img
+    tower = batch * (2 * n["vision"] * patches + 4 * patches**2 * vision.hidden_size * vision.num_hidden_layers)
+    return float(lm + head + adapters + tower)
+
+
+def planner_prediction(model, name: str, smoke: bool, batch: int, seq: int) -> dict:
+    """What `python -m llava.train.plan --zero 0 --gpus 1 --batch B --seq S --scheme NAME` predicts (7B); at smoke
+    size the same formulas on the toy model."""
+    if smoke:
+        c = plan.count(model)
+        memory = plan.memory_per_gpu(c, 0, 1, 16)
+        act = plan.activations(model.config, batch, seq, True, True)
+    else:
+        p = plan.plan("7b", name, zero=0, gpus=1, bits=16, batch=batch, seq=seq)
+        c, memory, act = p["counts"], p["memory"], p["activations_checkpointed"]
+    total = sum(memory.values()) + act["decoder layers"] + act["logits"]
+    return {"predicted_gib": total / GIB, "model_state_gib": sum(memory.values()) / GIB,
+            "activations_gib": (act["decoder layers"] + act["logits"]) / GIB, "planner_trainable": c.trainable}
+
+
+def measure(model, name, args, batch_size, seq, steps, warmup):
+    config = with_adapters(model, name, args.smoke)
+    try:
+        if config.num_experts > 1:
+            model.adapter_state.start_load_tracking(3, config.num_experts)
+            label_router_layers(model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = make_optimizer(model, args.device)
+        batch = image_batch(model.config, batch_size, seq, args.device, args.dtype)
+        labelled = int((batch["labels"][:, 1:] != -100).sum())
+        step = step_fn(model, config, batch, args.device, optimizer, params)
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(warmup):
+            step()
+        times = [timed(step, args.device) for _ in range(steps)]
+        peak = torch.cuda.max_memory_allocated() / GIB if args.device.startswith("cuda") else None
+        n = counts(model)
+        return {"step_s": statistics.median(times), "step_s_all": times, "batch": batch_size, "seq": seq,
+                "tokens_per_s": batch_size * seq / statistics.median(times), "peak_gib": peak,
+                "trainable": sum(p.numel() for p in params), "flops": model_flops(model, n, batch_size, seq, labelled),
+                **planner_prediction(model, name, args.smoke, batch_size, seq)}
+    finally:
+        remove_adapters(model)
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def main():
+    args = run_args(__doc__)
+    time_left = deadline(args.budget)
+    batch_size, seq, steps, warmup = (2, 96, 2, 1) if args.smoke else (16, 2048, 3, 2)
+    model = build_model(args.smoke, args.device, args.dtype)
+    model.config.use_cache = model.config.text_config.use_cache = False
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; older: the deprecated name
+        model.activation_checkpointing_enable()
+    else:
+        model.gradient_checkpointing_enable()
+    model.enable_input_require_grads()  # as train.py does with activation checkpointing
+    device_name, datasheet = datasheet_peak(args.device)
+    ceiling = matmul_flops_per_s(args.device, args.dtype, 256 if args.smoke else 8192)
+    result = {"part": "train", "device": device_name, "attn": model.config._attn_implementation,
+              "datasheet_bf16_flops": datasheet,
+              "head_on_labelled_only": accepts_logits_mask(type(model)), "matmul_bf16_flops": ceiling, "schemes": {}}
+    for name in SCHEMES:
+        if not time_left():
+            result["schemes"][name] = {"error": "skipped: the part's time budget ran out"}
+            continue
+        size = batch_size
+        while True:
+            try:
+                row = measure(model, name, args, size, seq, steps, warmup)
+                break
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    row = {"error": "out of memory at batch 1"}
+                    break
+                size //= 2
+                torch.cuda.empty_cache()
+                print(f"{name}: out of memory, retrying with batch {size}", flush=True)
+        if "step_s" in row:
+            row["mfu"] = row["flops"] / row["step_s"] / datasheet if datasheet else None
+            row["of_matmul_ceiling"] = row["flops"] / row["step_s"] / ceiling
+        result["schemes"][name] = row
+        print(name, {k: v for k, v in row.items() if k != "step_s_all"}, flush=True)
+        write_part(args.out, "train", result)  # what is measured so far survives a timeout
+    write_part(args.out, "train", result)
+
+
+if __name__ == "__main__":
+    main()

@@ -25,6 +25,15 @@ ASYMLORA = ["--adapter_scheme", "asymlora", "--num_experts", "3", "--router_scop
             "gate_proj,up_proj,down_proj", "--balance_coef", "0.05", "--router_bias", "True"]
 
 
+@pytest.fixture(autouse=True)
+def no_tf32():
+    """fp32 comparisons mean fp32: TF32 matmuls would differ from the CPU by ~1e-3 relative."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def cuda_run(data, out, model="tiny", precision="bf16", max_steps=2, resume=None, extra=()):
     spec, folder = data
     args = ["--model_name_or_path", model, "--data_path", spec, "--image_folder", folder, "--output_dir", str(out),

@@ -170,6 +170,33 @@ def test_balance_loss_reaches_router_under_gradient_checkpointing(scope, reentra
         assert without_coef[name].abs().sum() == 0
 
 
+@pytest.mark.parametrize("scheme", ["asymlora", "moe_lora"])
+def test_block_routers_hold_nothing_after_a_checkpointed_step(scheme):
+    """Non-reentrant checkpointing stops each layer's recomputation early, before a hook on the block's output
+    would run: gates left on the router would keep every layer's recomputed graph alive through the backward
+    (measured on the 7B shape: the paper preset needed 2x LoRA's memory at half the batch)."""
+    from llava.adapters.routing import BlockRouter
+    from llava.model.tiny import build_tiny
+
+    model, _ = build_tiny(seed=0)
+    inject_adapters(model, AdapterConfig(scheme=scheme, r=4, num_experts=3, router_scope="mlp_block", dropout=0.0,
+                                         mixture_targets=["gate_proj", "up_proj", "down_proj"], balance_coef=0.05))
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    model.train()
+    routers = [m for m in model.modules() if isinstance(m, BlockRouter)]
+    assert routers and all(r.consumers == 3 for r in routers)
+    inputs = tiny_inputs(model)
+    state = model.adapter_state
+    state.begin_batch(None, torch.ones_like(inputs["input_ids"]))
+    state.aux_grad_scale = 0.05
+    loss = model(**inputs).loss
+    state.finish_forward()
+    loss.backward()
+    assert all(r.current is None and r._aux is None for r in routers)
+    assert all(r.weight.grad is not None and r.weight.grad.abs().sum() > 0 for r in routers)
+
+
 def test_mixlora_decoding_keeps_the_prompts_selection():
     layer = make_layer("mixlora", num_experts=8, r=3)
     layer.eval()

@@ -49,8 +49,8 @@ def cast_adapters(model, dtype) -> None:
 
 
 VARIANTS = [("merged (base alone)", None, False), ("lora", "lora", False), ("moe_lora", "moe_lora", False),
-            ("asymlora", "asymlora", False), ("asymlora, adapters cast to bf16 once", "asymlora", True),
-            ("mixlora", "mixlora", False)]
+            ("asymlora", "asymlora", False), ("mixlora", "mixlora", False),
+            ("asymlora, adapters cast to bf16 once", "asymlora", True)]
 
 
 def main():
@@ -66,6 +66,7 @@ def main():
             row = {}
             if scheme is not None:
                 with_adapters(model, scheme, args.smoke)
+                model.eval()  # new adapter modules start in training mode (dropout, router statistics)
                 if cast:
                     cast_adapters(model, args.dtype)
             try:

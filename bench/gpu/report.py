@@ -141,7 +141,10 @@ def markdown(report: dict) -> str:
                 "decode": ("Decoding", decode_section), "tests": ("CUDA tests", tests_section)}
     for part, (title, build) in builders.items():
         lines += ["", f"## {title}", ""]
-        lines += build(report[part]) if report[part] else ["No result: see the part's log and status above."]
+        if report[part]:
+            lines += build(report[part])
+        else:
+            lines.append("Not run (--parts)." if part not in report["parts"] else "No result: see the part's log.")
     return "\n".join(lines) + "\n"
 
 

@@ -107,6 +107,7 @@ def planner_prediction(model, name: str, smoke: bool, batch: int, seq: int) -> d
 
 def measure(model, name, args, batch_size, seq, steps, warmup):
     config = with_adapters(model, name, args.smoke)
+    model.train()
     try:
         if config.num_experts > 1:
             model.adapter_state.start_load_tracking(3, config.num_experts)

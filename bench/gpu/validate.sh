@@ -6,24 +6,29 @@
 #   bash bench/gpu/validate.sh OUT                  # on a GPU machine, about 10 minutes on one H100/H200
 #   bash bench/gpu/validate.sh --cpu-smoke OUT      # the same code paths at toy shapes on CPU (what CI runs)
 #   bash bench/gpu/validate.sh --wheels DIR OUT     # first put DIR/*.whl ahead of the machine's packages
+#   bash bench/gpu/validate.sh --parts train,decode OUT   # only these parts (train, layer, decode, tests)
 #
 # Runs from a plain checkout with the machine's own torch and transformers (PYTHONPATH=. is set here; PYTHON picks
 # the interpreter, default .venv/bin/python if present, else python3). Each part runs in its own process under its
 # own time cap, so one slow or failing part costs only itself; the report says which parts did not finish.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SMOKE=0 WHEELS= OUT=
+SMOKE=0 WHEELS= OUT= PARTS=train,layer,decode,tests
 while [ $# -gt 0 ]; do
     case "$1" in
         --cpu-smoke) SMOKE=1 ;;
         --wheels) WHEELS=${2:?--wheels needs a folder}; shift ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --parts) PARTS=${2:?--parts needs a list, e.g. train,decode}; shift ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "validate.sh: unknown option $1 (--cpu-smoke, --wheels DIR, OUT)" >&2; exit 2 ;;
         *) [ -z "$OUT" ] || { echo "validate.sh: one output folder, got '$OUT' and '$1'" >&2; exit 2; }; OUT=$1 ;;
     esac
     shift
 done
 [ -n "$OUT" ] || { echo "validate.sh: name an output folder: bash bench/gpu/validate.sh [--cpu-smoke] OUT" >&2; exit 2; }
+for part in ${PARTS//,/ }; do
+    case "$part" in train|layer|decode|tests) ;; *) echo "validate.sh: unknown part '$part' (train, layer, decode, tests)" >&2; exit 2 ;; esac
+done
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 cd "$ROOT"
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
@@ -58,6 +63,7 @@ json.dump(v, open('$OUT/versions.json', 'w'))" || { echo "validate.sh: $PYTHON c
 run_part() {
     local name=$1 cap=$2 start rc
     shift 2
+    case ",$PARTS," in *",$name,"*) ;; *) return 0 ;; esac
     echo "== $name (at most ${cap} s)"
     start=$(date +%s)
     timeout --kill-after=15 "$cap" "$@" >"$OUT/$name.log" 2>&1

@@ -42,6 +42,8 @@ class AdapterLinear(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self._state = [state if state is not None else RoutingState()]
         self._block_router = [block_router]  # shared router lives on the MLP module, not in this subtree
+        if block_router is not None:
+            block_router.consumers += 1
         d_in, d_out = base.in_features, base.out_features
         # Adapter weights (and so their optimizer updates) in fp32 whatever the base (bf16, 4/8-bit), as PEFT;
         # they compute in the input's dtype. dtype=None keeps them in the base's (floating) dtype.
@@ -83,9 +85,7 @@ class AdapterLinear(nn.Module):
     def _expert_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         block = self._block_router[0]
         if block is not None:
-            if block.current is None:
-                raise RuntimeError("mlp_block router has no gates: the MLP's pre-hook did not run")
-            return block.current, None
+            return block.take()
         return self.router.route(x, self._state[0])
 
     def _task_onehot(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +104,7 @@ class AdapterLinear(nn.Module):
         y = self.base(x)
         # y + u Bcat^T as one GEMM that accumulates into y (no separate pass over the [tokens, d_out] output)
         out = torch.addmm(y.reshape(-1, y.shape[-1]), u.reshape(-1, u.shape[-1]), _cast(self.lora_B, u).t()).view_as(y)
-        router = getattr(self, "router", None)
+        router = self._block_router[0] if self._block_router[0] is not None else getattr(self, "router", None)
         return attach_aux(out, aux, self._state[0], id(router))
 
     def adapter_delta(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

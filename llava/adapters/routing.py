@@ -65,24 +65,36 @@ def attach_aux(out: torch.Tensor, stat: torch.Tensor | None, state: RoutingState
 class BlockRouter(Router):
     """One router per MLP block (router_scope="mlp_block"): fed the block input, shared by gate/up/down.
 
-    Installed as a child of the MLP module with hooks: the pre-hook routes the block input and leaves the gates in
-    `self.current` for the block's adapter layers; the post-hook attaches the balance loss to the block output.
+    Installed as a child of the MLP module with a pre-hook that routes the block input; the block's adapter layers
+    then `take()` the gates, and the last of them also takes the balance-loss statistic and attaches it to its own
+    output. Nothing stays referenced once the block's last adapter has run: a post-hook would be skipped by the
+    early-stopping recomputation of non-reentrant activation checkpointing, and the gates it left behind would hold
+    each layer's recomputed graph alive through the whole backward.
     """
 
     def __init__(self, mlp: nn.Module, in_features: int, num_experts: int, state: RoutingState, **kw):
         super().__init__(in_features, num_experts, **kw)
+        self.consumers = 0  # adapter layers of the block that read the gates (AdapterLinear registers itself)
         self.current: torch.Tensor | None = None
         self._aux: torch.Tensor | None = None
+        self._taken = 0
         self._state = [state]  # a list keeps the state out of the module tree
-        self._handles = [mlp.register_forward_pre_hook(self._pre_hook), mlp.register_forward_hook(self._post_hook)]
+        self._handles = [mlp.register_forward_pre_hook(self._pre_hook)]
 
     def _pre_hook(self, module, args):
         self.current, self._aux = self.route(args[0], self._state[0])
+        self._taken = 0
 
-    def _post_hook(self, module, args, output):
-        out = attach_aux(output, self._aux, self._state[0], id(self))
-        self.current, self._aux = None, None
-        return out
+    def take(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The block's gates, and for the block's last adapter layer the balance statistic to attach (else None)."""
+        if self.current is None:
+            raise RuntimeError("mlp_block router has no gates: the MLP's pre-hook did not run")
+        gates, aux = self.current, None
+        self._taken += 1
+        if self._taken >= self.consumers:
+            aux = self._aux
+            self.current, self._aux = None, None
+        return gates, aux
 
     def remove_hooks(self) -> None:
         for h in self._handles:

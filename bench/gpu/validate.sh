@@ -47,14 +47,16 @@ if [ -n "$WHEELS" ]; then
 fi
 
 if [ "$SMOKE" = 1 ]; then
-    MODE=cpu-smoke PART_ARGS=(--smoke) CAP_TRAIN=120 CAP_LAYER=60 CAP_DECODE=90 CAP_TESTS=120
+    MODE=cpu-smoke PART_ARGS=(--smoke) CAPS=(120 60 90 120)
     export CUDA_VISIBLE_DEVICES=
 else
     "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null || {
         echo "validate.sh: no CUDA device visible to $PYTHON; on a machine without a GPU run: bash bench/gpu/validate.sh --cpu-smoke $OUT" >&2
         exit 2; }
-    MODE=gpu PART_ARGS=() CAP_TRAIN=200 CAP_LAYER=60 CAP_DECODE=140 CAP_TESTS=150
+    MODE=gpu PART_ARGS=() CAPS=(200 60 140 150)
 fi
+# each part's time cap in seconds; CAP_TRAIN=... etc. override
+CAP_TRAIN=${CAP_TRAIN:-${CAPS[0]}} CAP_LAYER=${CAP_LAYER:-${CAPS[1]}} CAP_DECODE=${CAP_DECODE:-${CAPS[2]}} CAP_TESTS=${CAP_TESTS:-${CAPS[3]}}
 rm -f "$OUT"/part_*.json "$OUT"/status_*.json
 "$PYTHON" -c "import json, common; v = common.versions(); v['mode'] = '$MODE'; print(json.dumps(v)); \
 json.dump(v, open('$OUT/versions.json', 'w'))" || { echo "validate.sh: $PYTHON cannot import torch/transformers" >&2; exit 2; }

@@ -22,15 +22,11 @@ from llava.adapters.layer import AdapterLinear
 from llava.adapters.routing import BlockRouter
 from llava.train import plan
 
-# The adapter settings of scripts/finetune_{lora,moe_lora,asymlora,mixlora}.sh at 7B (dropout 0.05 everywhere).
-SCHEMES = {
-    "lora": dict(scheme="lora", r=128, alpha=256),
-    "moe_lora": dict(scheme="moe_lora", r=32, alpha=64, num_experts=3, router_scope="mlp_block",
-                     mixture_targets=list(MLP), balance_coef=0.05),
-    "asymlora": dict(scheme="asymlora", r=32, alpha=64, num_experts=3, router_scope="mlp_block",
-                     mixture_targets=list(MLP), balance_coef=0.05, balance_loss="hydra", router_bias=True),
-    "mixlora": dict(scheme="mixlora", r=8, alpha=16, num_experts=32),
-}
+# The adapter settings of scripts/finetune_{lora,moe_lora,asymlora,mixlora}.sh at 7B: the planner's, plus the
+# scripts' balance losses; dropout 0.05 everywhere.
+BALANCE = {"moe_lora": dict(balance_coef=0.05), "asymlora": dict(balance_coef=0.05, balance_loss="hydra")}
+SCHEMES = {name: dict(plan.SCHEMES[name], **BALANCE.get(name, {})) for name in ("lora", "moe_lora", "asymlora",
+                                                                                  "mixlora")}
 # --cpu-smoke: the same schemes at toy ranks (MODEL=tiny's: scripts/finetune_*.sh)
 SMOKE_RANKS = {"lora": dict(r=16, alpha=32), "moe_lora": dict(r=8, alpha=16), "asymlora": dict(r=8, alpha=16),
                "mixlora": dict(r=4, alpha=8, num_experts=16)}

@@ -71,19 +71,26 @@ def train_section(t: dict) -> list[str]:
              f"peak: {fmt(t['datasheet_bf16_flops'] and t['datasheet_bf16_flops'] / 1e12, '.1f', 'unknown')} TFLOP/s.",
              "",
              "| scheme | batch x seq | step (s) | vs lora | tokens/s | MFU (datasheet) | of measured GEMM rate | "
-             "peak memory (GiB) | planner (GiB) | trainable params |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "planner step (s) | peak memory (GiB) | planner (GiB) | trainable params |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         if "step_s" not in r:
-            lines.append(f"| {name} | {r.get('error', 'not measured')} |||||||||")
+            lines.append(f"| {name} | {r.get('error', 'not measured')} ||||||||||")
             continue
         ratio = r["step_s"] / lora if lora else None
         lines.append(f"| {name} | {r['batch']} x {r['seq']} | {r['step_s']:.3f} | {fmt(ratio, '.3f')} | "
                      f"{r['tokens_per_s']:,.0f} | {fmt(r['mfu'] and 100 * r['mfu'], '.1f')}{'%' if r['mfu'] else ''} | "
-                     f"{100 * r['of_matmul_ceiling']:.1f}% | {fmt(r['peak_gib'])} | {r['predicted_gib']:.3g} | "
+                     f"{100 * r['of_matmul_ceiling']:.1f}% | {fmt(r.get('planner_step_s'), '.3g')} | {fmt(r['peak_gib'])} | "
+                     f"{r['predicted_gib']:.3g} | "
                      f"{r['trainable']:,} |")
-    lines += ["", "Planner: `python -m llava.train.plan --zero 0 --gpus 1` at this batch and length (model state + "
-              "checkpointed activations + logits); its trainable counts: "
+    lines += ["", "MFU counts model FLOPs only (bench/gpu/train_step.py's docstring: no recompute). Planner: "
+              "`python -m llava.train.plan --zero 0 --gpus 1` at this batch and length: memory = model state + "
+              "checkpointed activations + logits; step time = train/estimate.py's FLOPs (recompute included) at its "
+              "assumed MFU on the datasheet peak. Measured utilisation in the planner's FLOP count: "
+              + ", ".join(f"{n} {100 * r['planner_flops_utilisation']:.1f}%" for n, r in rows.items()
+                          if "planner_flops_utilisation" in r)
+              + f" (assumed {100 * next((r['planner_mfu'] for r in rows.values() if 'planner_mfu' in r), 0):.0f}%). "
+              "Trainable counts in the planner: "
               + ", ".join(f"{n} {r['planner_trainable']:,}" for n, r in rows.items() if "planner_trainable" in r) + "."]
     return lines
 

@@ -34,7 +34,8 @@ from torch import nn
 
 from llava.adapters.inject import adapter_modules, language_model, projector
 from llava.adapters.routing import label_router_layers
-from llava.train import plan
+from llava.data.token_count import DataTokens
+from llava.train import estimate, plan
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
 
 GIB = 1024**3
@@ -90,19 +91,26 @@ def model_flops(model, n: dict, batch: int, seq: int, labelled: int) -> float:
     return float(lm + head + adapters + tower)
 
 
-def planner_prediction(model, name: str, smoke: bool, batch: int, seq: int) -> dict:
-    """What `python -m llava.train.plan --zero 0 --gpus 1 --batch B --seq S --scheme NAME` predicts (7B); at smoke
+def planner_prediction(model, name: str, smoke: bool, batch: int, seq: int, peak: float) -> dict:
+    """What `python -m llava.train.plan --zero 0 --gpus 1 --batch B --seq S --scheme NAME` predicts (7B): memory, and
+    the step time of train/estimate.py (its FLOP count, recompute included, at its assumed MFU on `peak`). At smoke
     size the same formulas on the toy model."""
     if smoke:
         c = plan.count(model)
         memory = plan.memory_per_gpu(c, 0, 1, 16)
         act = plan.activations(model.config, batch, seq, True, True)
+        cfg = model.config
     else:
         p = plan.plan("7b", name, zero=0, gpus=1, bits=16, batch=batch, seq=seq)
-        c, memory, act = p["counts"], p["memory"], p["activations_checkpointed"]
+        c, memory, act, cfg = p["counts"], p["memory"], p["activations_checkpointed"], plan.llava_config("7b")
+    image = estimate.IMAGE_TOKENS
+    data = DataTokens(records=batch, image_records=batch, text_tokens=float(batch * (seq - image)), sampled=batch,
+                      how="the benchmark's batch")
+    flops = estimate.train_flops(plan.sizes(c, cfg), data)
     total = sum(memory.values()) + act["decoder layers"] + act["logits"]
     return {"predicted_gib": total / GIB, "model_state_gib": sum(memory.values()) / GIB,
-            "activations_gib": (act["decoder layers"] + act["logits"]) / GIB, "planner_trainable": c.trainable}
+            "activations_gib": (act["decoder layers"] + act["logits"]) / GIB, "planner_trainable": c.trainable,
+            "planner_flops": flops, "planner_step_s": flops / (peak * estimate.MFU), "planner_mfu": estimate.MFU}
 
 
 def measure(model, name, args, batch_size, seq, steps, warmup):
@@ -128,7 +136,7 @@ def measure(model, name, args, batch_size, seq, steps, warmup):
         return {"step_s": statistics.median(times), "step_s_all": times, "batch": batch_size, "seq": seq,
                 "tokens_per_s": batch_size * seq / statistics.median(times), "peak_gib": peak,
                 "trainable": sum(p.numel() for p in params), "flops": model_flops(model, n, batch_size, seq, labelled),
-                **planner_prediction(model, name, args.smoke, batch_size, seq)}
+                **planner_prediction(model, name, args.smoke, batch_size, seq, args.peak)}
     finally:
         remove_adapters(model)
         if args.device.startswith("cuda"):
@@ -148,6 +156,7 @@ def main():
     model.enable_input_require_grads()  # as train.py does with activation checkpointing
     device_name, datasheet = datasheet_peak(args.device)
     ceiling = matmul_flops_per_s(args.device, args.dtype, 256 if args.smoke else 8192)
+    args.peak = datasheet or ceiling  # the planner's step time is read against the datasheet where one is known
     result = {"part": "train", "device": device_name, "attn": model.config._attn_implementation,
               "datasheet_bf16_flops": datasheet,
               "head_on_labelled_only": accepts_logits_mask(type(model)), "matmul_bf16_flops": ceiling, "schemes": {}}
@@ -170,6 +179,7 @@ def main():
         if "step_s" in row:
             row["mfu"] = row["flops"] / row["step_s"] / datasheet if datasheet else None
             row["of_matmul_ceiling"] = row["flops"] / row["step_s"] / ceiling
+            row["planner_flops_utilisation"] = row["planner_flops"] / row["step_s"] / args.peak
         result["schemes"][name] = row
         print(name, {k: v for k, v in row.items() if k != "step_s_all"}, flush=True)
         write_part(args.out, "train", result)  # what is measured so far survives a timeout

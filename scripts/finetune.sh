@@ -148,10 +148,28 @@ args=(
 DIST_TIMEOUT=${DIST_TIMEOUT:-600}
 args+=(--ddp_timeout "$DIST_TIMEOUT")
 [ "${SAVE_ON_EACH_NODE:-0}" = "1" ] && args+=(--save_on_each_node True)
+# DEVICE: cuda (the GPU recipes) or cpu, never switched silently. MODEL=tiny/small default to the CPU where this
+# machine has no GPU; a GPU recipe launched here without one stops (a DeepSpeed HOSTFILE launch runs elsewhere).
 HAS_CUDA=${HAS_CUDA:-$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")}
-[ "$HAS_CUDA" = "1" ] || args+=(--use_cpu True)
+case "$MODEL" in
+    tiny|small) DEVICE=${DEVICE:-$( [ "$HAS_CUDA" = "1" ] && echo cuda || echo cpu )} ;;
+    *) DEVICE=${DEVICE:-cuda} ;;
+esac
+case "$DEVICE" in
+    cpu) args+=(--use_cpu True) ;;
+    cuda)
+        if [ "$HAS_CUDA" != "1" ] && [ -z "${HOSTFILE:-}" ]; then
+            if [ "${DRY_RUN:-0}" = "1" ]; then
+                echo "note: no CUDA device on this machine; the command below is for a GPU machine" >&2
+            else
+                echo "error: no CUDA device on this machine for a GPU run (MODEL=$MODEL); launch it on a GPU node, or set DEVICE=cpu to train on the CPU" >&2
+                exit 2
+            fi
+        fi ;;
+    *) echo "error: DEVICE must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;;
+esac
 case "$PRECISION" in
-    bf16) args+=(--bf16 True); [ "$HAS_CUDA" = "1" ] && args+=(--tf32 "${TF32:-True}") ;;
+    bf16) args+=(--bf16 True); [ "$DEVICE" = "cuda" ] && args+=(--tf32 "${TF32:-True}") ;;
     fp16) args+=(--fp16 True) ;;
     fp32) ;;
     *) echo "PRECISION must be bf16, fp16 or fp32" >&2; exit 2 ;;

@@ -45,7 +45,7 @@ def finetune(parts, out, nproc=1, deepspeed=None, batch=None, grad_accum=None, s
            "DEEPSPEED": f"configs/deepspeed/{deepspeed}.json" if deepspeed else "",
            "EXTRA_ARGS": f"--max_steps {steps} --warmup_ratio 0 --record_ranks True {extra}",
            "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions"),
-           "MASTER_PORT": str(free_port()), "BALANCE_LOSS": balance}
+           "MASTER_PORT": str(free_port()), "BALANCE_LOSS": balance, "DEVICE": "cpu"}
     if grad_accum:
         base["GRAD_ACCUM"] = str(grad_accum)
     env = {**base, **(env or {})}
@@ -95,7 +95,7 @@ def node_env(parts, out, node_rank, port, nnodes=2, deepspeed=None, steps=6, ext
             "DROPOUT": "0", "PRECISION": "fp32", "WORKERS": "0", "SAVE_STEPS": "2", "LOGGING_STEPS": "1",
             "SAVE_TOTAL_LIMIT": "10", "DEEPSPEED": f"configs/deepspeed/{deepspeed}.json" if deepspeed else "",
             "EXTRA_ARGS": f"--max_steps {steps} --warmup_ratio 0 --record_ranks True {extra}",
-            "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions")}
+            "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions"), "DEVICE": "cpu"}
     return {**full, **(env or {})}
 
 

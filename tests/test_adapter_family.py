@@ -7,6 +7,7 @@ from torch import nn
 from llava.adapters import AdapterConfig, AdapterLinear, adapter_batch, inject_adapters
 from llava.adapters.reference import loop_delta
 from llava.adapters.state import RoutingState
+from llava.train.checkpointing import language_inputs_require_grad
 
 
 def make_layer(scheme, num_experts=3, num_tasks=1, r=4, seed=0):
@@ -149,7 +150,7 @@ def test_balance_loss_reaches_router_under_gradient_checkpointing(scope, reentra
         inject_adapters(model, cfg)
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
-            model.enable_input_require_grads()
+            language_inputs_require_grad(model)
         model.train()
         inputs = tiny_inputs(model)
         state = model.adapter_state
@@ -182,7 +183,7 @@ def test_block_routers_hold_nothing_after_a_checkpointed_step(scheme):
     inject_adapters(model, AdapterConfig(scheme=scheme, r=4, num_experts=3, router_scope="mlp_block", dropout=0.0,
                                          mixture_targets=["gate_proj", "up_proj", "down_proj"], balance_coef=0.05))
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
+    language_inputs_require_grad(model)
     model.train()
     routers = [m for m in model.modules() if isinstance(m, BlockRouter)]
     assert routers and all(r.consumers == 3 for r in routers)

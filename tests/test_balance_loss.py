@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from llava.adapters import AdapterConfig, inject_adapters
 from llava.adapters.routing import BlockRouter
 from llava.model.tiny import build_tiny
+from llava.train.checkpointing import language_inputs_require_grad
 
 
 def reference_loss(kind, inputs, routers, mask):
@@ -53,7 +54,7 @@ def test_applied_gradient_is_the_logged_values_gradient(kind, checkpointing):
     model, routers = model_for(kind)
     if checkpointing is not None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": checkpointing})
-        model.enable_input_require_grads()
+        language_inputs_require_grad(model)
     captured = []
     for r in routers:  # the block input each router sees (first forward only: checkpointing recomputes)
         r.register_forward_pre_hook(lambda mod, args: captured.append(args[0].detach()) if len(captured) < 2 else None)

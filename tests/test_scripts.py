@@ -82,3 +82,38 @@ def test_dry_run_prints_the_launch_with_nodes_in_the_global_batch(tmp_path):
     assert "--nproc_per_node 4 --nnodes 2 --max_restarts 0 --node_rank 1 --master_addr 10.0.0.1" in command
     assert "--gradient_accumulation_steps 4" in command and "--ddp_timeout 600" in command
     assert f"missing: MODEL={tmp_path}/vicuna" in proc.stderr  # reported, not fatal, in a dry run
+    # planned on a machine without a GPU: the command is still the GPU one, never a silent switch to the CPU
+    assert "--use_cpu" not in command and "--tf32 True" in command
+    assert "no CUDA device on this machine" in proc.stderr
+
+
+def _device_run(tmp_path, **env):
+    data = tmp_path / "d.json"
+    data.write_text("[]")
+    (tmp_path / "vicuna").mkdir(exist_ok=True)
+    full = {**os.environ, "MODEL": str(tmp_path / "vicuna"), "VISION_TOWER": "", "PROJECTOR": "", "DEEPSPEED": "",
+            "DATA": str(data), "OUTPUT": str(tmp_path / "o"), "PYTHON": sys.executable, "HAS_CUDA": "0", **env}
+    return subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=full, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_a_gpu_recipe_without_a_gpu_stops_with_one_line(tmp_path):
+    proc = _device_run(tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: no CUDA device on this machine for a GPU run (MODEL={tmp_path}/vicuna); launch it on a GPU node, or "
+        "set DEVICE=cpu to train on the CPU"]
+
+
+@pytest.mark.parametrize("env,cpu", [({"DEVICE": "cpu"}, True), ({"MODEL": "tiny"}, True),
+                                     ({"MODEL": "tiny", "HAS_CUDA": "1"}, False), ({"HAS_CUDA": "1"}, False)])
+def test_the_cpu_only_when_asked_or_for_the_small_presets_without_a_gpu(tmp_path, env, cpu):
+    proc = _device_run(tmp_path, DRY_RUN="1", **env)
+    assert proc.returncode == 0, proc.stderr
+    command = next(line for line in proc.stdout.splitlines() if line.startswith("command: "))
+    assert ("--use_cpu True" in command) == cpu
+
+
+def test_an_unknown_device_is_refused(tmp_path):
+    proc = _device_run(tmp_path, DEVICE="tpu")
+    assert proc.returncode == 2 and "DEVICE must be cuda or cpu, got 'tpu'" in proc.stderr

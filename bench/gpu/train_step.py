@@ -2,9 +2,9 @@
 `llava.train.plan`'s prediction.
 
 The step is LlavaTrainer's, written out so it can be timed alone: task ids and masks to the routers, the LM head on
-labelled positions only, bf16 autocast (the Trainer's `--bf16`), activation checkpointing with the frozen embeddings'
-input-grad hook (train.py), the balance loss, backward, clipping at 1.0 and fused AdamW with the projector in its own
-group. One process, no DeepSpeed: what a single GPU does per micro-batch.
+labelled positions only, bf16 autocast (the Trainer's `--bf16`), activation checkpointing with the input-grad hook on
+the language model's embeddings alone (LlavaTrainer), the balance loss, backward, clipping at 1.0 and fused AdamW
+with the projector in its own group. One process, no DeepSpeed: what a single GPU does per micro-batch.
 
 FLOP model (per step, recompute not counted, so this is MFU not HFU): frozen LM linears 4 N T (forward + input
 gradient, no weight gradient), causal attention 6 s h per token and layer (forward 2, backward 4), LM head 4 V h per
@@ -36,6 +36,7 @@ from llava.adapters.inject import adapter_modules, language_model, projector
 from llava.adapters.routing import label_router_layers
 from llava.data.token_count import DataTokens
 from llava.train import estimate, plan
+from llava.train.checkpointing import language_inputs_require_grad
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
 
 GIB = 1024**3
@@ -153,7 +154,7 @@ def main():
         model.activation_checkpointing_enable()
     else:
         model.gradient_checkpointing_enable()
-    model.enable_input_require_grads()  # as train.py does with activation checkpointing
+    language_inputs_require_grad(model)  # as LlavaTrainer does with activation checkpointing
     device_name, datasheet = datasheet_peak(args.device)
     ceiling = matmul_flops_per_s(args.device, args.dtype, 256 if args.smoke else 8192)
     args.peak = datasheet or ceiling  # the planner's step time is read against the datasheet where one is known

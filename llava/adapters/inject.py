@@ -92,6 +92,15 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
     return model
 
 
+def cast_adapters(model: nn.Module, dtype: torch.dtype) -> None:
+    """Adapter and router weights to `dtype` in place. For inference in the activation dtype: fp32 adapter weights
+    (training's masters) would otherwise be cast again in every layer at every decoding step."""
+    for _, module in adapter_modules(model):
+        for name, p in module.named_parameters():
+            if not name.startswith("base.") and p.dtype != dtype and p.dtype.is_floating_point:
+                p.data = p.data.to(dtype)
+
+
 def trainable_parameter_counts(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) full sizes; ZeRO-3 partitioned parameters count with their full `ds_numel`."""
     sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in model.parameters()]

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import os
 
+import torch
+
+from llava.adapters.inject import cast_adapters
 from llava.adapters.io import load_adapters
-from llava.model.builder import load_model
+from llava.model.builder import load_model, resolve_dtype
 
 BASE_NAME = "llava_base.json"
 
@@ -51,5 +54,8 @@ def load_checkpoint_model(directory: str, dtype="fp32", attn_implementation: str
         attn_implementation=attn_implementation, seed=info.get("model_seed", 0), bits=bits or info.get("bits", 16))
     if load_weights and os.path.exists(os.path.join(directory, "adapter_config.json")):
         load_adapters(model, directory)
+        compute = resolve_dtype(dtype)
+        if compute != torch.float32:  # inference in bf16/fp16: adapters cast once here, not per layer and step
+            cast_adapters(model, compute)
     model.llava_base_info = info
     return model, tokenizer, image_processor

@@ -150,9 +150,6 @@ def train(argv=None, callbacks=None):
             # integration, which this flag records; ours were attached by inject_adapters just above.
             model._hf_peft_config_loaded = True
 
-        if training_args.activation_checkpointing:
-            model.enable_input_require_grads()  # frozen embeddings: reentrant checkpoints need a grad-requiring input
-
         base_info = dict(model_name_or_path=model_args.model_name_or_path, vision_tower=model_args.vision_tower,
                          pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, model_seed=model_args.model_seed,
                          template=model_args.version, image_aspect_ratio=data_args.image_aspect_ratio,

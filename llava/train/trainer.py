@@ -7,6 +7,8 @@
   adapters/balance.py), both logged separately, averaged over ranks;
 * data parallelism as one big batch: N processes x b samples give the loss, gradients and logs of 1 process x N*b;
 * a text-only batch still runs the vision path (model/vision_keepalive.py), so ranks issue the same collectives;
+* with activation checkpointing, only the language model's input embeddings are hooked (train/checkpointing.py):
+  the frozen tower is not back-propagated;
 * complete checkpoints: adapters + routers + projector + configs + tokenizer + image processor, in every
   intermediate checkpoint too, written as safetensors; resuming reloads them.
 """
@@ -29,6 +31,7 @@ from llava.model.checkpoint import write_base_info
 from llava.model.vision_keepalive import VisionKeepalive
 from llava.model.zero import gathered
 from llava.train import optimizer_state
+from llava.train.checkpointing import LanguageInputsOnly
 from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
 from llava.train.rank_record import RankRecord
 from llava.train.run_dir import checkpoints_newest_first
@@ -58,6 +61,7 @@ class LlavaTrainer(Trainer):
         self.rank_record = RankRecord() if self.args.record_ranks else None
         has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
         self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
+        self.add_callback(LanguageInputsOnly())  # with activation checkpointing: the frozen tower stays out of autograd
 
     # --- optimisation ------------------------------------------------------------------------------------------
     def create_optimizer(self, model=None):

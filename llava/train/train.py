@@ -52,6 +52,10 @@ def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> 
         mixture_targets=mixture, balance_coef=args.balance_coef, balance_loss=args.balance_loss,
         router_bias=args.router_bias,
         task_names=task_names if (args.adapter_scheme == "asymlora" and num_tasks > 1) else [],
+        # DeepSpeed keeps fp32 master weights and optimizer state of every trainable tensor and flattens them into
+        # buffers of one dtype: under bf16/fp16 the adapters take the model's dtype (as LLaVA's trainable tensors
+        # do); without DeepSpeed they stay fp32 masters, computed in the activation dtype.
+        adapter_dtype="base" if (args.deepspeed and (args.bf16 or args.fp16)) else "fp32",
     )
 
 

@@ -8,8 +8,12 @@
   python tests/fault_run.py kill K OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]  SIGKILL in the middle of saving
                                                                                  checkpoint-K (weights and optimizer
                                                                                  written, RNG and trainer state not)
+  torchrun ... tests/fault_run.py oom K OUTPUT DATA_SPEC IMAGE_FOLDER [extra]  rank 1 raises CUDA's out-of-memory
+                                                                                 error at step K, through llava-train's
+                                                                                 own entry point (main)
 """
 
+import functools
 import os
 import signal
 import sys
@@ -41,6 +45,17 @@ class InjectInfGrad(TrainerCallback):
             model.model.multi_modal_projector.linear_1.weight.register_hook(lambda g: g * float("inf"))
 
 
+class InjectOOM(TrainerCallback):
+    """Rank 1 raises the error an out-of-memory GPU raises, at the start of step K."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step - 1 and os.environ.get("RANK") == "1":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected on rank 1)")
+
+
 def kill_while_saving(step: int):
     original = Trainer._save_rng_state
 
@@ -53,11 +68,19 @@ def kill_while_saving(step: int):
 
 if __name__ == "__main__":
     mode, k, out, spec, folder, *extra = sys.argv[1:]
-    callbacks = {"nan": [InjectNaN(int(k))], "infgrad": [InjectInfGrad(int(k))]}.get(mode)
+    callbacks = {"nan": [InjectNaN(int(k))], "infgrad": [InjectInfGrad(int(k))], "oom": [InjectOOM(int(k))]}.get(mode)
     if mode == "kill":
         kill_while_saving(int(k))
-    train(["--model_name_or_path", "tiny", "--data_path", spec, "--image_folder", folder, "--output_dir", out,
+    args = ["--model_name_or_path", "tiny", "--data_path", spec, "--image_folder", folder, "--output_dir", out,
            "--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.0",
            "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--max_steps", "6", "--save_steps", "2",
            "--logging_steps", "1", "--report_to", "none", "--use_cpu", "True", "--disable_tqdm", "True",
-           "--model_max_length", "256", "--seed", "0", *extra], callbacks=callbacks)
+           "--model_max_length", "256", "--seed", "0", *extra]
+    if mode == "oom":  # the entry point a launcher runs, with the fault's callback in its training call
+        import llava.train.train as entry
+
+        entry.train = functools.partial(train, callbacks=callbacks)
+        sys.argv = ["llava-train", *args]
+        entry.main()
+    else:
+        train(args, callbacks=callbacks)

@@ -172,3 +172,40 @@ def test_an_elastic_restart_may_use_its_own_output_and_resumes_by_itself(tmp_pat
     assert messages[-1] == "elastic restart 1: no complete checkpoint yet, starting over"
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
     assert resolve_resume(str(tmp_path), None) is None  # not a restart: no resume unless asked
+
+
+@pytest.mark.slow
+def test_an_out_of_memory_error_on_one_node_ends_every_node_within_seconds_naming_it(tmp_path, small_data):
+    """Two "nodes" (two launches of 1 process each, gloo): rank 1 raises CUDA's out-of-memory error at step 2. Its
+    node's launcher cannot stop rank 0 (another node); rank 0 stops within 15 s, DIST_TIMEOUT far away, saying why."""
+    import time
+
+    from tests.recipe_runs import free_port
+
+    spec, folder = small_data
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    procs = []
+    for node in (0, 1):
+        log = open(tmp_path / f"node{node}.log", "w")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+             "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+             "tests/fault_run.py", "oom", "2", str(tmp_path / "run"), spec, folder, "--ddp_timeout", "300"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    try:
+        code1 = procs[1].wait(timeout=300)
+        t0 = time.monotonic()
+        code0 = procs[0].wait(timeout=60)
+        elapsed = time.monotonic() - t0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    node0 = (tmp_path / "node0.log").read_text()
+    print(f"rank 0 out {elapsed:.1f} s after rank 1's node")
+    assert code1 != 0 and code0 != 0
+    assert elapsed < 15, f"rank 0 took {elapsed:.1f} s"
+    cause = [line for line in node0.splitlines() if line.startswith("error: rank 0:")]
+    assert cause == ["error: rank 0: stopping, another process of this job failed: rank 1: OutOfMemoryError: CUDA out "
+                     "of memory. Tried to allocate 20.00 GiB (injected on rank 1)"], node0[-3000:]

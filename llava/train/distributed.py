@@ -79,6 +79,13 @@ class JobWatch:
             return None
         return lost
 
+    def failure(self) -> str | None:
+        """The failure another process announced, or None."""
+        with contextlib.suppress(RuntimeError, dist.DistError):
+            if self.store.check([f"{self.prefix}/failed"]):
+                return self.store.get(f"{self.prefix}/failed").decode()
+        return None
+
     def check(self, key: str) -> bool:
         return self.store.check([key])
 
@@ -125,9 +132,19 @@ def stop_process(message: str, code: int = 1) -> None:
     os._exit(code)
 
 
+def failure_line(err: BaseException) -> str:
+    """`rank R: Type: first line of the message`, what the other processes print when this one fails."""
+    text = str(err).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    return f"rank {os.environ.get('RANK', '?')}: {type(err).__name__}{': ' + first if first else ''}"
+
+
 def report_lost_peer(watch: JobWatch, err: BaseException, timeout_s: float) -> None:
     """The survivor's line: which rank was lost, what the backend said, and the bound that applied."""
     rank = os.environ.get("RANK", "?")
+    announced = watch.failure()
+    if announced is not None:  # the peer said why before it went: that is the cause, not the broken connection
+        stop_process(f"rank {rank}: stopping, another process of this job failed: {announced}")
     first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
     lost = watch.lost_ranks()
     if lost is None:

@@ -23,6 +23,7 @@ from llava.model.zero import init_deepspeed_distributed
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.distributed import (
     JobWatch,
+    failure_line,
     init_restarted_process_group,
     is_comm_error,
     main_process_first,
@@ -222,10 +223,14 @@ def main():
         if watch is not None:
             watch.announce(f"rank {os.environ.get('RANK', 0)}: {str(err).splitlines()[0]}")
         stop_process(str(err), code=2 if not isinstance(err, NonFiniteLossError) else 1)
-    except RuntimeError as err:
-        if watch is None or not is_comm_error(err):
+    except Exception as err:  # re-raised: the other ranks are told first, not left waiting in a collective
+        if watch is None:
             raise
-        report_lost_peer(watch, err, float(_flag(argv, "ddp_timeout", "1800")))
+        if isinstance(err, RuntimeError) and is_comm_error(err):
+            report_lost_peer(watch, err, float(_flag(argv, "ddp_timeout", "1800")))
+        watch.announce(failure_line(err))  # an OOM, a bad sample, a bug: every rank's watch stops within seconds
+        watch.close()
+        raise
 
 
 def _flag(argv: list[str], name: str, default: str) -> str:

@@ -67,7 +67,9 @@ else
     IMAGE_FOLDER=${IMAGE_FOLDER:-./playground/data}
     VISION_TOWER=${VISION_TOWER-./checkpoints/clip-vit-large-patch14-336}
     PROJECTOR=${PROJECTOR-./checkpoints/llava-v1.5-7b-pretrain/mm_projector.bin}
-    DEEPSPEED=${DEEPSPEED-./configs/deepspeed/zero3.json}
+    # ZeRO-2: the base is frozen, so ZeRO-3 would gather all of it at every use to save only its replicas; ZeRO-2
+    # fits 80 GB GPUs at the paper's batch (python -m llava.train.plan --gpus 8 says which for your GPUs)
+    DEEPSPEED=${DEEPSPEED-./configs/deepspeed/zero2.json}
     PRECISION=${PRECISION:-bf16}
     EPOCHS=${EPOCHS:-1}
     BATCH=${BATCH:-16}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # AsymLoRA, the paper preset: shared A, N=3 routed B heads on the MLP (one router per MLP block), plain LoRA on
-# attention; r=32, alpha=64, hydra balance loss 0.05, biased routers, lr 2e-4, projector lr 2e-5, 1 epoch, ZeRO-3,
+# attention; r=32, alpha=64, hydra balance loss 0.05, biased routers, lr 2e-4, projector lr 2e-5, 1 epoch, ZeRO-2,
 # from Vicuna-7B + the stage-1 projector with LLaVA-1.5's LoRA recipe around it (global batch 128, pad).
 # NUM_TASKS=-1 gives one B head per data task instead (paper Eq. 2; use NUM_EXPERTS=1). See scripts/finetune.sh.
 #

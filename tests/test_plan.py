@@ -84,3 +84,27 @@ def test_cli_estimates_a_table_with_no_data(capsys):
     out = capsys.readouterr().out
     assert "time on 8 x H100 SXM 80GB" in out and "assumed: 58,000 records" in out
     assert out.count("train ") == 2 and out.count("eval ") == 4 and "GPU-hours" in out.splitlines()[-1]
+
+
+def test_zero2_against_zero3_bytes_and_choice():
+    """The paper recipe on 8 x 80 GB: ZeRO-2 fits and moves far less (ZeRO-3 gathers the frozen 7B base three times
+    per micro-step); on 24 GB GPUs only ZeRO-3 is left. Bytes by hand: bf16, ring collectives send 7/8 of a buffer."""
+    from llava.train.plan import compare_zero
+
+    cmp = compare_zero("7b", "asymlora", gpus=8, batch=16, seq=2048, global_batch=128, gpu_memory_gib=80)
+    trainable = 154_804_320 * 2
+    assert cmp["grad_accum"] == 1
+    assert cmp["zero2"]["bytes_moved_gb"] * 1e9 == pytest.approx(2 * trainable * 7 / 8)
+    weights = 6_738_939_904 * 2 + 303_507_456 * 2 + trainable
+    assert cmp["zero3"]["bytes_moved_gb"] * 1e9 == pytest.approx(trainable * 7 / 8 + 3 * weights * 7 / 8)
+    assert cmp["zero3"]["memory_gib"] < cmp["zero2"]["memory_gib"] < 0.9 * 80
+    assert cmp["choice"] == 2
+    assert compare_zero("7b", "asymlora", gpus=8, gpu_memory_gib=24)["choice"] == 3
+
+
+def test_cli_says_which_zero_stage_to_use(capsys):
+    main(["--model", "7b", "--scheme", "asymlora", "--gpus", "8"])
+    out = capsys.readouterr().out
+    assert "use configs/deepspeed/zero2.json: ZeRO-2 fits" in out
+    main(["--model", "7b", "--scheme", "lora", "--gpus", "8", "--gpu-memory", "16"])
+    assert "nor does ZeRO-3" in capsys.readouterr().out

@@ -118,6 +118,57 @@ def flops_share(c: Counts, cfg: LlavaConfig, seq: int) -> float:
     return adapters / (adapters + base)
 
 
+def bytes_moved(c: Counts, zero: int, gpus: int, grad_accum: int, bits: int = 16, checkpointing: bool = True) -> float:
+    """Bytes each GPU sends per optimizer step in ring collectives ((n-1)/n of a buffer each), bf16 tensors.
+
+    Stage 1/2: the trainable gradients are reduce-scattered at every micro-step and the updated trainable weights
+    all-gathered once per step (DDP: an all-reduce of the gradients, twice the reduce-scatter). Stage 3 also gathers
+    every weight, the frozen base included, at each use: forward, checkpoint recompute and backward, every micro-step.
+    """
+    if gpus <= 1:
+        return 0.0
+    ring = (gpus - 1) / gpus
+    trainable = 2.0 * c.trainable
+    grads = trainable * ring * grad_accum * (2 if zero == 0 else 1)
+    if zero < 3:
+        return grads + (trainable * ring if zero > 0 else 0.0)
+    weights = c.frozen_lm * FROZEN_BYTES[bits] + c.frozen_vision * 2.0 + trainable
+    return grads + weights * ring * (3 if checkpointing else 2) * grad_accum
+
+
+def compare_zero(model="7b", scheme="asymlora", gpus=8, bits=16, batch=16, seq=2048, r=None, global_batch=128,
+                 gpu_memory_gib=80.0) -> dict:
+    """ZeRO-2 against ZeRO-3 for this run: memory per GPU, bytes moved per step, and the choice. The base is frozen,
+    so ZeRO-3 saves only the replicated frozen weights and pays for gathering them at every use: ZeRO-2 wherever it
+    fits (10% of the GPU kept free for fragmentation and the framework), else ZeRO-3."""
+    grad_accum = max(1, global_batch // (batch * gpus))
+    out = {}
+    for zero in (2, 3):
+        p = plan(model, scheme, zero, gpus, bits, batch, seq, r)
+        act = p["activations_checkpointed"]
+        memory = sum(p["memory"].values()) + act["decoder layers"] + act["logits"]
+        out[zero] = {"memory_gib": memory / GIB, "bytes_moved_gb": bytes_moved(p["counts"], zero, gpus, grad_accum,
+                                                                              bits) / 1e9}
+    fits2 = out[2]["memory_gib"] <= 0.9 * gpu_memory_gib
+    return {"zero2": out[2], "zero3": out[3], "grad_accum": grad_accum, "gpu_memory_gib": gpu_memory_gib,
+            "choice": 2 if fits2 else 3}
+
+
+def compare_report(cmp: dict, gpus: int) -> str:
+    z2, z3 = cmp["zero2"], cmp["zero3"]
+    why = (f"ZeRO-2 fits ({z2['memory_gib']:.1f} of {cmp['gpu_memory_gib']:g} GiB) and moves "
+           f"{z3['bytes_moved_gb'] / max(z2['bytes_moved_gb'], 1e-9):.0f}x less" if cmp["choice"] == 2 else
+           f"ZeRO-2 does not fit ({z2['memory_gib']:.1f} GiB > 90% of {cmp['gpu_memory_gib']:g} GiB)")
+    if cmp["choice"] == 3 and z3["memory_gib"] > 0.9 * cmp["gpu_memory_gib"]:
+        why += "; nor does ZeRO-3: lower --batch (activations dominate) or offload (zero3_offload.json)"
+    return "\n".join([
+        f"ZeRO-2 vs ZeRO-3 on {gpus} GPUs of {cmp['gpu_memory_gib']:g} GiB ({cmp['grad_accum']} micro-step(s) per "
+        "optimizer step; memory = model state + checkpointed activations + logits):",
+        f"  ZeRO-2: {z2['memory_gib']:6.1f} GiB per GPU, {z2['bytes_moved_gb']:8.2f} GB sent per GPU per step",
+        f"  ZeRO-3: {z3['memory_gib']:6.1f} GiB per GPU, {z3['bytes_moved_gb']:8.2f} GB sent per GPU per step",
+        f"  use configs/deepspeed/zero{cmp['choice']}.json: {why}"])
+
+
 def plan(model="7b", scheme="asymlora", zero=3, gpus=8, bits=16, batch=16, seq=2048, r=None) -> dict:
     llava = meta_model(model, scheme, r)
     c = count(llava)
@@ -174,6 +225,7 @@ def main(argv=None):
     ap.add_argument("--bits", type=int, choices=[4, 8, 16], default=16)
     ap.add_argument("--batch", type=int, default=16, help="per-device micro-batch (LLaVA-1.5: 16)")
     ap.add_argument("--seq", type=int, default=2048, help="sequence length (model_max_length)")
+    ap.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU, for the ZeRO-2 / ZeRO-3 choice")
     time = ap.add_argument_group("time and cost (with --data or --recipe)")
     time.add_argument("--data", default=None, help="a training file or mixture spec: its tokens are counted")
     time.add_argument("--tokenizer", default=None, help="count with this tokenizer (a Vicuna dir); default: characters")
@@ -188,6 +240,10 @@ def main(argv=None):
     time.add_argument("--benchmarks", default="", help="comma list of mme,gqa,textvqa,vizwiz,mmvet to add")
     args = ap.parse_args(argv)
     print(report(plan(args.model, args.scheme, args.zero, args.gpus, args.bits, args.batch, args.seq, args.r), args))
+    if args.gpus > 1:
+        cmp = compare_zero(args.model, args.scheme, args.gpus, args.bits, args.batch, args.seq, args.r,
+                           args.global_batch, args.gpu_memory)
+        print(compare_report(cmp, args.gpus))
     if args.data or args.recipe:
         schemes = args.schemes.split(",") if args.schemes else [args.scheme]
         unknown = [b for b in args.benchmarks.split(",") if b and b not in estimate.BENCHMARKS]

@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 KINDS = ("hydra", "switch")
+
+
+def onehot(index: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """F.one_hot without its range check, which reads the indices back to the host (a device sync per router)."""
+    return torch.zeros(*index.shape, classes, dtype=dtype, device=index.device).scatter_(-1, index.unsqueeze(-1), 1)
 
 
 def _dp_world() -> int:
@@ -59,7 +63,7 @@ class BalanceLoss:
             probs, gates = probs.unsqueeze(0), gates.unsqueeze(0)
         weight = probs.new_ones(probs.shape[:2]) if mask is None else mask.to(probs.dtype)
         weight = weight.unsqueeze(-1)  # [batch, seq, 1]
-        top = F.one_hot(gates.detach().argmax(-1), num_experts).to(probs.dtype)
+        top = onehot(gates.detach().argmax(-1), num_experts, probs.dtype)
         if self.kind == "hydra":
             count = weight.sum(1).clamp_min(1.0)  # [batch, 1]
             stat = (probs * weight).sum(1) / count  # P_l[s, e]

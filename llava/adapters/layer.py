@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llava.adapters.balance import onehot
 from llava.adapters.routing import Router, attach_aux
 from llava.adapters.state import RoutingState
 
@@ -96,7 +97,7 @@ class AdapterLinear(nn.Module):
         task_ids = task_ids.to(x.device)
         if task_ids.numel() == 1 and x.shape[0] != 1:
             task_ids = task_ids.expand(x.shape[0])
-        return F.one_hot(task_ids, self.num_tasks).to(x.dtype)
+        return onehot(task_ids, self.num_tasks, x.dtype)
 
     # --- forward -----------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

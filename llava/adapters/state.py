@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-from llava.adapters.balance import BalanceLoss
+from llava.adapters.balance import BalanceLoss, onehot
 from llava.constants import IGNORE_INDEX
 
 
@@ -79,7 +79,7 @@ class RoutingState:
                 self.layer_load[layer] = torch.zeros_like(self.load)
             self.layer_load[layer].index_add_(0, tasks, mass)
             if self.layer_top is not None:
-                top = torch.nn.functional.one_hot(g.argmax(-1), g.shape[-1]).float()
+                top = onehot(g.argmax(-1), g.shape[-1], torch.float32)
                 if mask is not None:
                     top = top * mask.unsqueeze(-1)
                 self.layer_top.setdefault(layer, torch.zeros_like(self.load)).index_add_(0, tasks, top.sum(1))

@@ -1,0 +1,72 @@
+"""No host-device sync inside the adapter stack: a training forward + backward of the tiny preset with any scheme
+reads back to the host exactly as often as the same step without adapters (transformers' own image-token check).
+A sync is counted at the ops that wait for the device: `_local_scalar_dense` (.item(), bool(), F.one_hot's range
+check), nonzero, masked_select and boolean indexing."""
+
+import collections
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from llava.adapters import AdapterConfig, inject_adapters
+from llava.model.tiny import build_tiny
+
+SYNCING = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.masked_select.default",
+           "aten.is_nonzero.default", "aten.equal.default", "aten._unique2.default"}
+
+
+class SyncCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        boolean_index = name == "aten.index.Tensor" and any(
+            getattr(i, "dtype", None) == torch.bool for i in (args[1] or []) if i is not None)
+        if name in SYNCING or boolean_index:
+            self.counts[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+SCHEMES = {
+    "lora": dict(scheme="lora"),
+    "asymlora paper preset": dict(scheme="asymlora", num_experts=3, router_scope="mlp_block", router_bias=True,
+                                  mixture_targets=["gate_proj", "up_proj", "down_proj"], balance_coef=0.05),
+    "asymlora task heads": dict(scheme="asymlora", num_tasks=3),
+    "asymlora task x expert": dict(scheme="asymlora", num_tasks=3, num_experts=2, balance_coef=0.05),
+    "moe_lora top-2": dict(scheme="moe_lora", num_experts=3, router="topk", top_k=2, balance_coef=0.05),
+    "mixlora": dict(scheme="mixlora", num_experts=8, r=2),
+}
+
+
+def training_step_syncs(settings: dict | None) -> collections.Counter:
+    model, _ = build_tiny(seed=0)
+    if settings is not None:
+        inject_adapters(model, AdapterConfig(**{"r": 4, **settings}))
+        model.adapter_state.start_load_tracking(3, max(1, settings.get("num_experts", 1)))
+    else:
+        model.model.multi_modal_projector.requires_grad_(True)
+    model.train()
+    n = model.config.image_seq_length
+    ids = torch.tensor([[1] + [model.config.image_token_index] * n + [60, 70, 80, 90]] * 2)
+    labels = ids.clone()
+    labels[:, :n + 2] = -100
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with SyncCounter() as counter:
+        if settings is not None:
+            state = model.adapter_state
+            state.begin_batch(torch.tensor([0, 2]), torch.ones_like(ids), labels)
+            state.aux_grad_scale = 0.05
+        loss = model(input_ids=ids, pixel_values=pixels, labels=labels).loss
+        if settings is not None:
+            state.finish_forward()
+        loss.backward()
+    return counter.counts
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_adapters_add_no_host_sync_to_a_training_step(name):
+    base = training_step_syncs(None)
+    assert training_step_syncs(SCHEMES[name]) == base

@@ -1,6 +1,10 @@
 """The frozen vision tower stays out of autograd in training: with activation checkpointing on, no backward reaches
-its layers (train.py hooks only the language model's input embeddings), while the adapters still get gradients,
-also for text-only batches under reentrant checkpoints."""
+its layers (LlavaTrainer hooks only the language model's input embeddings), while the adapters still get gradients,
+also for text-only batches under reentrant checkpoints. The tower's backward is counted as bench/frozen_tower_step.py
+counts it."""
+
+import os
+import sys
 
 import pytest
 import torch
@@ -11,17 +15,8 @@ from llava.model.tiny import build_tiny
 from llava.train.checkpointing import language_inputs_require_grad
 from llava.train.train import train
 
-
-def tower_layers(model):
-    """The vision tower's encoder layers (CLIPVisionModel nests them differently across transformers 5.x)."""
-    return next(m for n, m in model.model.vision_tower.named_modules() if n.endswith("encoder.layers"))
-
-
-def count_tower_backwards(model) -> list[int]:
-    fired = [0]
-    for layer in tower_layers(model):
-        layer.register_full_backward_hook(lambda *_: fired.__setitem__(0, fired[0] + 1))
-    return fired
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+from frozen_tower_step import tower_hook_counter as count_tower_backwards  # noqa: E402
 
 
 def adapted_tiny(reentrant: bool, only_language_inputs: bool):

@@ -17,9 +17,7 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForCon
 
 from llava.adapters import AdapterConfig, inject_adapters
 from llava.adapters.config import ATTENTION, MLP
-from llava.adapters.inject import adapter_modules
-from llava.adapters.layer import AdapterLinear
-from llava.adapters.routing import BlockRouter
+from llava.adapters.merge import unload_adapters
 from llava.train import plan
 
 # The adapter settings of scripts/finetune_{lora,moe_lora,asymlora,mixlora}.sh at 7B: the planner's, plus the
@@ -82,17 +80,8 @@ def build_model(smoke: bool, device: str, dtype: torch.dtype, attn: str | None =
 
 
 def remove_adapters(model) -> None:
-    """Undo inject_adapters without merging: every wrapped linear back, routers gone (the next scheme starts clean)."""
-    for name, module in adapter_modules(model):
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        if isinstance(module, AdapterLinear):
-            setattr(parent, child, module.base)
-        elif isinstance(module, BlockRouter):
-            module.remove_hooks()
-            delattr(parent, child)
-    model.adapter_config = None
-    model.adapter_state = None
+    """The next scheme starts from the bare frozen model."""
+    unload_adapters(model)
     model.requires_grad_(False)
 
 

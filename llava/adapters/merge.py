@@ -23,18 +23,25 @@ def merge_adapters(model, task: str | int | None = None):
     if quantized:
         raise ValueError(f"{quantized[0]} wraps a quantized (4/8-bit) weight: merging would need de-quantizing; "
                          "reload the base in bf16/fp32 (no --bits) and merge that")
-    deltas = [(n, m, m.delta_weight(task_id)) for n, m in layers]  # all checks before the first change
+    deltas = [(m, m.delta_weight(task_id)) for _, m in layers]  # all checks before the first change
     with torch.no_grad():
-        for name, module, delta in deltas:
+        for module, delta in deltas:
             weight = module.base.weight  # the sum in fp32, one rounding to the base dtype
             weight.copy_((weight.float() + delta.float()).to(weight.dtype))
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name), child, module.base)
+    return unload_adapters(model)
+
+
+def unload_adapters(model):
+    """Every wrapped linear back to its base linear, the routers and their hooks gone, nothing merged (PEFT's
+    `unload`): the model as it was before inject_adapters, with the base weights it holds now."""
     for name, module in adapter_modules(model):
-        if isinstance(module, BlockRouter):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        if isinstance(module, AdapterLinear):
+            setattr(parent, child, module.base)
+        elif isinstance(module, BlockRouter):
             module.remove_hooks()
-            parent_name, _, child = name.rpartition(".")
-            delattr(model.get_submodule(parent_name), child)
+            delattr(parent, child)
     model.adapter_config = None
     model.adapter_state = None
     return model

@@ -132,10 +132,14 @@ def stop_process(message: str, code: int = 1) -> None:
     os._exit(code)
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
 def failure_line(err: BaseException) -> str:
     """`rank R: Type: first line of the message`, what the other processes print when this one fails."""
-    text = str(err).strip()
-    first = text.splitlines()[0][:300] if text else ""
+    first = _first_line(err)
     return f"rank {os.environ.get('RANK', '?')}: {type(err).__name__}{': ' + first if first else ''}"
 
 
@@ -145,7 +149,7 @@ def report_lost_peer(watch: JobWatch, err: BaseException, timeout_s: float) -> N
     announced = watch.failure()
     if announced is not None:  # the peer said why before it went: that is the cause, not the broken connection
         stop_process(f"rank {rank}: stopping, another process of this job failed: {announced}")
-    first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+    first = _first_line(err) or type(err).__name__
     lost = watch.lost_ranks()
     if lost is None:
         who = f"lost the job's rendezvous store at {watch.address} (its node is gone)"

@@ -142,13 +142,13 @@ def compare_zero(model="7b", scheme="asymlora", gpus=8, bits=16, batch=16, seq=2
     so ZeRO-3 saves only the replicated frozen weights and pays for gathering them at every use: ZeRO-2 wherever it
     fits (10% of the GPU kept free for fragmentation and the framework), else ZeRO-3."""
     grad_accum = max(1, global_batch // (batch * gpus))
+    llava = meta_model(model, scheme, r)
+    c = count(llava)
+    act = activations(llava.config, batch, seq, True, True)
     out = {}
     for zero in (2, 3):
-        p = plan(model, scheme, zero, gpus, bits, batch, seq, r)
-        act = p["activations_checkpointed"]
-        memory = sum(p["memory"].values()) + act["decoder layers"] + act["logits"]
-        out[zero] = {"memory_gib": memory / GIB, "bytes_moved_gb": bytes_moved(p["counts"], zero, gpus, grad_accum,
-                                                                              bits) / 1e9}
+        memory = sum(memory_per_gpu(c, zero, gpus, bits).values()) + act["decoder layers"] + act["logits"]
+        out[zero] = {"memory_gib": memory / GIB, "bytes_moved_gb": bytes_moved(c, zero, gpus, grad_accum, bits) / 1e9}
     fits2 = out[2]["memory_gib"] <= 0.9 * gpu_memory_gib
     return {"zero2": out[2], "zero3": out[3], "grad_accum": grad_accum, "gpu_memory_gib": gpu_memory_gib,
             "choice": 2 if fits2 else 3}

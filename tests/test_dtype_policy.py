@@ -1,6 +1,6 @@
 """The dtype policy of docs/training.md ("Precision"), one process without DeepSpeed: a bf16 base and projector,
 fp32 adapters and routers (their own masters, computed in bf16), optimizer state in each tensor's dtype. The
-DeepSpeed side (adapters in the model's dtype, fp32 masters inside DeepSpeed) is run in tests/test_bf16_zero.py."""
+DeepSpeed side (adapters in the model's dtype, fp32 masters inside DeepSpeed) is run in tests/test_scheme_matrix.py."""
 
 import torch
 

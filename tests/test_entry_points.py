@@ -34,15 +34,25 @@ def test_train_help_lists_our_flags_first_and_points_to_the_rest(monkeypatch, ca
     assert done.value.code == 0 and "--fsdp" in full and "--adapter_scheme" in full
 
 
-def test_serve_user_mistakes_end_in_one_line(tmp_path):
-    """The option checks are shared (llava/serve/options.py): all cases on the API, one on the web app."""
+def test_serve_user_mistakes_end_in_one_line(tmp_path, capsys):
+    """The option checks are shared (llava/serve/options.py): every case through them in-process, and one case
+    through each real entry point (API and web app, as a user starts them)."""
     import subprocess
 
+    from llava.serve.options import server_parser, start_serving
+
     cases = [(["--model-path", str(tmp_path / "nope")], "no such directory"),
-                        (["--model-path", f"a:b={tmp_path}"], "may not be empty or hold ':'"),
-                        (["--model-path", "tiny", "--model-path", "tiny"], "same name"),
-                        (["--model-path", "tiny", "--allowed-local-media-path", str(tmp_path / "x")], "no such directory")]
-    for module, args, words in [("llava.serve.api", *c) for c in cases] + [("llava.serve.web", *cases[0])]:
+             (["--model-path", f"a:b={tmp_path}"], "may not be empty or hold ':'"),
+             (["--model-path", "tiny", "--model-path", "tiny"], "same name"),
+             (["--model-path", "tiny", "--allowed-local-media-path", str(tmp_path / "x")], "no such directory")]
+    for args, words in cases:
+        ap = server_parser("test", 0)
+        with pytest.raises(SystemExit) as stop:
+            start_serving(ap, ap.parse_args(args))
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert stop.value.code == 2 and words in last, (args, last)
+    for module in ("llava.serve.api", "llava.serve.web"):
+        args, words = cases[0]
         r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=120)
         last = r.stderr.strip().splitlines()[-1]
-        assert r.returncode == 2 and words in last and "Traceback" not in r.stderr, (args, r.stderr[-500:])
+        assert r.returncode == 2 and words in last and "Traceback" not in r.stderr, (module, r.stderr[-500:])

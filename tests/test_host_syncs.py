@@ -1,7 +1,8 @@
 """No host-device sync inside the adapter stack: a training forward + backward of the tiny preset with any scheme
 reads back to the host exactly as often as the same step without adapters (transformers' own image-token check).
 A sync is counted at the ops that wait for the device: `_local_scalar_dense` (.item(), bool(), F.one_hot's range
-check), nonzero, masked_select and boolean indexing."""
+check), nonzero, masked_select and boolean indexing. Beyond the model, the trainer's non-finite guard reads the
+device once per optimizer step."""
 
 import collections
 
@@ -70,3 +71,44 @@ def training_step_syncs(settings: dict | None) -> collections.Counter:
 def test_adapters_add_no_host_sync_to_a_training_step(name):
     base = training_step_syncs(None)
     assert training_step_syncs(SCHEMES[name]) == base
+
+
+def test_the_non_finite_guard_reads_the_device_once_per_optimizer_step(tmp_path, small_data, monkeypatch, capsys):
+    """Counted around each micro-step of the tiny preset's training (asymlora task x expert, 2 micro-steps of
+    accumulation, no logging step): the guard's flags cost no read on the first micro-step and exactly one (after
+    its one all-reduce on several processes) on the micro-step after which the optimizer steps. The rest are the
+    model's own reads for its inputs (transformers' image-token and padding checks, the supervised positions)."""
+    from llava.train.train import train
+    from llava.train.trainer import LlavaTrainer
+
+    micro_steps, guard_calls = [], []
+    step, stop = LlavaTrainer.training_step, LlavaTrainer._stop_if_flagged
+
+    def counted_step(self, model, inputs, num_items_in_batch=None):
+        guard_calls.append(collections.Counter())
+        with SyncCounter() as counter:
+            loss = step(self, model, inputs, num_items_in_batch)
+        micro_steps.append((self.accelerator.sync_gradients, counter.counts, guard_calls[-1]))
+        return loss
+
+    def counted_stop(self, grad_bad=None):
+        with SyncCounter() as counter:
+            stop(self, grad_bad)
+        guard_calls[-1] += counter.counts + collections.Counter({"calls": 1})
+
+    monkeypatch.setattr(LlavaTrainer, "training_step", counted_step)
+    monkeypatch.setattr(LlavaTrainer, "_stop_if_flagged", counted_stop)
+    spec, folder = small_data
+    train(["--model_name_or_path", "tiny", "--data_path", spec, "--image_folder", folder, "--output_dir",
+           str(tmp_path / "run"), "--lora_enable", "True", "--adapter_scheme", "asymlora", "--num_experts", "2",
+           "--balance_coef", "0.05", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2",
+           "--max_steps", "3", "--logging_steps", "100", "--save_strategy", "no", "--report_to", "none",
+           "--use_cpu", "True", "--disable_tqdm", "True"])
+    assert [boundary for boundary, _, _ in micro_steps] == [False, True] * 3
+    with capsys.disabled():
+        print("\nsyncs per micro-step (first, last of each optimizer step):",
+              [sum(counts.values()) for _, counts, _ in micro_steps])
+    for boundary, counts, guard in micro_steps:
+        assert guard == (collections.Counter({"calls": 1, "aten._local_scalar_dense.default": 1}) if boundary
+                         else collections.Counter())
+        assert counts["aten._local_scalar_dense.default"] >= guard["aten._local_scalar_dense.default"]

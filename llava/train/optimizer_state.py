@@ -1,10 +1,10 @@
-"""Optimizer state that does not depend on the number of processes, so a run can resume on another world size.
+"""The optimizer state of a DeepSpeed run, whole and keyed by parameter name, so a run resumes on any world size.
 
-DeepSpeed ZeRO keeps the fp32 master weights and Adam moments partitioned over the data-parallel ranks and writes
-one file per rank (`global_stepN/*_optim_states.pt`); it refuses to load them on another world size. Only the
-adapters, routers and projector train here, so their state is small: every DeepSpeed checkpoint also holds it whole,
-keyed by parameter name, in FILE (safetensors). Resuming on the world size that wrote the checkpoint uses
-DeepSpeed's own files; on another, this one. Without DeepSpeed the Trainer's optimizer.pt is already whole.
+DeepSpeed ZeRO keeps the fp32 master weights and Adam moments partitioned over the data-parallel ranks; its own
+checkpoint writes one file per rank, refuses them on another world size, and under ZeRO-1/2 also writes the whole
+frozen base. Only the adapters, routers and projector train here, so their state is small: a DeepSpeed checkpoint
+holds it in FILE (safetensors) and nothing else of the optimizer. Without DeepSpeed the Trainer's optimizer.pt is
+already whole.
 """
 
 from __future__ import annotations
@@ -64,7 +64,15 @@ def save(engine, model, checkpoint: str, world_size: int, should_write: bool) ->
     if should_write:
         atomic_save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(checkpoint, FILE),
                          metadata={"world_size": str(world_size), "step": json.dumps(steps.pop()),
+                                   "loss_scale": json.dumps(_loss_scale(engine)),
                                    "format": "llava-asymlora optimizer state v1: weight/, exp_avg/, exp_avg_sq/"})
+
+
+def _loss_scale(engine) -> dict:
+    """fp16's dynamic loss scale (its current scale and overflow counters), so a resumed run does not start again
+    from the initial scale and skip steps the uninterrupted run took; static (1.0) under bf16 and fp32."""
+    scaler = getattr(engine.optimizer, "loss_scaler", None)
+    return {k: v for k, v in vars(scaler).items() if type(v) in (int, float, bool)} if scaler is not None else {}
 
 
 def load(engine, model, checkpoint: str) -> int:
@@ -72,10 +80,10 @@ def load(engine, model, checkpoint: str) -> int:
     partitioning now); returns the Adam step. A collective under ZeRO-3: every rank calls it."""
     path = os.path.join(checkpoint, FILE)
     if not os.path.exists(path):
-        raise WorldSizeError(f"{checkpoint} has no {FILE} (written before this version): resume it on the number of "
-                             f"processes that wrote it ({saved_world_size(checkpoint)})")
+        raise WorldSizeError(f"{checkpoint} has no {FILE}")
     with safe_open(path, framework="pt") as f:
         step = json.loads(f.metadata()["step"])
+        loss_scale = json.loads(f.metadata().get("loss_scale", "{}"))
         saved = {k: f.get_tensor(k) for k in f.keys()}
     params = _trainable(model)
     missing = [n for n in params if f"weight/{n}" not in saved]
@@ -91,6 +99,10 @@ def load(engine, model, checkpoint: str) -> int:
             _set_full(p, saved[f"{key}/{name}"], key)
     for state in _base_optimizer(engine).state.values():
         state["step"] = torch.tensor(float(step)) if torch.is_tensor(state.get("step")) else step
+    scaler = getattr(engine.optimizer, "loss_scaler", None)
+    for key, value in loss_scale.items():
+        if scaler is not None and hasattr(scaler, key):
+            setattr(scaler, key, value)
     return int(step)
 
 

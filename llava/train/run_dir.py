@@ -20,6 +20,8 @@ import pickle
 import torch
 from transformers.trainer_pt_utils import safe_globals
 
+from llava.train.optimizer_state import FILE as OPTIMIZER_STATE
+
 LOCK_NAME = ".llava_run.lock"
 FINAL_WEIGHTS = ("adapter_model.safetensors", "mm_projector.safetensors")
 
@@ -88,7 +90,8 @@ def checkpoint_problem(path: str) -> str | None:
         return f"trainer_state.json is unreadable ({err})"
     if not any(os.path.exists(os.path.join(path, f)) for f in FINAL_WEIGHTS):
         return "no adapter or projector weights"
-    if not (os.path.exists(os.path.join(path, "optimizer.pt")) or glob.glob(os.path.join(path, "global_step*"))):
+    if not (os.path.exists(os.path.join(path, "optimizer.pt")) or os.path.exists(os.path.join(path, OPTIMIZER_STATE))
+            or glob.glob(os.path.join(path, "global_step*"))):
         return "no optimizer state"
     for name in ["optimizer.pt", "scheduler.pt", *sorted(os.path.basename(p) for p in
                                                         glob.glob(os.path.join(path, "rng_state*.pth")))]:

@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import torch
 from transformers import Trainer
 from transformers.integrations import is_deepspeed_zero3_enabled
+from transformers.trainer import SCHEDULER_NAME
 
 from llava.adapters.inject import projector
 from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict, atomic_save_file, load_adapters, save_adapters
@@ -58,6 +60,7 @@ class LlavaTrainer(Trainer):
         self.image_processor = image_processor
         self.base_info = base_info or {}
         self._loss_parts = {"lm_loss": [], "balance_loss": []}
+        self._guard_values, self._guard_bad = [], None  # the non-finite guard's flags of this optimizer step
         self.rank_record = RankRecord() if self.args.record_ranks else None
         has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
         self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
@@ -124,7 +127,9 @@ class LlavaTrainer(Trainer):
             loss = loss * self.accelerator.num_processes
         balance = state.finish_forward() if state is not None else None
         if model.training:
-            self._stop_if_not_finite(loss, balance)
+            self._flag_non_finite(loss, balance)
+            if self.is_deepspeed_enabled and self.accelerator.sync_gradients:
+                self._stop_if_flagged()
         ga = self.args.gradient_accumulation_steps if (scaled_for_ga and model.training) else 1
         self._loss_parts["lm_loss"].append(loss.detach().float() * ga)
         if balance is not None and coef > 0:
@@ -169,34 +174,50 @@ class LlavaTrainer(Trainer):
                 logs.update({f"router_load/{name}/{unit}{e}": round(v, 4) for e, v in enumerate(row.tolist())})
 
     # --- non-finite guard ---------------------------------------------------------------------------------------
-    def _stop_if_not_finite(self, loss, balance) -> None:
-        """A NaN/inf loss stops the run before its backward: the weights and every checkpoint stay finite."""
-        bad = (~torch.isfinite(loss.detach())).float()
+    # Flags collect on the device over the accumulation micro-steps and are read once per optimizer step (one
+    # all-reduce and one host read), on the micro-step after which the optimizer steps: every rank decides alike, on
+    # gradients that DDP has all-reduced, and no other micro-step waits for the device.
+    def _flag_non_finite(self, loss, balance) -> None:
+        values = loss.detach().float().reshape(1)
         if balance is not None:
-            bad = bad + (~torch.isfinite(balance)).float()
-        if self.accelerator.num_processes > 1:  # every rank stops together, whichever saw it
-            bad = self.accelerator.reduce(bad.to(self.args.device), reduction="sum")
+            values = torch.cat([values, balance.detach().float().reshape(1)])
+        self._guard_values.append(values)
+        bad = (~torch.isfinite(values)).sum()
+        self._guard_bad = bad if self._guard_bad is None else self._guard_bad + bad
+
+    def _stop_if_flagged(self, grad_bad=None) -> None:
+        """Stop before the optimizer step if any rank saw a non-finite loss (or `grad_bad`: gradients)."""
+        bad = self._guard_bad if grad_bad is None else self._guard_bad + grad_bad
+        values, self._guard_values, self._guard_bad = self._guard_values, [], None
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad.float().to(self.args.device), reduction="sum")
         if bad.item() == 0:
             return
-        step = self.state.global_step + 1
-        Trainer.log(self, {"loss": float(loss.detach().float()),
-                           "balance_loss": float(balance) if balance is not None else 0.0})
-        raise NonFiniteLossError(f"step {step}: the loss is not finite (loss {float(loss.detach().float())}, "
-                                 f"balance loss {None if balance is None else float(balance)}); stopped before "
-                                 f"updating the weights. {newest_checkpoint_note(self.args.output_dir)}")
+        step, note = self.state.global_step + 1, newest_checkpoint_note(self.args.output_dir)
+        losses = [float(v[0]) for v in values]
+        balances = [float(v[1]) for v in values if v.numel() > 1]
+        if not all(math.isfinite(x) for x in losses + balances):  # this rank's loss
+            loss = next((x for x in losses if not math.isfinite(x)), losses[-1])
+            balance = next((x for x in balances if not math.isfinite(x)), balances[-1] if balances else None)
+            Trainer.log(self, {"loss": loss, "balance_loss": balance if balance is not None else 0.0})
+            raise NonFiniteLossError(f"step {step}: the loss is not finite (loss {loss}, balance loss {balance}); "
+                                     f"stopped before updating the weights. {note}")
+        if grad_bad is not None and grad_bad.item() > 0:
+            raise NonFiniteLossError(f"step {step}: a gradient is not finite (loss {losses[-1]:.4g}); stopped "
+                                     f"before the optimizer applied it. {note}")
+        raise NonFiniteLossError(f"step {step}: another process's loss is not finite; stopped before updating the "
+                                 f"weights. {note}")
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        """After backward, a non-finite gradient stops the run before the optimizer applies it. Gradients are the
-        all-reduced ones under DDP (every rank stops alike); under DeepSpeed they live in the engine and the loss
-        and checkpoint checks stand guard."""
+        """Under DeepSpeed the optimizer steps inside backward: the flags are read in compute_loss, before it. Without
+        DeepSpeed they are read after the last micro-step's backward, with the gradients' own check."""
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if not self.is_deepspeed_enabled:
+        if not self.is_deepspeed_enabled and self.accelerator.sync_gradients and self._guard_bad is not None:
             grads = [p.grad for p in self.accelerator.unwrap_model(self.model).parameters()
                      if p.requires_grad and p.grad is not None]
-            if grads and not torch.isfinite(torch.stack([g.detach().float().abs().max() for g in grads])).all():
-                raise NonFiniteLossError(f"step {self.state.global_step + 1}: a gradient is not finite (loss "
-                                         f"{float(loss):.4g}); stopped before the optimizer applied it. "
-                                         f"{newest_checkpoint_note(self.args.output_dir)}")
+            grad_bad = (~torch.isfinite(torch.stack([g.detach().float().abs().amax() for g in grads]))).sum() \
+                if grads else None
+            self._stop_if_flagged(grad_bad)
         return loss
 
     def _save_checkpoint(self, model, trial):
@@ -247,22 +268,35 @@ class LlavaTrainer(Trainer):
         write_base_info(output_dir, **self.base_info)
 
     def _save_optimizer_and_scheduler(self, output_dir):
-        super()._save_optimizer_and_scheduler(output_dir)
-        if self.is_deepspeed_enabled:  # DeepSpeed's files are per rank: also write the state whole (any world size)
-            optimizer_state.save(self.model_wrapped, self.accelerator.unwrap_model(self.model), output_dir,
-                                 self.args.world_size, self.args.should_save)
+        """Under DeepSpeed, the checkpoint holds only what trains: DeepSpeed's own save_checkpoint would write the
+        frozen base (ZeRO-1/2 module states) and per-rank optimizer partitions beside the whole state written here,
+        which alone resumes on any world size (train/optimizer_state.py)."""
+        if not self.is_deepspeed_enabled:
+            return super()._save_optimizer_and_scheduler(output_dir)
+        optimizer_state.save(self.model_wrapped, self.accelerator.unwrap_model(self.model), output_dir,
+                             self.args.world_size, self.args.should_save)
+        if self.args.should_save:
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
 
     def _prepare_for_training(self, max_steps, train_dataloader, resume_from_checkpoint):
-        """A DeepSpeed checkpoint from another world size: DeepSpeed would refuse its per-rank partitions, so the
-        engine starts empty and the whole state (optimizer_state.py) and the scheduler are loaded into it."""
-        saved = optimizer_state.saved_world_size(resume_from_checkpoint) if resume_from_checkpoint else None
-        if not (self.is_deepspeed_enabled and saved and saved != self.args.world_size):
+        """Under DeepSpeed the engine starts empty and the checkpoint's whole state (optimizer_state.py) and the
+        scheduler are loaded into it, whatever world size wrote it. A checkpoint holding DeepSpeed's own files only
+        (written by an earlier version) resumes through DeepSpeed on the world size that wrote it."""
+        if not (self.is_deepspeed_enabled and resume_from_checkpoint):
+            return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+        saved = optimizer_state.saved_world_size(resume_from_checkpoint)
+        if not os.path.exists(os.path.join(resume_from_checkpoint, optimizer_state.FILE)):
+            if saved and saved != self.args.world_size:
+                raise optimizer_state.WorldSizeError(
+                    f"{resume_from_checkpoint} has no {optimizer_state.FILE} (written by an earlier version): resume "
+                    f"it on the number of processes that wrote it ({saved})")
             return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
         model, train_dataloader = super()._prepare_for_training(max_steps, train_dataloader, None)
-        logger.warning("resuming %s, written by %d processes, on %d: loading its world-size-independent state",
-                       resume_from_checkpoint, saved, self.args.world_size)
+        if saved != self.args.world_size:
+            logger.warning("resuming %s, written by %d processes, on %d", resume_from_checkpoint, saved,
+                           self.args.world_size)
         optimizer_state.load(self.model_wrapped, self.accelerator.unwrap_model(self.model), resume_from_checkpoint)
-        self.model_wrapped.global_steps = self.state.global_step  # DeepSpeed names its next save after it
+        self.model_wrapped.global_steps = self.state.global_step  # DeepSpeed's own step count (its logs, monitors)
         self._load_optimizer_and_scheduler(resume_from_checkpoint)  # under DeepSpeed: the Trainer's scheduler
         for group, lr in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
             group["lr"] = lr  # a scheduler's state holds the rate; the groups' own were set by the optimizer's state

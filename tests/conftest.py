@@ -81,3 +81,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", type=float, default=0.0, metavar="MINUTES",
+                     help="run each fuzz property (tests/test_fuzz.py) with fresh seeds for MINUTES, by hand")

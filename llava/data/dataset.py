@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from llava.conversation import get_template
@@ -59,15 +59,7 @@ class SupervisedDataset(Dataset):
         return self.records.modality_lengths(self.image_seq_length)
 
     def _load_image(self, record, where: str):
-        path = os.path.join(self.image_folder, record.image)
-        if not os.path.exists(path):
-            raise DataError(where, f"image file {path} not found")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                image = im.copy()  # decoded as stored; the transform converts (16-bit scaled, not saturated)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(where, f"image file {path} is corrupt or unreadable: {e}") from e
+        image = open_image(os.path.join(self.image_folder, record.image), where)
         if self.image_transform is None:
             raise DataError(where, "sample has an image but the model has no image transform")
         return self.image_transform(image)
@@ -90,3 +82,16 @@ class SupervisedDataset(Dataset):
             logger.warning("%s: truncated to model_max_length=%d", where, self.model_max_length)
         return {"input_ids": tok.input_ids, "labels": tok.labels, "pixel_values": pixel_values,
                 "task_id": record.task_id, "index": index}
+
+
+def open_image(path: str, where: str) -> Image.Image:
+    """The image decoded as stored (the transform converts: 16-bit scaled, not saturated), or a DataError naming the
+    sample and the file."""
+    if not os.path.exists(path):
+        raise DataError(where, f"image file {path} not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except Exception as e:  # PIL's decoders raise many kinds on a corrupt file (struct.error, IndexError, ...)
+        raise DataError(where, f"image file {path} is corrupt or unreadable: {type(e).__name__}: {e}") from e

@@ -17,7 +17,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from llava.cache import cache_dir
@@ -49,8 +49,8 @@ def check_image(path: str) -> str | None:
         with Image.open(path) as im:
             width, height = im.size
             im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        return f"image file {path} is corrupt or unreadable: {e}"
+    except Exception as e:  # PIL's parsers raise many kinds on a corrupt header (struct.error, bombs, ...)
+        return f"image file {path} is corrupt or unreadable: {type(e).__name__}: {e}"
     if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
         return f"image file {path} has an implausible size {width}x{height}"
     if max(width, height) / min(width, height) > MAX_ASPECT:

@@ -27,7 +27,9 @@ from llava.model.image import ImageTransform, to_rgb
 
 
 def read_questions(path: str) -> list[dict]:
-    return read_jsonl(path, required=("question_id", "text"))
+    """LLaVA's question files: question_id, text, and an optional image (a path under --image-folder)."""
+    return read_jsonl(path, required=("question_id", "text"),
+                      types={"question_id": (str, int), "text": (str,), "image": (str, type(None))})
 
 
 def answered_ids(path: str) -> set:
@@ -46,8 +48,9 @@ def answered_ids(path: str) -> set:
             continue
         try:
             done.add(json.loads(line)["question_id"])
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ValueError(f"{path}: line {lineno} is not an answer row ({e}); the file was not written by "
+        except (ValueError, KeyError, TypeError, RecursionError) as e:  # not JSON / UTF-8, not an object, no id
+            raise ValueError(f"{path}: line {lineno} is not an answer row ({type(e).__name__}: {str(e)[:100]}); "
+                             "the file was not written by "
                              "llava.eval.generate - move it away") from e
     return done
 

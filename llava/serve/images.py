@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from llava.model.image import to_rgb
 from llava.serve.errors import BadRequest, Forbidden, TooLarge
@@ -43,15 +43,19 @@ def decode_image(data: bytes, limits: ImageLimits, where: str = "image") -> Imag
                        f"{limits.max_bytes / MB:.0f} MB (--max-image-mb)", code="image_too_large")
     try:
         im = Image.open(io.BytesIO(data))  # reads the header only
-    except UnidentifiedImageError as e:
+    except Image.DecompressionBombError as e:  # PIL's own size guard fires in open, before ours could read the size
+        raise BadRequest(f"{where} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels; this server takes images "
+                         f"up to {limits.max_side} pixels a side (--max-image-side)", code="image_too_large") from e
+    except Exception as e:  # untrusted bytes: PIL's parsers raise many kinds on a malformed header; all are the client's
         raise BadRequest(f"{where} is not an image PIL can read (PNG, JPEG, WebP, GIF, BMP, ...)",
                          code="invalid_image") from e
     check_side(im.size, limits, where)  # from the header, before the pixels are decoded
     try:
         im.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise BadRequest(f"{where} could not be decoded ({e})", code="invalid_image") from e
-    return to_rgb(im)
+        return to_rgb(im)
+    except Exception as e:  # untrusted bytes, as above: a truncated or corrupt body in any of PIL's decoders
+        raise BadRequest(f"{where} could not be decoded ({type(e).__name__}: {str(e)[:200]})",
+                         code="invalid_image") from e
 
 
 def _data_url(url: str, limits: ImageLimits) -> bytes:

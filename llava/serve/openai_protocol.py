@@ -67,11 +67,22 @@ def _content(message: dict, index: int) -> tuple[str, list[str]]:
     return "\n".join(texts), images
 
 
+def _check_unicode(text: str, where: str) -> None:
+    """JSON may escape lone UTF-16 surrogates ("\\udcff"); they are not Unicode text and no tokenizer takes them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadRequest(f"{where} holds a lone surrogate ({text[e.start:e.end]!a}): not valid Unicode text",
+                         param="messages" if where.startswith("messages") else where) from e
+
+
 def parse_chat_request(body: bytes) -> ChatRequest:
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadRequest(f"request body is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise BadRequest("request body is nested too deeply") from e
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     for name, fine in REFUSED.items():
@@ -113,6 +124,9 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     if not isinstance(data.get("stream", False), bool):
         raise BadRequest("stream must be true or false", param="stream")
     max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    for where, text in [*((f"messages: turn {i}", t) for i, (_, t) in enumerate(turns)), *(("system", t) for t in system),
+                        *(("stop", t) for t in stop), ("model", model or ""), ("image_url", image_url or "")]:
+        _check_unicode(text, where)
     return ChatRequest(
         model=model, turns=[(r, t) for r, t in turns], image_url=image_url, image_turn=image_turn,
         system="\n".join(system) if system else None,

@@ -7,17 +7,21 @@ import os
 from llava.constants import SHORT_ANSWER  # noqa: F401 (re-exported for the scorers)
 from llava.eval.jsonl import read_jsonl
 
+ANSWER_TYPES = {"question_id": (str, int), "text": (str,)}  # what llava.eval.generate writes
+
 
 def read_answers(path: str) -> dict:
     """question_id -> generated text, from an answers JSONL written by llava.eval.generate."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"answers file {path} not found; run llava.eval.generate first")
-    return {row["question_id"]: row["text"] for row in read_jsonl(path, required=("question_id", "text"))}
+    return {row["question_id"]: row["text"] for row in read_jsonl(path, required=("question_id", "text"),
+                                                                     types=ANSWER_TYPES)}
 
 
 def unanswered_ids(path: str) -> list:
     """Questions that llava.eval.generate --skip-missing-images recorded as unanswered (text "", never right)."""
-    return [row["question_id"] for row in read_jsonl(path, required=("question_id",)) if row.get("unanswered")]
+    return [row["question_id"] for row in read_jsonl(path, required=("question_id",), types=ANSWER_TYPES)
+            if row.get("unanswered")]
 
 
 def require(path: str, what: str) -> str:

@@ -146,3 +146,30 @@ def test_browser_uploads_asks_and_sees_routing_and_ab(web, tmp_path):
     if out := os.environ.get("LLAVA_SCREENSHOT_DIR"):  # how docs/images/ gets its screenshots
         shutil.copy(shot, os.path.join(out, "web_chat.png"))
         shutil.copy(tmp_path / "web_ab.png", os.path.join(out, "web_ab.png"))
+
+
+def test_odd_uploads_get_an_answer_or_a_message(web, tmp_path):
+    """Uploads of every image format and PIL mode, animated, transparent, truncated, bit-flipped and a decompression
+    bomb (tests/fuzz_strategies.py builds them): the app answers or shows a message, keeps serving, and the server
+    logs no traceback."""
+    from hypothesis import find, settings
+
+    from tests.fuzz_strategies import bomb_png, image_files
+
+    files = {"bomb.png": bomb_png()}
+    for what in ("PNG I;16", "PNG P", "JPEG CMYK", "GIF P", "WEBP RGBA", "TIFF F", "truncate", "flip"):
+        _, data = find(image_files(), lambda case, w=what: w in case[0], settings=settings(database=None, max_examples=5000))
+        files[f"{len(files)}.{what.split()[0].lower()}"] = data
+    client = gradio_client.Client(web["url"], verbose=False)
+    errors = {}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        history, _, errors[name], *_ = client.predict("asym:shape", gradio_client.handle_file(str(tmp_path / name)),
+                                                      [], QUESTION, 0, 1, 4, "summed over layers", api_name="/chat")
+        assert errors[name] or history[-1]["role"] == "assistant", name
+    assert "pixels a side" in errors["bomb.png"]
+    print({name: error[:80] for name, error in errors.items()})
+    history, *_ = client.predict("asym:shape", gradio_client.handle_file(str(web["root"] / "red.png")), [], QUESTION,
+                                 0, 1, 4, "summed over layers", api_name="/chat")
+    assert history[-1]["role"] == "assistant"
+    assert "Traceback" not in (web["root"] / "web.log").read_text()

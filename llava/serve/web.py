@@ -17,6 +17,22 @@ import gradio as gr  # noqa: E402
 from llava.serve.routing_view import SUMMED, heatmap_html, tokens_html  # noqa: E402
 from llava.serve.web_chat import WebChat  # noqa: E402
 
+
+class UploadedImage(gr.Image):
+    """An image box that hands the upload over as its file path, unopened. gr.Image's own preprocess opens it with PIL
+    first (and converts its mode), so a decompression bomb or an unreadable file failed inside gradio, with a
+    traceback in the log and a bare "Error" in the page; WebChat decodes it with the API's checks instead. Build it
+    with type="filepath", image_mode=None."""
+
+    def get_block_name(self) -> str:
+        return "image"  # the page draws it with gr.Image's own front end (gradio's documented override)
+
+    def preprocess(self, payload):
+        if payload is None or payload.path is None:  # a base64 payload: gradio writes it to a file first
+            return super().preprocess(payload)
+        return str(payload.path)
+
+
 CSS = ".routing-tokens span{font-family:monospace} #error-box{color:#b00020}"
 
 
@@ -31,7 +47,7 @@ def build_app(web: WebChat) -> gr.Blocks:
                                         label="model (checkpoint:task head)", elem_id="model",
                                         allow_custom_value=True)
                     refresh = gr.Button("refresh models", size="sm")
-                    image = gr.Image(type="pil", label="image", elem_id="image", height=240)
+                    image = UploadedImage(type="filepath", image_mode=None, label="image", elem_id="image", height=240)
                     with gr.Accordion("sampling", open=False):
                         temperature = gr.Slider(0, 2, value=0, step=0.05, label="temperature (0: greedy)")
                         top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="top p")
@@ -58,7 +74,8 @@ def build_app(web: WebChat) -> gr.Blocks:
                 model_b = gr.Dropdown(web.choices(), value=(web.choices() or [None])[-1], label="model B", allow_custom_value=True,
                                       elem_id="model-b")
             with gr.Row():
-                ab_image = gr.Image(type="pil", label="image", elem_id="ab-image", height=200)
+                ab_image = UploadedImage(type="filepath", image_mode=None, label="image", elem_id="ab-image",
+                                         height=200)
                 with gr.Column():
                     question = gr.Textbox(label="question", elem_id="ab-question")
                     ask = gr.Button("ask both", variant="primary", elem_id="ab-ask")

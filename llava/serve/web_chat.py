@@ -3,6 +3,7 @@ outputs as a generator. Requests go through the same checks and engine as the AP
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 
@@ -10,8 +11,8 @@ import gradio as gr
 
 from llava.serve.engine import Engine, Job
 from llava.serve.errors import ServeError
-from llava.serve.images import ImageLimits
-from llava.serve.jobs import build_job, check_image_size
+from llava.serve.images import MB, ImageLimits, decode_image
+from llava.serve.jobs import build_job
 from llava.serve.models import ModelRegistry
 from llava.serve.routing_view import SUMMED, heatmap_html, layer_choices, token_pieces, tokens_html
 
@@ -38,7 +39,7 @@ class WebChat:
         if not model_id:
             raise ServeError("pick a model first")
         served, task_id = self.registry.resolve(model_id)
-        check_image_size(image, self.limits)
+        image = self._decode(image)
         job = build_job(served, task_id, turns, 0 if image is not None else None, image, int(max_tokens), self.cap,
                         float(temperature), float(top_p), trace=served.routed)
         pieces: queue.Queue = queue.Queue()
@@ -47,6 +48,18 @@ class WebChat:
         self._running.setdefault(session, []).append(job)
         self.engine.submit(job)
         return job, pieces
+
+    def _decode(self, path: str | None):
+        """An upload arrives as its file path, unopened (web.py's UploadedImage): it goes through the API's decoder
+        and limits, so a bomb or a corrupt file is refused with the reason shown in the app."""
+        if path is None:
+            return None
+        size = os.path.getsize(path)
+        if size > self.limits.max_bytes:
+            raise ServeError(f"the uploaded image is {size / MB:.1f} MB; this server takes images up to "
+                             f"{self.limits.max_bytes / MB:.0f} MB (--max-image-mb)")
+        with open(path, "rb") as f:
+            return decode_image(f.read(), self.limits, where="the uploaded image")
 
     def _finish(self, session: str, job: Job):
         jobs = self._running.get(session, [])

@@ -96,6 +96,8 @@ def train_every_scheme(parts, tmp_path, nproc: int, stage: str | None, resume: s
     for run in plan:
         history = json.loads((tmp_path / run["name"] / "trainer_state.json").read_text())["log_history"]
         losses[run["name"]] = [h["loss"] for h in history if "loss" in h]
+        LEARNING_RATES[(stage, nproc, run["name"])] = [(h["learning_rate"], h["projector_learning_rate"])
+                                                       for h in history if "loss" in h]
     return losses
 
 
@@ -121,6 +123,7 @@ def lean_checkpoint_problem(checkpoint) -> str | None:
 
 
 CELLS = {}  # (stage, processes) -> losses per run, shared by the tests of this module (one worker runs the file)
+LEARNING_RATES = {}  # (stage, processes, run) -> [(adapters' rate, projector's rate) logged after each step]
 
 
 def cell(parts, tmp_path_factory, stage, nproc, resume=None):
@@ -161,6 +164,12 @@ def test_every_deepspeed_mode_trains_like_zero3_on_two_processes(parts, tmp_path
     losses = cell(parts, tmp_path_factory, stage, nproc)
     for name in SCHEMES:
         assert losses[name] == pytest.approx(reference[name], rel=0.01), name
+    # The Trainer's optimizer groups and cosine schedule in every mode (offload: DeepSpeed's CPU Adam built with
+    # them, not DeepSpeed's own optimizer and WarmupLR): logged after each step, the rate the next step uses.
+    cosine = [2e-4 * 0.5 * (1 + math.cos(math.pi * s / STEPS)) for s in range(1, STEPS + 1)]
+    rates = LEARNING_RATES[(stage, nproc, "asymlora")]
+    assert [a for a, _ in rates] == pytest.approx(cosine, rel=1e-6, abs=1e-12)
+    assert [p for _, p in rates] == pytest.approx([x / 10 for x in cosine], rel=1e-6, abs=1e-12)
 
 
 @pytest.mark.parametrize("nproc", [2, 1])

@@ -116,14 +116,12 @@ def _state(pid: int) -> str:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
-@pytest.mark.parametrize("rendezvous", ["static", "c10d"])  # c10d: RDZV_ENDPOINT, the SLURM script's path
-def test_max_restarts_resumes_the_newest_checkpoint_and_matches_an_uninterrupted_run(parts, one_node, tmp_path,
-                                                                                     rendezvous):
+def test_max_restarts_resumes_the_newest_checkpoint_and_matches_an_uninterrupted_run(parts, one_node, tmp_path):
+    """Under c10d rendezvous (RDZV_ENDPOINT, the SLURM script's path; the static launch: the two-node test)."""
     ref_logs, _, _ = one_node(None)
     out = tmp_path / "run"
     env = {**node_env(parts, out, 0, free_port(), nnodes=1), "NUM_GPUS": "2", "BATCH": "4", "MAX_RESTARTS": "1"}
-    if rendezvous == "c10d":
-        env.update(RDZV_ENDPOINT=f"127.0.0.1:{free_port()}", RDZV_ID="restart-test")
+    env.update(RDZV_ENDPOINT=f"127.0.0.1:{free_port()}", RDZV_ID="restart-test")
     proc = start(env, tmp_path / "node0.log")
     try:
         wait_for(out / "checkpoint-2" / "trainer_state.json", [proc])
@@ -133,7 +131,7 @@ def test_max_restarts_resumes_the_newest_checkpoint_and_matches_an_uninterrupted
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     text = log_text(tmp_path, 0)
-    assert ("launch c10d rendezvous at 127.0.0.1:" if rendezvous == "c10d" else "launch static, node 0") in text
+    assert "launch c10d rendezvous at 127.0.0.1:" in text
     assert "elastic restart 1: resuming from" in text and "/checkpoint-" in text
     logs = losses(out)
     assert [h["step"] for h in logs] == list(range(1, STEPS + 1))

@@ -4,6 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 EXTRAS  ?= dev
 STAMP   := $(VENV)/.installed
+DS_OPS  := .torch_extensions/.built
 
 .PHONY: install demo compare test test-fast bench lint clean
 
@@ -45,8 +46,14 @@ compare: install
 
 # Two workers, whole files each (module fixtures and fixed launcher ports stay within one worker): the suite is
 # dominated by subprocess start-up and single-threaded Python, so 2 cores run it ~20% faster.
-test: install
+test: install $(DS_OPS)
 	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile
+
+# DeepSpeed's CPU ops (CPU Adam for offload, shared-memory collectives) compile on first use (about a minute): built
+# once here, into the folder the tests point TORCH_EXTENSIONS_DIR at, rather than inside whichever test runs first.
+$(DS_OPS): $(STAMP)
+	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions $(BIN)/python -m tests.build_ds_ops
+	touch $@
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -58,4 +65,4 @@ lint: install
 	$(BIN)/ruff check llava tests bench scripts eval
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .torch_extensions

@@ -179,7 +179,7 @@ def test_node_local_disks_resume_after_a_kill(parts, one_node, tmp_path):
 
 def test_the_hostfile_launch_runs_on_localhost(parts, one_node, tmp_path):
     """HOSTFILE through DeepSpeed's launcher (NO_SSH=1: no ssh to localhost), ZeRO-2 2 processes: the losses of
-    torchrun's 2-process run."""
+    torchrun's 2-process DDP run (fp32; ZeRO-2 reduces the same gradients in other buckets, so equal to rounding)."""
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("# host slots\nlocalhost slots=2\n")
     out = tmp_path / "run"
@@ -190,9 +190,10 @@ def test_the_hostfile_launch_runs_on_localhost(parts, one_node, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 node(s) x 2 processes; launch DeepSpeed hostfile" in proc.stdout
     assert "= 4 per device x 2 processes x 1 nodes x 1 accumulation" in proc.stdout
-    ref = finetune(parts, tmp_path / "torchrun", nproc=2, deepspeed="zero2", steps=STEPS)[0]
-    for got, want in zip(losses(out), ref, strict=True):
-        assert abs(got["loss"] - want["loss"]) <= 1e-6
+    ref_logs, _, _ = one_node(None)
+    diffs = [abs(got["loss"] - want["loss"]) for got, want in zip(losses(out), ref_logs, strict=True)]
+    print(f"hostfile ZeRO-2 vs torchrun DDP: largest loss difference {max(diffs):.2e}")
+    assert max(diffs) <= 1e-5
 
 
 def test_slurm_script_dry_run_prints_what_each_node_runs(tmp_path):

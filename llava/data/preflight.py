@@ -14,6 +14,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -46,9 +47,11 @@ def check_image(path: str) -> str | None:
     if os.path.getsize(path) == 0:
         return f"image file {path} is empty (0 bytes)"
     try:
-        with Image.open(path) as im:
-            width, height = im.size
-            im.verify()
+        with warnings.catch_warnings():  # PIL warns between 1x and 2x its pixel limit; the size check below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                im.verify()
     except Exception as e:  # PIL's parsers raise many kinds on a corrupt header (struct.error, bombs, ...)
         return f"image file {path} is corrupt or unreadable: {type(e).__name__}: {e}"
     if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):

@@ -18,6 +18,7 @@ PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo pyt
 # MLLM-HydraLoRA/MLLM_HydraLoRA.sh): from the finished llava-v1.5-7b (an original LLaVA checkpoint, its projector
 # included), one GPU without DeepSpeed, per-device batch 1 x accumulation 2, `resize` images, tf32 off, 2 dataloader
 # workers, rank 32 / alpha 64 unless the scheme's script says otherwise, a checkpoint every 1000 steps with one kept.
+# Their global batch 2 is kept on 1 or 2 processes (accumulation 2 or 1); on more it cannot be, and the run says so.
 # With MODEL=tiny only the model (and its demo data) changes. Without PRESET: LLaVA-1.5's LoRA recipe (below).
 case "${PRESET:-}" in
     ""|paper) ;;
@@ -29,7 +30,7 @@ case "${PRESET:-}" in
         fi
         PROJECTOR=${PROJECTOR-} DEEPSPEED=${DEEPSPEED-}
         R=${R:-32} ALPHA=${ALPHA:-64} DROPOUT=${DROPOUT:-0.05} LR=${LR:-2e-4} PROJECTOR_LR=${PROJECTOR_LR:-2e-5}
-        NUM_GPUS=${NUM_GPUS:-1} BATCH=${BATCH:-1} GRAD_ACCUM=${GRAD_ACCUM:-2} GLOBAL_BATCH=${GLOBAL_BATCH:-2}
+        NUM_GPUS=${NUM_GPUS:-1} BATCH=${BATCH:-1} GLOBAL_BATCH=${GLOBAL_BATCH:-2}
         EPOCHS=${EPOCHS:-1} WARMUP=${WARMUP:-0.03} MAX_LEN=${MAX_LEN:-2048} GRAD_CKPT=${GRAD_CKPT:-True}
         PRECISION=${PRECISION:-bf16} TF32=${TF32:-False} ASPECT=${ASPECT:-resize} VERSION=${VERSION:-v1}
         GROUP_BY_LENGTH=${GROUP_BY_LENGTH:-True} WEIGHT_DECAY=${WEIGHT_DECAY:-0.} WORKERS=${WORKERS:-2}
@@ -114,6 +115,12 @@ if [ -n "${HOSTFILE:-}" ]; then  # DeepSpeed's hostfile: "host slots=N" per node
     fi
 fi
 case "$NNODES" in ''|*[!0-9]*) echo "error: NNODES must be a number of nodes, got '$NNODES'" >&2; exit 2 ;; esac
+if [ "${PRESET:-}" = "authors" ] && [ -z "${GRAD_ACCUM:-}" ] && [ $((BATCH * NUM_GPUS * NNODES)) -gt "$GLOBAL_BATCH" ]; then
+    GRAD_ACCUM=1  # the authors' global batch cannot be kept on this many processes: the smallest one, said aloud
+    echo "llava-asymlora: note: PRESET=authors: GLOBAL_BATCH=$GLOBAL_BATCH (the authors': 2, one GPU, 1 per device" \
+         "x 2 accumulation) cannot be kept by $BATCH per device x $NUM_GPUS processes x $NNODES nodes: global batch" \
+         "$((BATCH * NUM_GPUS * NNODES)) instead of $GLOBAL_BATCH (learning rate unchanged)"
+fi
 if [ -z "${GRAD_ACCUM:-}" ]; then
     per_step=$((BATCH * NUM_GPUS * NNODES))
     if [ $((GLOBAL_BATCH % per_step)) -ne 0 ]; then

@@ -120,3 +120,17 @@ def test_authors_preset_trains_on_tiny_and_evaluates_with_resize(tmp_path):
     assert json.loads((out / "llava_base.json").read_text())["image_aspect_ratio"] == "resize"
     model, tokenizer, processor = load_checkpoint_model(str(out))
     assert Generator(model, tokenizer, processor).transform.aspect_ratio == "resize"  # evaluated as it was trained
+
+
+@pytest.mark.parametrize("gpus,line,note", [
+    ("2", "global batch 2 = 1 per device x 2 processes x 1 nodes x 1 accumulation", False),
+    ("8", "global batch 8 = 1 per device x 8 processes x 1 nodes x 1 accumulation", True)])
+def test_authors_global_batch_is_kept_where_it_can_be_and_said_where_not(gpus, line, note):
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "PYTHON": sys.executable,
+           "PRESET": "authors", "DRY_RUN": "1", "HAS_CUDA": "1", "NUM_GPUS": gpus}
+    proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert line in proc.stdout
+    said = "GLOBAL_BATCH=2 (the authors': 2, one GPU, 1 per device x 2 accumulation) cannot be kept"
+    assert (said in proc.stdout and "global batch 8 instead of 2" in proc.stdout) == note

@@ -1,4 +1,5 @@
-"""MM-Vet's judge against a stub OpenAI-compatible server on loopback: grades, retries, cache, configuration."""
+"""MM-Vet's judge against a stub OpenAI-compatible server on loopback: grades, retries, cache, configuration; the
+text sent to the judge and the grade read from its reply checked against the installed lmms-eval's own code."""
 
 import json
 import threading
@@ -6,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from llava.eval.benchmarks import mmvet
+from llava.eval.benchmarks import mmvet, mmvet_grader
 from llava.eval.jsonl import write_jsonl
-from llava.eval.judge import Judge, JudgeNotConfigured, parse_score
+from llava.eval.judge import Judge, JudgeNotConfigured
 from tests.eval_fixtures import make_mmvet
 
 
@@ -16,7 +17,7 @@ class StubJudge:
     """Answers /chat/completions; the first `fail_first` requests get HTTP 500."""
 
     def __init__(self, reply="0.7", fail_first=1):
-        self.requests, self.prompts = 0, []
+        self.requests, self.prompts, self.temperatures, self.max_tokens = 0, [], [], set()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,6 +30,8 @@ class StubJudge:
                     return
                 assert self.headers["Authorization"] == "Bearer test-key" and self.path == "/v1/chat/completions"
                 stub.prompts.append(body["messages"][0]["content"])
+                stub.temperatures.append(body["temperature"])
+                stub.max_tokens.add(body["max_tokens"])
                 payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -72,7 +75,9 @@ def test_grades_retry_and_cache(tmp_path, stub, monkeypatch):
     assert stub.requests == 4  # one HTTP 500, retried, then one request per question
     assert m["total"] == 70.0 and m["rec"] == 70.0 and m["ocr"] == 70.0 and m["spat"] is None
     assert m["unparseable_grades"] == [] and m["cached_grades"] == 0
-    assert stub.prompts[2].endswith("\nDescribe the picture. | a red square | a red square |")  # one table row
+    assert stub.prompts[2].endswith("\nDescribe the picture. | a red square | a red\nsquare |")  # as lmms-eval sends it
+    assert stub.prompts[0].startswith(mmvet_grader.official_prompt()) and stub.max_tokens == {128}
+    assert m["grader"].startswith("lmms-eval ")
     again = mmvet.score(str(tmp_path), answers(tmp_path))
     assert stub.requests == 4 and again["cached_grades"] == 3 and again["total"] == 70.0  # re-run: no requests
     assert "| 70.0 | 70.0 | 70.0 | 70.0 | n/a | 70.0 | 70.0 |" in mmvet.markdown(again)
@@ -87,7 +92,7 @@ def test_unparseable_replies_are_counted(tmp_path, monkeypatch):
     finally:
         server.close()
     assert sorted(m["unparseable_grades"]) == ["v1_0", "v1_1", "v1_2"] and m["total"] == 0.0
-    assert server.requests == 6  # asked twice per question
+    assert server.temperatures == [0.0, 0.5, 1.0, 1.5] * 3  # lmms-eval's warmer retries, then 0.0
 
 
 def test_clear_error_when_unconfigured(tmp_path, monkeypatch):
@@ -103,13 +108,73 @@ def test_persistent_client_errors_are_not_retried_forever(tmp_path):
     try:
         judge = Judge(base_url=server.url, api_key="test-key", retries=2, backoff=0.0)
         with pytest.raises(RuntimeError, match="HTTP 500"):
-            judge.grade("prompt")
+            judge.grade("prompt", mmvet_grader.parse, mmvet_grader.TEMPERATURES, mmvet_grader.MAX_TOKENS)
         assert server.requests == 3
     finally:
         server.close()
 
 
-@pytest.mark.parametrize("reply,value", [("0.7", 0.7), ("1.0", 1.0), ("Score: 0.3", 0.3), ("0", 0.0), ("1", 1.0),
-                                         ("great", None), ("7", None), ("0.75 maybe", 0.75)])
-def test_parse_score(reply, value):
-    assert parse_score(reply) == value
+@pytest.fixture(scope="module")
+def lmms_eval_mmvet():
+    """lmms-eval's own MM-Vet module (it builds an API client at import, so a key must be set; nothing is sent)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_API_KEY", "unused")
+        mp.setenv("API_TYPE", "openai")
+        import lmms_eval.tasks.mmvet.utils as module
+    return module
+
+
+def lmms_eval_grade(module, monkeypatch, doc, prediction, reply):
+    """lmms-eval's mmvet_process_results with its judge call replaced: (score, [(prompt, temperature) asked])."""
+    asked = []
+
+    def get_chat_response(prompt, temperature=0.0, **kwargs):
+        asked.append((prompt, temperature))
+        return reply, "stub"
+
+    monkeypatch.setattr(module, "get_chat_response", get_chat_response)
+    monkeypatch.setattr(module.time, "sleep", lambda s: None)
+    return module.mmvet_process_results(doc, [prediction])["gpt_eval_score"]["score"], asked
+
+
+# a number outside [0, 1] is left out: lmms-eval asks again at the same temperature for ever; we ask warmer (below)
+@pytest.mark.parametrize("reply", ["0.7", "1.0", "0", "1", "0.4 The prediction names one element", "Score: 0.3",
+                                   "great", "0.8.", ""])
+def test_query_and_grade_are_lmms_evals(tmp_path, monkeypatch, lmms_eval_mmvet, reply):
+    """The text our judge is sent is the text lmms-eval sends, and a reply is graded as lmms-eval grades it (first
+    word as a float in [0, 1]; otherwise asked again warmer and finally 0.0)."""
+    doc = {"question_id": "v1_1", "question": "What is shown?\nAnswer briefly.", "answer": "square<OR>box",
+           "capability": "rec,ocr", "image": None}
+    prediction = "A blue\nsquare | maybe a box"
+    want, asked = lmms_eval_grade(lmms_eval_mmvet, monkeypatch, doc, prediction, reply)
+    server = StubJudge(reply=reply, fail_first=0)
+    try:
+        judge = Judge(base_url=server.url, api_key="test-key", retries=0, backoff=0.0)
+        got = judge.grade(mmvet_grader.query(doc["question"], doc["answer"], prediction), mmvet_grader.parse,
+                          mmvet_grader.TEMPERATURES, mmvet_grader.MAX_TOKENS)
+    finally:
+        server.close()
+    assert {p for p, _ in asked} == set(server.prompts)  # one text, the same
+    assert (got["score"] or 0.0) == want
+    # lmms-eval also re-asks at a temperature whose reply it then drops; we ask only where a reply is read
+    assert server.temperatures == sorted({t for _, t in asked if t < 2})
+
+
+@pytest.mark.parametrize("reply", ["7", "-0.5", "nan"])
+def test_a_grade_outside_0_to_1_is_asked_again_warmer(reply):
+    assert mmvet_grader.parse(reply) is None
+
+
+def test_the_prompt_is_read_from_the_installed_file_without_importing_it(monkeypatch):
+    import sys
+
+    before = set(sys.modules)
+    mmvet_grader.official_prompt.cache_clear()
+    prompt = mmvet_grader.official_prompt()
+    assert "lmms_eval.tasks.mmvet.utils" not in set(sys.modules) - before
+    assert prompt.startswith("Compare the ground truth and prediction") and "<AND>" in prompt and "<OR>" in prompt
+    monkeypatch.setattr(mmvet_grader.importlib.util, "find_spec", lambda name: None)
+    mmvet_grader.official_prompt.cache_clear()
+    with pytest.raises(mmvet_grader.GraderUnavailable, match="pip install --no-deps lmms-eval"):
+        mmvet_grader.official_prompt()
+    mmvet_grader.official_prompt.cache_clear()

@@ -13,12 +13,14 @@ import os
 
 from llava.eval.benchmarks import BENCHMARKS
 from llava.eval.benchmarks.common import unanswered_ids
+from llava.eval.benchmarks.mmvet_grader import GraderUnavailable
+from llava.eval.judge import JudgeNotConfigured
 
 
 def main(argv=None):
     try:
         run(argv)
-    except (FileNotFoundError, ValueError) as e:  # a missing benchmark file or answers: the user's to fix
+    except (FileNotFoundError, ValueError, JudgeNotConfigured, GraderUnavailable) as e:  # the user's to fix
         raise SystemExit(f"error: {e}") from e
 
 

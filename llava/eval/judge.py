@@ -1,4 +1,5 @@
-"""An LLM judge behind an OpenAI-compatible chat endpoint, for MM-Vet's open-ended answers.
+"""An LLM judge behind an OpenAI-compatible chat endpoint, for MM-Vet's open-ended answers (the grading protocol
+itself is the benchmark's: llava/eval/benchmarks/mmvet_grader.py).
 
 Configured from the environment: OPENAI_BASE_URL (e.g. https://host/v1), OPENAI_API_KEY, MMVET_JUDGE_MODEL
 (default gpt-4-0613, the model MM-Vet's leaderboard used). Transient failures (HTTP 429/5xx, network errors) are
@@ -10,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 
 DEFAULT_MODEL = "gpt-4-0613"
 
@@ -45,8 +46,8 @@ class Judge:
                         row = json.loads(line)
                         self.cache[row["key"]] = row
 
-    def _post(self, prompt: str, temperature: float) -> str:
-        body = json.dumps({"model": self.model, "temperature": temperature, "max_tokens": 8,
+    def _post(self, prompt: str, temperature: float, max_tokens: int) -> str:
+        body = json.dumps({"model": self.model, "temperature": temperature, "max_tokens": max_tokens,
                            "messages": [{"role": "user", "content": prompt}]}).encode()
         request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST",
                                          headers={"Content-Type": "application/json",
@@ -56,10 +57,10 @@ class Judge:
             payload = json.loads(response.read().decode())
         return payload["choices"][0]["message"]["content"]
 
-    def _ask(self, prompt: str, temperature: float) -> str:
+    def _ask(self, prompt: str, temperature: float, max_tokens: int) -> str:
         for attempt in range(self.retries + 1):
             try:
-                return self._post(prompt, temperature)
+                return self._post(prompt, temperature, max_tokens)
             except urllib.error.HTTPError as e:
                 if e.code not in (408, 429) and e.code < 500 or attempt == self.retries:
                     raise RuntimeError(f"judge endpoint {self.base_url} answered HTTP {e.code}: {e.reason}") from e
@@ -69,16 +70,18 @@ class Judge:
             time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
-    def grade(self, prompt: str) -> dict:
-        """{"score": float in [0, 1] or None if never parseable, "raw": reply, "cached": bool}."""
+    def grade(self, prompt: str, parse: Callable[[str], float | None], temperatures: Sequence[float],
+              max_tokens: int) -> dict:
+        """{"score": what `parse` read, or None if no reply parsed, "raw": the last reply, "cached": bool}. An
+        unparseable reply is asked again at the next of `temperatures`; an empty one ends the grading (no grade)."""
         key = hashlib.sha256(f"{self.model}\n{prompt}".encode()).hexdigest()
         if key in self.cache:
             return {**self.cache[key], "cached": True}
         raw, value = "", None
-        for attempt in range(self.retries + 1):  # unparseable replies: ask again, a little warmer (as MM-Vet does)
-            raw = self._ask(prompt, temperature=min(1.0, 0.2 * attempt))
-            value = parse_score(raw)
-            if value is not None:
+        for temperature in temperatures:
+            raw = self._ask(prompt, temperature, max_tokens) or ""
+            value = parse(raw) if raw.strip() else None
+            if value is not None or not raw.strip():
                 break
         row = {"key": key, "score": value, "raw": raw}
         self.cache[key] = row
@@ -87,11 +90,3 @@ class Judge:
             with open(self.cache_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
         return {**row, "cached": False}
-
-
-def parse_score(reply: str) -> float | None:
-    match = re.search(r"(?<![\d.])(0(?:\.\d+)?|1(?:\.0+)?)(?![\d.])", reply.strip())
-    if match is None:
-        return None
-    value = float(match.group(1))
-    return value if 0.0 <= value <= 1.0 else None

@@ -3,5 +3,5 @@
 # bash scripts/eval/mmvet.sh CKPT [NAME]
 source "$(dirname "$0")/common.sh"
 BENCH=mmvet BENCH_DIR=$EVAL_ROOT/mm-vet QUESTIONS=$EVAL_ROOT/mm-vet/llava-mm-vet.jsonl IMAGES=$EVAL_ROOT/mm-vet/images
-MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-256}
+MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-1024}  # LLaVA-1.5 model_vqa.py's default for MM-Vet
 run_benchmark

@@ -2,6 +2,7 @@
 download fixtures (data recipe -> training -> VizWiz and TextVQA -> report), through a failing stage and a kill
 during evaluation, each re-run continuing without retraining."""
 
+import json
 import os
 import signal
 import subprocess
@@ -32,7 +33,8 @@ def test_dry_run_of_table_3_with_nothing_downloaded(tmp_path):
         for bench in ("mme", "gqa", "textvqa", "vizwiz"):
             assert f"would run eval {scheme} {bench}:" in out
         assert f"eval {scheme} mmvet: pending" in out
-    assert out.count("--nproc_per_node 8") == 3 and "missing: MODEL=./checkpoints/vicuna-7b-v1.5" in out
+    assert out.count("--nproc_per_node 8") == 3 and "missing: MODEL=./checkpoints/llava-v1.5-7b" in out
+    assert "start: llava-v1.5-7b (./checkpoints/llava-v1.5-7b), as the authors' script; the authors' run settings" in out
     assert "time on 8 x H100" in out and "assumed: 665,298 records" in out
     total = [line for line in out.splitlines() if line.strip().startswith("total:")]
     assert len(total) == 1 and "GPU-hours" in total[0]
@@ -41,12 +43,63 @@ def test_dry_run_of_table_3_with_nothing_downloaded(tmp_path):
     assert with_judge.returncode == 0 and "would run eval asymlora mmvet:" in with_judge.stdout
 
 
+def dry_run(number, tmp_path, **extra):
+    env = {"DRY_RUN": "1", "NUM_GPUS": "8", "WORK": str(tmp_path / "work"), "RAW": str(tmp_path / "raw"),
+           "EVAL_ROOT": str(tmp_path / "eval"), "PYTHON": sys.executable, "OPENAI_BASE_URL": "", "OPENAI_API_KEY": "",
+           **extra}
+    proc = table(number, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def commands(out: str) -> dict[str, str]:
+    """'would run train X:' -> the launch command printed under it."""
+    found, lines = {}, out.splitlines()
+    for i, line in enumerate(lines):
+        if "] would run " in line:
+            what = line.split("] would run ", 1)[1].rstrip(":")
+            found[what] = next((x.strip() for x in lines[i + 1:] if x.strip().startswith(sys.executable)
+                                or x.strip().startswith(".venv")), "")
+    return found
+
+
+def test_dry_run_of_table_4_starts_from_llava_and_builds_the_papers_moe_lora(tmp_path):
+    out = dry_run(4, tmp_path)
+    runs = commands(out)
+    trains = [k for k in runs if k.startswith("train ")]
+    assert trains == ["train lora", "train lora_vqa", "train lora_gen", "train moe_lora_experts", "train moe_lora",
+                      "train asymlora"]
+    for what in trains:
+        assert "--model_name_or_path ./checkpoints/llava-v1.5-7b" in runs[what], what
+    work = tmp_path / "work"
+    assert f"--data_path {work}/data/task-vqa.json" in runs["train lora_vqa"]
+    assert r"--tasks llava\,vqg" in runs["data gen"] and f"--out {work}/data/task-gen.json" in runs["data gen"]
+    assert (rf"--experts {work}/checkpoints/lora_vqa\,{work}/checkpoints/lora_gen "
+            f"--out {work}/checkpoints/moe_lora_experts-combined") in runs["combine moe_lora_experts"]
+    assert (f"--init_adapters {work}/checkpoints/moe_lora_experts-combined --train_routers_only True "
+            "--freeze_mm_mlp_adapter True") in runs["train moe_lora_experts"]
+    assert "global batch 8 instead of 2" in out  # the authors' batch cannot be kept on 8 GPUs: said
+    assert "rows: lora -> LoRA; moe_lora_experts -> MoE-LoRA; moe_lora -> a row of ours" in out
+    vicuna = dry_run(4, tmp_path, START="vicuna", SCHEMES="asymlora", PRESET="paper")
+    assert "--model_name_or_path ./checkpoints/vicuna-7b-v1.5" in commands(vicuna)["train asymlora"]
+    assert "start: Vicuna-7B + the stage-1 projector" in vicuna and "PRESET=paper" in vicuna
+
+
+def test_dry_run_of_table_1_lists_its_rows(tmp_path):
+    out = dry_run(1, tmp_path)
+    assert ("rows: lora_vqa -> Single LoRA (VQA); lora_gen -> Single LoRA (Gen); lora -> Single LoRA (VQA+Gen); "
+            "moe_lora_experts -> Multiple LoRA (MoE) (VQA+Gen); asymlora -> a row of ours") in out
+    assert [k for k in commands(out) if k.startswith("train ")] == [
+        "train lora_vqa", "train lora_gen", "train lora", "train moe_lora_experts", "train asymlora"]
+
+
 @pytest.mark.slow
 def test_table_4_end_to_end_resumes_after_a_failed_stage_and_a_kill(tmp_path):
     raw, evals, work = tmp_path / "raw", tmp_path / "eval", tmp_path / "work"
     make_raw(str(raw))
     make_vizwiz(str(evals))  # TextVQA not there yet: its stage fails
-    env = {"MODEL": "tiny", "RAW": str(raw), "WORK": str(work), "EVAL_ROOT": str(evals), "SCHEMES": "asymlora",
+    env = {"MODEL": "tiny", "RAW": str(raw), "WORK": str(work), "EVAL_ROOT": str(evals),
+           "SCHEMES": "asymlora moe_lora_experts",
            "BENCHMARKS": "vizwiz textvqa mmvet", "EXTRA_ARGS": "--max_steps 4", "PYTHON": sys.executable,
            "OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""}
     first = table(4, env)
@@ -83,3 +136,14 @@ def test_table_4_end_to_end_resumes_after_a_failed_stage_and_a_kill(tmp_path):
     assert len(ours) == 1 and len(diff) == 1 and "|  |" not in ours[0]  # every column of Table 4 measured
     assert (work / "report" / "table4.png").stat().st_size > 5000
     assert (work / "answers" / "textvqa" / "t4-asymlora.jsonl").exists()  # answers kept with the run
+    # the paper's MoE-LoRA: per-task LoRAs, combined, routers trained; laid beside the paper's MoE-LoRA row
+    assert "train moe_lora_experts: done" in third.stdout and "combine moe_lora_experts: done" in third.stdout
+    assert any(line.startswith("| t4-moe_lora_experts - MoE-LoRA (paper) |") for line in report.splitlines())
+    experts = json.loads((work / "checkpoints" / "moe_lora_experts" / "adapter_config.json").read_text())
+    assert experts["scheme"] == "moe_lora" and experts["num_experts"] == 2
+    # VizWiz test-dev in EvalAI's upload format, named in the report
+    upload = json.loads((evals / "vizwiz" / "answers_upload" / "t4-asymlora.json").read_text())
+    assert [set(row) for row in upload] == [{"image", "answer"}] * 2
+    assert [row["image"] for row in upload] == ["VizWiz_test_00000000.jpg", "VizWiz_test_00000001.jpg"]
+    assert f"t4-asymlora: VizWiz test-dev answers for EvalAI in {evals}/vizwiz/answers_upload/t4-asymlora.json" in report
+    assert "t4-asymlora: from tiny (START=llava: llava-v1.5-7b), PRESET=authors" in report

@@ -64,6 +64,12 @@ def load_adapters(model, directory: str) -> AdapterConfig:
         inject_adapters(model, config)
     elif model.adapter_config.to_dict() != config.to_dict():
         raise ValueError(f"{directory}: adapter config differs from the one injected in the model")
+    load_adapter_weights(model, directory)
+    return config
+
+
+def load_adapter_weights(model, directory: str) -> None:
+    """Copy `directory`'s adapter (+ projector) tensors into a model that already has the same adapters."""
     path = os.path.join(directory, WEIGHTS_NAME)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
@@ -80,4 +86,3 @@ def load_adapters(model, directory: str) -> AdapterConfig:
             if target.shape != value.shape:
                 raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, model expects {tuple(target.shape)}")
             target.copy_(value.to(target.dtype))
-    return config

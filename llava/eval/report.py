@@ -33,7 +33,24 @@ COLUMNS = {
 
 
 PAPER_SCHEMES = {"lora": "LoRA", "moe_lora": "MoE-LoRA", "asymlora": "AsymLoRA"}
+# Which of the paper's rows a run of scripts/paper/table.sh reproduces, per table: (scheme, data) or None (a row of
+# ours the paper has not). Table 4's MoE-LoRA is Table 1's "Multiple LoRA (MoE)": separately trained LoRAs combined
+# (moe_lora_experts); the jointly trained moe_lora is a row of its own there.
+PAPER_ROWS = {
+    "1": {"lora_vqa": ("Single LoRA", "VQA"), "lora_gen": ("Single LoRA", "Gen"), "lora": ("Single LoRA", "VQA+Gen"),
+          "moe_lora_experts": ("Multiple LoRA (MoE)", "VQA+Gen"), "asymlora": None},
+    "4": {"lora": ("LoRA", None), "moe_lora_experts": ("MoE-LoRA", None), "moe_lora": None,
+          "asymlora": ("AsymLoRA", None)},
+}
 RUN_INFO = "run.json"
+START = {"llava": "llava-v1.5-7b", "vicuna": "Vicuna-7B + stage-1 projector"}
+
+
+def paper_row(table: str, scheme: str) -> tuple[str, str | None] | None:
+    """The paper's (scheme, data) row that our `scheme` reproduces in `table`, or None."""
+    if table in PAPER_ROWS:
+        return PAPER_ROWS[table].get(scheme)
+    return (PAPER_SCHEMES[scheme], None) if scheme in PAPER_SCHEMES else None
 
 
 def load_runs(runs_dir: str) -> dict[str, dict[str, dict]]:
@@ -62,7 +79,7 @@ def run_values(columns: list[str], metrics: dict[str, dict]) -> list[float | Non
     return out
 
 
-def render(table: dict, runs: dict[str, dict[str, dict]]) -> tuple[str, list[tuple[str, list]]]:
+def render(table: dict, runs: dict[str, dict[str, dict]], number: str = "") -> tuple[str, list[tuple[str, list]]]:
     columns = table["columns"]
     has_data = any("data" in row for row in table["rows"])
     head = ["scheme"] + (["data"] if has_data else []) + columns
@@ -74,7 +91,8 @@ def render(table: dict, runs: dict[str, dict[str, dict]]) -> tuple[str, list[tup
         rows.append((label, row["values"]))
         lines.append("| " + " | ".join([label] + ([row.get("data", "")] if has_data else [])
                                        + [f"{v:g}" for v in row["values"]]) + " |")
-    paper = {row["scheme"]: row["values"] for row in table["rows"] if "data" not in row}
+    paper = {(row["scheme"], row.get("data")): row["values"] for row in table["rows"]}
+    notes = []
     for name, metrics in runs.items():
         values = run_values(columns, metrics)
         info = metrics.get("run", {})
@@ -83,15 +101,35 @@ def render(table: dict, runs: dict[str, dict[str, dict]]) -> tuple[str, list[tup
             continue
         label = f"{name} (ours)"
         rows.append((label, values))
+        if info.get("start"):
+            notes.append(f"{name}: from {info.get('model')} (START={info['start']}: {START.get(info['start'], '')}), "
+                         f"PRESET={info.get('preset', '')}")
+        if info.get("vizwiz_upload"):
+            notes.append(f"{name}: VizWiz test-dev answers for EvalAI in {info['vizwiz_upload']}")
         cells = ["pending" if v is None and COLUMNS[c][0] in pending else "" if v is None else f"{v:.2f}"
                  for c, v in zip(columns, values)]
         lines.append("| " + " | ".join([label] + ([""] if has_data else []) + cells) + " |")
-        reference = paper.get(PAPER_SCHEMES.get(info.get("scheme", ""), ""))
+        row = paper_row(str(info.get("table", number)), info.get("scheme", ""))
+        reference = paper.get(row) if row else None
         if reference is not None:
             diffs = ["" if v is None else f"{v - ref:+.2f}" for v, ref in zip(values, reference)]
-            lines.append("| " + " | ".join([f"{name} - {PAPER_SCHEMES[info['scheme']]} (paper)"]
-                                           + ([""] if has_data else []) + diffs) + " |")
+            what = row[0] + (f", {row[1]}" if row[1] else "")
+            lines.append("| " + " | ".join([f"{name} - {what} (paper)"] + ([""] if has_data else []) + diffs) + " |")
+    if any(c.startswith("VizWiz") for c in columns):
+        notes.append("VizWiz columns: ours on val, scored locally; the paper does not say which split it reports")
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines), rows
+
+
+def rows_line(number: str, schemes: list[str]) -> str:
+    """What each scheme of a table.sh run reproduces, for the dry run."""
+    out = []
+    for scheme in schemes:
+        row = paper_row(number, scheme)
+        out.append(f"{scheme} -> " + (f"{row[0]}" + (f" ({row[1]})" if row[1] else "") if row else
+                                      "a row of ours (not in the paper's table)"))
+    return "; ".join(out)
 
 
 def bar_chart(title: str, columns: list[str], rows: list[tuple[str, list]], path: str) -> None:
@@ -125,12 +163,16 @@ def main(argv=None):
     ap.add_argument("--runs", default="eval/runs")
     ap.add_argument("--paper", default="eval/paper_tables.json")
     ap.add_argument("--out", default="eval/report", help="folder for table<N>.md and table<N>.png")
+    ap.add_argument("--rows", help="comma-separated schemes: print which paper row each reproduces, and exit")
     args = ap.parse_args(argv)
+    if args.rows is not None:
+        print(rows_line(args.table, [s for s in args.rows.split(",") if s]))
+        return
     if not os.path.exists(args.paper):
         raise FileNotFoundError(f"{args.paper} not found: run from the repository root or pass --paper")
     with open(args.paper) as f:
         table = json.load(f)["tables"][args.table]
-    text, rows = render(table, load_runs(args.runs))
+    text, rows = render(table, load_runs(args.runs), args.table)
     os.makedirs(args.out, exist_ok=True)
     md_path = os.path.join(args.out, f"table{args.table}.md")
     png_path = os.path.join(args.out, f"table{args.table}.png")

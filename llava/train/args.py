@@ -60,6 +60,11 @@ class TrainingArguments(transformers.TrainingArguments):
     balance_loss: str = field(default="hydra", metadata={"help": "hydra (AsymLoRA authors', per sample over all "
                                                                  "routed layers) | switch (per router)"})
     router_bias: bool = field(default=False, metadata={"help": "routers with a bias (the AsymLoRA authors')"})
+    init_adapters: str | None = field(default=None, metadata={"help": "start from this adapter checkpoint (its "
+                                                                       "scheme and weights; the scheme flags are "
+                                                                       "ignored), e.g. combined LoRA experts"})
+    train_routers_only: bool = field(default=False, metadata={"help": "train the routers only; adapter weights stay "
+                                                                      "as initialised (with --init_adapters)"})
     bits: int = field(default=16, metadata={"help": "4 | 8: QLoRA, the language model quantized (bitsandbytes)"})
     logging_nan_inf_filter: bool = field(default=False, metadata={"help": "keep False: a non-finite loss is shown "
                                                                           "(and stops the run), never averaged away"})

@@ -12,8 +12,9 @@ import transformers
 from transformers.integrations import is_deepspeed_zero3_enabled
 
 from llava.adapters import AdapterConfig, inject_adapters, print_trainable_parameters
-from llava.adapters.inject import projector
-from llava.adapters.routing import label_router_layers
+from llava.adapters.inject import adapter_modules, projector
+from llava.adapters.io import load_adapter_weights
+from llava.adapters.routing import BlockRouter, label_router_layers
 from llava.adapters.state import load_table
 from llava.data import DataError, SupervisedCollator, SupervisedDataset
 from llava.data.preflight import preflight, summary
@@ -58,6 +59,30 @@ def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> 
         # do); without DeepSpeed they stay fp32 masters, computed in the activation dtype.
         adapter_dtype="base" if (args.deepspeed and (args.bf16 or args.fp16)) else "fp32",
     )
+
+
+def initial_adapters(model, args: TrainingArguments, task_names: list[str]) -> AdapterConfig:
+    """Inject the run's adapters: fresh from the flags, or a checkpoint's (--init_adapters) with its weights; with
+    --train_routers_only everything but the routers (and the projector, unless frozen) stays fixed."""
+    if args.init_adapters:
+        config = AdapterConfig.load(args.init_adapters)
+        config.adapter_dtype = adapter_config_from_args(args, task_names).adapter_dtype  # this run's mode decides
+        inject_adapters(model, config, train_projector=not args.freeze_mm_mlp_adapter)
+        load_adapter_weights(model, args.init_adapters)
+        logger.info("adapters from %s: %s, %d expert(s), r=%d (its config; the scheme flags are not used)",
+                    args.init_adapters, config.scheme, config.num_experts, config.r)
+    else:
+        config = adapter_config_from_args(args, task_names)
+        inject_adapters(model, config, train_projector=not args.freeze_mm_mlp_adapter)
+    if args.train_routers_only:
+        if not (config.num_experts > 1 and config.scheme in ("asymlora", "moe_lora")):
+            raise ValueError(f"--train_routers_only: this {config.scheme} adapter with {config.num_experts} "
+                             "expert(s) has no router")
+        for _, module in adapter_modules(model):
+            for name, p in module.named_parameters():
+                if not name.startswith("base.") and "router" not in name and not isinstance(module, BlockRouter):
+                    p.requires_grad_(False)
+    return config
 
 
 def model_dtype(args: TrainingArguments) -> torch.dtype:
@@ -137,8 +162,7 @@ def train(argv=None, callbacks=None):
 
         transformers.set_seed(training_args.seed)  # adapter init draws from the global RNG: make --seed govern it
         if training_args.lora_enable:
-            config = adapter_config_from_args(training_args, dataset.task_names)
-            inject_adapters(model, config, train_projector=not training_args.freeze_mm_mlp_adapter)
+            config = initial_adapters(model, training_args, dataset.task_names)
             if config.num_experts > 1 and config.scheme in ("asymlora", "moe_lora", "mixlora"):
                 model.adapter_state.start_load_tracking(len(dataset.task_names), config.num_experts)
                 label_router_layers(model)

@@ -6,5 +6,5 @@ if [ "${OCR:-1}" = "0" ]; then
 else
     QUESTIONS=$EVAL_ROOT/textvqa/llava_textvqa_val_v051_ocr.jsonl
 fi
-BENCH=textvqa BENCH_DIR=$EVAL_ROOT/textvqa IMAGES=$EVAL_ROOT/textvqa/train_images MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-16}
+BENCH=textvqa BENCH_DIR=$EVAL_ROOT/textvqa IMAGES=$EVAL_ROOT/textvqa/train_images MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-128}
 run_benchmark

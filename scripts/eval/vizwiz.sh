@@ -4,7 +4,7 @@
 source "$(dirname "$0")/common.sh"
 SPLIT=${SPLIT:-val}
 BENCH=vizwiz BENCH_DIR=$EVAL_ROOT/vizwiz QUESTIONS=$EVAL_ROOT/vizwiz/llava_$SPLIT.jsonl IMAGES=$EVAL_ROOT/vizwiz
-CONVERT_ARGS="--split $SPLIT" SCORE_ARGS="--split $SPLIT" MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-16}
+CONVERT_ARGS="--split $SPLIT" SCORE_ARGS="--split $SPLIT" MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-128}
 if [ "$SPLIT" = "test" ]; then
     run_benchmark() {
         [ -f "$QUESTIONS" ] || "$PYTHON" -m llava.eval.benchmark convert vizwiz --root "$EVAL_ROOT" --out "$QUESTIONS" --split test

@@ -52,6 +52,46 @@ def test_batched_equals_one_by_one(tmp_path, model):
     assert [r["text"] for r in lines(tmp_path / "batched.jsonl")] == [r["text"] for r in lines(tmp_path / "single.jsonl")]
 
 
+ADAPTERS = {
+    "lora": dict(scheme="lora", r=4, alpha=8),
+    "asymlora_paper": dict(r=4, alpha=8),  # AdapterConfig.paper_preset: routed B heads per MLP block
+    "moe_lora": dict(scheme="moe_lora", r=4, alpha=8, num_experts=3, router="topk", top_k=2),
+    "mixlora": dict(scheme="mixlora", r=2, alpha=4, num_experts=8),
+}
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_batched_equals_one_by_one_with_every_adapter(tmp_path, name):
+    """Routers see padded positions in a left-padded batch (token routers) or pool over the prompt (MixLoRA): the
+    greedy answers must still be those of one question at a time."""
+    import torch
+
+    from llava.adapters import AdapterConfig, inject_adapters
+
+    m, tok, ip = load_model("tiny")
+    kw = ADAPTERS[name]
+    config = AdapterConfig.paper_preset(**kw) if name == "asymlora_paper" else AdapterConfig(**kw)
+    inject_adapters(m, config)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if n.endswith("lora_B"):
+                p.normal_(0, 0.5)  # adapters that move the answers (B starts at zero)
+    m.eval()
+    make_gqa(str(tmp_path))
+    qfile = tmp_path / "q.jsonl"
+    gqa.convert(str(tmp_path), str(qfile))
+    questions = read_questions(str(qfile))
+    opts = dict(image_folder=str(tmp_path / "gqa" / "data" / "images"), max_new_tokens=6, progress=False)
+    run(m, tok, ip, questions, str(tmp_path / "batched.jsonl"), batch_size=4, **opts)
+    run(m, tok, ip, questions, str(tmp_path / "single.jsonl"), batch_size=1, **opts)
+    batched = [r["text"] for r in lines(tmp_path / "batched.jsonl")]
+    assert batched == [r["text"] for r in lines(tmp_path / "single.jsonl")]
+    base = tmp_path / "base.jsonl"
+    run(*load_model("tiny"), questions, str(base), batch_size=4, **opts)
+    assert batched != [r["text"] for r in lines(base)]  # the adapters changed the answers
+
+
 def test_chunks_cover_everything_once():
     rows = list(range(10))
     parts = [chunk(rows, 3, i) for i in range(3)]

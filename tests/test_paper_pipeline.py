@@ -85,6 +85,17 @@ def test_dry_run_of_table_4_starts_from_llava_and_builds_the_papers_moe_lora(tmp
     assert "start: Vicuna-7B + the stage-1 projector" in vicuna and "PRESET=paper" in vicuna
 
 
+def test_every_flag_the_pipeline_sets_has_its_source_in_docs_paper(tmp_path):
+    out = dry_run(4, tmp_path, NUM_GPUS="1")
+    flags = set()
+    for line in out.splitlines():
+        if "-m llava.train.train" in line:
+            flags |= {word for word in line.split("-m llava.train.train", 1)[1].split() if word.startswith("--")}
+    doc = open(os.path.join(ROOT, "docs", "paper.md")).read()
+    table = doc.split("## Every setting of the pipeline and its source", 1)[1].split("\n## ", 1)[0]
+    assert len(flags) > 40 and not sorted(f for f in flags if f"`{f}`" not in table)
+
+
 def test_dry_run_of_table_1_lists_its_rows(tmp_path):
     out = dry_run(1, tmp_path)
     assert ("rows: lora_vqa -> Single LoRA (VQA); lora_gen -> Single LoRA (Gen); lora -> Single LoRA (VQA+Gen); "

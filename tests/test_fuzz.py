@@ -110,6 +110,18 @@ def test_the_two_verified_defects_are_400s_with_a_clear_message(api, caplog, cas
     assert "Traceback" not in caplog.text and "internal error" not in caplog.text
 
 
+@pytest.mark.parametrize("temperature", [1.0915890836923808e-124, 5e-324, 1e-6])
+def test_a_vanishing_temperature_is_greedy_not_a_500(api, caplog, temperature):
+    """Found by the long fuzz run: temperature 1e-124 overflowed the scaled logits to inf / nan and sampling failed
+    (500). Below 1e-5 (vLLM's threshold) decoding is greedy: the answer of temperature 0."""
+    body = {**GOOD, "max_tokens": 2, "messages": [{"role": "user", "content": "what is it?"}]}
+    r = post(api, encode_json({**body, "temperature": temperature}))
+    assert r.status_code == 200, r.text[:300]
+    greedy = post(api, encode_json({**body, "temperature": 0})).json()["choices"][0]["message"]["content"]
+    assert r.json()["choices"][0]["message"]["content"] == greedy
+    assert "internal error" not in caplog.text
+
+
 def test_a_bomb_is_refused_from_its_header_without_decoding_it():
     """Refused before a pixel is decoded: the process's peak memory does not grow by the bomb's size (900 MB)."""
     import resource

@@ -25,6 +25,12 @@ from llava.eval.jsonl import read_jsonl
 from llava.model.checkpoint import load_checkpoint_model
 from llava.model.image import ImageTransform, to_rgb
 
+GREEDY_BELOW = 1e-5  # as vLLM: a smaller temperature is greedy (1e-124 would overflow the logits to inf / nan)
+
+
+def is_sampling(temperature: float) -> bool:
+    return temperature >= GREEDY_BELOW
+
 
 def read_questions(path: str) -> list[dict]:
     """LLaVA's question files: question_id, text, and an optional image (a path under --image-folder)."""
@@ -133,7 +139,7 @@ class Generator:
         if pixels:
             dtype = next(self.model.parameters()).dtype
             kwargs["pixel_values"] = torch.stack(pixels).to(device, dtype)
-        if temperature > 0:
+        if is_sampling(temperature):
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
             kwargs.update(do_sample=False)

@@ -20,6 +20,7 @@ from PIL import Image
 from transformers import StoppingCriteriaList
 
 from llava.adapters.trace import trace_routing
+from llava.eval.generate import is_sampling
 from llava.serve.decoding import RowControl
 from llava.serve.errors import Busy, ServeError, Unavailable
 from llava.serve.models import ServedModel
@@ -42,7 +43,7 @@ class Job:
     result: Future = field(default_factory=Future)
 
     def batch_key(self) -> tuple:
-        sampling = (0.0, 1.0) if self.temperature <= 0 else (self.temperature, self.top_p)
+        sampling = (self.temperature, self.top_p) if is_sampling(self.temperature) else (0.0, 1.0)
         return id(self.served), sampling
 
 

@@ -102,7 +102,9 @@ def small_png() -> bytes:
 
 URLS = st.sampled_from([data_url(small_png()), "data:image/png;base64,!!!", "data:,x", "file:///etc/passwd",
                         "/etc/passwd", "http://127.0.0.1:9/x.png", "ftp://x/y.png", "", data_url(bomb_png())]) | ANY_TEXT
-PLAIN = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20)
+# the model's own markers typed as text: the image placeholder, special tokens, the template's role names
+MARKERS = st.sampled_from(["<image>", "<image>\nwhat is it?", "</s>", "<s>", "<unk>", "ASSISTANT:", "USER: hi"])
+PLAIN = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20) | MARKERS
 
 
 def mostly(valid, odd=JSON, in_ten: int = 9):

@@ -122,6 +122,21 @@ def test_a_vanishing_temperature_is_greedy_not_a_500(api, caplog, temperature):
     assert "internal error" not in caplog.text
 
 
+@pytest.mark.parametrize("where", ["assistant", "system"])
+def test_a_typed_image_placeholder_in_any_message_is_text_not_a_500(api, caplog, where):
+    """Found by the long fuzz run: '<image>' in an assistant (or system) message became a second image token for one
+    image (500, "Image features and image tokens do not match"). Typed placeholders are removed in every message."""
+    image = {"type": "image_url", "image_url": {"url": data_url(small_png())}}
+    if where == "assistant":
+        messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<image>"},
+                    {"role": "user", "content": [image]}]
+    else:
+        messages = [{"role": "system", "content": "see <image> below"}, {"role": "user", "content": [image]}]
+    r = post(api, encode_json({**GOOD, "messages": messages}))
+    assert r.status_code == 200, r.text[:300]
+    assert "internal error" not in caplog.text
+
+
 def test_a_bomb_is_refused_from_its_header_without_decoding_it():
     """Refused before a pixel is decoded: the process's peak memory does not grow by the bomb's size (900 MB)."""
     import resource

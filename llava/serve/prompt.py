@@ -2,7 +2,7 @@
 
 One question with an image renders exactly as llava.eval.generate's prompt (Generator.prompt_for), so a greedy
 answer here is the answer an evaluation run gives. The image placeholder goes at the start of the user turn that
-carries the image, as LLaVA does; placeholders typed by the user are removed.
+carries the image, as LLaVA does; placeholders typed in any message (user, assistant, system) are removed.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ def render_conversation(generator, turns: list[tuple[int, str]], image_turn: int
         raise BadRequest("user and assistant messages must alternate", param="messages")
     rendered = []
     for i, (role, text) in enumerate(turns):
-        text = text.replace(DEFAULT_IMAGE_TOKEN, "").strip() if role == 0 else text
+        # a typed placeholder in any turn would become an image token with no image behind it
+        text = text.replace(DEFAULT_IMAGE_TOKEN, "").strip() if role == 0 else text.replace(DEFAULT_IMAGE_TOKEN, "")
         if i == image_turn:
             text = f"{DEFAULT_IMAGE_TOKEN}\n{text}"
         rendered.append((role, text))
     template = generator.template
     if system is not None:
+        system = system.replace(DEFAULT_IMAGE_TOKEN, "")
         if template.style == "two":
             template = dataclasses.replace(template, system=system)
         elif template.style == "chat":

@@ -1,6 +1,6 @@
 """Where derived files go (pre-flight results, converted GGUF models): one user cache dir, overridable.
 
-LLAVA_ASYMLORA_CACHE wins; otherwise ~/.cache/llava-asymlora. Every entry is keyed by what it was derived from, so a
+LLAVA_ASYMLORA_CACHE wins; otherwise $XDG_CACHE_HOME/llava-asymlora, ~/.cache/llava-asymlora without it. Every entry is keyed by what it was derived from, so a
 changed input never reads a stale entry.
 """
 
@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 
 def cache_dir(kind: str) -> str:
-    root = os.environ.get("LLAVA_ASYMLORA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "llava-asymlora")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    root = os.environ.get("LLAVA_ASYMLORA_CACHE") or os.path.join(base, "llava-asymlora")
     return os.path.join(root, kind)
 
 

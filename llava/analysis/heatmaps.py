@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from llava.train.plots import plt, save_figure
+from llava.train.plots import save_figure, subplots
 
 
 def plot_interference(scores: dict[str, torch.Tensor], task_names: list[str], path: str, title: str) -> None:
     limit = max(float(s.abs().max()) for s in scores.values()) or 1.0
     n = len(task_names)
-    fig, axes = plt.subplots(1, len(scores), figsize=(1.5 + len(scores) * (0.8 * n + 2.2), 0.7 * n + 1.6),
+    fig, axes = subplots(1, len(scores), figsize=(1.5 + len(scores) * (0.8 * n + 2.2), 0.7 * n + 1.6),
                              squeeze=False, gridspec_kw={"wspace": 0.45})
     for ax, (matrix, values) in zip(axes.flat, scores.items()):
         image = ax.imshow(values.numpy(), vmin=-limit, vmax=limit, cmap="coolwarm", aspect="auto")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llava.train.plots import plt, save_figure
+from llava.train.plots import save_figure, subplots
 
 
 def plot_comparison(stats: dict[str, dict], path: str) -> None:
@@ -10,7 +10,7 @@ def plot_comparison(stats: dict[str, dict], path: str) -> None:
     metrics = list(stats)
     schemes = sorted(stats[metrics[0]]["intervals"], key=lambda s: s != "blind")
     width = 0.8 / len(schemes)
-    fig, ax = plt.subplots(figsize=(1.5 + 1.4 * len(metrics), 4.5))
+    fig, ax = subplots(figsize=(1.5 + 1.4 * len(metrics), 4.5))
     for k, scheme in enumerate(schemes):
         rows = [stats[m]["intervals"][scheme] for m in metrics]
         means = [r[0] for r in rows]

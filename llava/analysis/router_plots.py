@@ -3,7 +3,7 @@ routed layer, colour = mutual information between task and top expert in bits (0
 
 from __future__ import annotations
 
-from llava.train.plots import plt, save_figure
+from llava.train.plots import save_figure, subplots
 
 
 def plot_mutual_information(rows: list[dict], path: str, key: str = "mi_bits", tokens: str = "all tokens") -> None:
@@ -12,7 +12,7 @@ def plot_mutual_information(rows: list[dict], path: str, key: str = "mi_bits", t
     grid = [[r[key].get(k, r[key].get(str(k), float("nan"))) for k in layers] for r in rows]
     ceiling = max(r["mi_ceiling"] for r in rows)
     top = max(max(row) for row in grid)
-    fig, ax = plt.subplots(figsize=(2.0 + 0.28 * len(layers), 1.2 + 0.4 * len(rows)))
+    fig, ax = subplots(figsize=(2.0 + 0.28 * len(layers), 1.2 + 0.4 * len(rows)))
     image = ax.imshow(grid, vmin=0, vmax=max(top, 1e-3), cmap="magma", aspect="auto")
     ax.set_yticks(range(len(rows)), [f"{r['scheme']} coef {r['coef']:g}" for r in rows], fontsize=7)
     ax.set_xticks(range(len(layers)), [str(k) for k in layers], fontsize=6)

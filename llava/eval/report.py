@@ -133,14 +133,14 @@ def rows_line(number: str, schemes: list[str]) -> str:
 
 
 def bar_chart(title: str, columns: list[str], rows: list[tuple[str, list]], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     n = len(columns)
-    fig, axes = plt.subplots(1, n, figsize=(2.2 * n + 1, 3.6), squeeze=False)
-    colors = plt.get_cmap("tab10").colors
+    fig = Figure(figsize=(2.2 * n + 1, 3.6))  # outside pyplot: no backend chosen or changed
+    axes = fig.subplots(1, n, squeeze=False)
+    colors = colormaps["tab10"].colors
     for i, col in enumerate(columns):
         ax = axes[0][i]
         heights = [r[1][i] if r[1][i] is not None else 0.0 for r in rows]
@@ -148,13 +148,12 @@ def bar_chart(title: str, columns: list[str], rows: list[tuple[str, list]], path
         ax.set_title(col, fontsize=8)
         ax.set_xticks([])
         ax.tick_params(labelsize=7)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[j % 10]) for j in range(len(rows))]
+    handles = [Rectangle((0, 0), 1, 1, color=colors[j % 10]) for j in range(len(rows))]
     fig.legend(handles, [r[0] for r in rows], loc="lower center", ncol=min(4, len(rows)), fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.12, 1, 0.95))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv=None):

@@ -9,13 +9,17 @@ from __future__ import annotations
 import math
 import os
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display is ever needed
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from llava.adapters.state import load_shares
 
-from llava.adapters.state import load_shares  # noqa: E402
+
+def subplots(*args, figsize=None, **kwargs):
+    """A figure and its axes outside pyplot: files only, and no backend chosen or changed (a notebook that imports
+    this package keeps its own)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def plot_losses(log_history: list[dict], path: str) -> bool:
@@ -24,7 +28,7 @@ def plot_losses(log_history: list[dict], path: str) -> bool:
     if not rows:
         return False
     steps = [h["step"] for h in rows]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     ax.plot(steps, [h.get("lm_loss", h["loss"]) for h in rows], marker=".", label="LM loss")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("LM loss")
@@ -49,7 +53,7 @@ def plot_router_load(total: torch.Tensor, per_layer: dict[int, torch.Tensor], ta
     cols = min(len(panels), 4)
     rows = math.ceil(len(panels) / cols)
     num_tasks, num_experts = total.shape
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 + cols * (0.6 * num_experts + 1.5), rows * (0.45 * num_tasks + 1.4)),
+    fig, axes = subplots(rows, cols, figsize=(1.2 + cols * (0.6 * num_experts + 1.5), rows * (0.45 * num_tasks + 1.4)),
                              squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
@@ -77,5 +81,4 @@ def save_figure(fig, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp.png"
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     os.replace(tmp, path)

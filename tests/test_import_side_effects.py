@@ -1,0 +1,28 @@
+"""Importing the package changes nothing around it: a notebook's matplotlib backend stays, pyplot is not imported;
+the cache honours XDG_CACHE_HOME."""
+
+import subprocess
+import sys
+
+from llava.cache import cache_dir
+
+
+def test_importing_the_package_leaves_matplotlib_alone():
+    code = ("import sys, matplotlib; matplotlib.use('svg'); "
+            "import llava.train.train, llava.analysis.compare, llava.analysis.router_specialisation, llava.eval.report; "
+            "from llava.train.plots import plot_losses; import tempfile, os; "
+            "plot_losses([{'step': 1, 'loss': 2.0}], os.path.join(tempfile.mkdtemp(), 'loss.png')); "
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["svg", "False"]
+
+
+def test_the_cache_honours_xdg_cache_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("LLAVA_ASYMLORA_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir("preflight") == str(tmp_path / "xdg" / "llava-asymlora" / "preflight")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir("preflight") == str(tmp_path / "home" / ".cache" / "llava-asymlora" / "preflight")
+    monkeypatch.setenv("LLAVA_ASYMLORA_CACHE", str(tmp_path / "mine"))
+    assert cache_dir("preflight") == str(tmp_path / "mine" / "preflight")

@@ -25,7 +25,7 @@ def setup(tmp_path_factory):
     make_all(str(tmp / "data"))
     stub = StubJudge(reply="0.4", fail_first=1)
     base_env = {**os.environ, "PYTHON": sys.executable, "EVAL_ROOT": str(tmp / "data"), "RUNS_DIR": str(tmp / "runs"),
-                "BATCH": "4", "OPENAI_BASE_URL": stub.url, "OPENAI_API_KEY": "test-key", "MMVET_JUDGE_BACKOFF": "0.01"}
+                "BATCH": "4", "OPENAI_BASE_URL": stub.url, "OPENAI_API_KEY": "test-key"}
     yield tmp, ckpt, base_env
     stub.close()
 

@@ -70,7 +70,6 @@ def test_grades_retry_and_cache(tmp_path, stub, monkeypatch):
     make_mmvet(str(tmp_path))
     monkeypatch.setenv("OPENAI_BASE_URL", stub.url)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    monkeypatch.setenv("MMVET_JUDGE_BACKOFF", "0.01")
     m = mmvet.score(str(tmp_path), answers(tmp_path))
     assert stub.requests == 4  # one HTTP 500, retried, then one request per question
     assert m["total"] == 70.0 and m["rec"] == 70.0 and m["ocr"] == 70.0 and m["spat"] is None
@@ -87,7 +86,7 @@ def test_unparseable_replies_are_counted(tmp_path, monkeypatch):
     make_mmvet(str(tmp_path))
     server = StubJudge(reply="excellent", fail_first=0)
     try:
-        judge = Judge(base_url=server.url, api_key="test-key", retries=1, backoff=0.0)
+        judge = Judge(base_url=server.url, api_key="test-key", retries=1)
         m = mmvet.score(str(tmp_path), answers(tmp_path), judge=judge)
     finally:
         server.close()
@@ -106,7 +105,7 @@ def test_clear_error_when_unconfigured(tmp_path, monkeypatch):
 def test_persistent_client_errors_are_not_retried_forever(tmp_path):
     server = StubJudge(fail_first=100)
     try:
-        judge = Judge(base_url=server.url, api_key="test-key", retries=2, backoff=0.0)
+        judge = Judge(base_url=server.url, api_key="test-key", retries=2)
         with pytest.raises(RuntimeError, match="HTTP 500"):
             judge.grade("prompt", mmvet_grader.parse, mmvet_grader.TEMPERATURES, mmvet_grader.MAX_TOKENS)
         assert server.requests == 3
@@ -149,7 +148,7 @@ def test_query_and_grade_are_lmms_evals(tmp_path, monkeypatch, lmms_eval_mmvet, 
     want, asked = lmms_eval_grade(lmms_eval_mmvet, monkeypatch, doc, prediction, reply)
     server = StubJudge(reply=reply, fail_first=0)
     try:
-        judge = Judge(base_url=server.url, api_key="test-key", retries=0, backoff=0.0)
+        judge = Judge(base_url=server.url, api_key="test-key", retries=0)
         got = judge.grade(mmvet_grader.query(doc["question"], doc["answer"], prediction), mmvet_grader.parse,
                           mmvet_grader.TEMPERATURES, mmvet_grader.MAX_TOKENS)
     finally:

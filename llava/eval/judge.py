@@ -2,8 +2,9 @@
 itself is the benchmark's: llava/eval/benchmarks/mmvet_grader.py).
 
 Configured from the environment: OPENAI_BASE_URL (e.g. https://host/v1), OPENAI_API_KEY, MMVET_JUDGE_MODEL
-(default gpt-4-0613, the model MM-Vet's leaderboard used). Transient failures (HTTP 429/5xx, network errors) are
-retried with exponential backoff; every grade is cached on disk keyed by (model, prompt), so a re-run costs nothing.
+(default gpt-4-0613, the model MM-Vet's leaderboard used). Requests go through the `openai` client (the `judge`
+extra), which retries transient failures (HTTP 408/409/429/5xx, network errors) with backoff and honours
+Retry-After; every grade is cached on disk keyed by (model, prompt), so a re-run costs nothing.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 
 DEFAULT_MODEL = "gpt-4-0613"
@@ -25,17 +23,20 @@ class JudgeNotConfigured(RuntimeError):
 
 class Judge:
     def __init__(self, base_url: str | None = None, api_key: str | None = None, model: str | None = None,
-                 cache_path: str | None = None, retries: int = 5, backoff: float | None = None, timeout: float = 60):
+                 cache_path: str | None = None, retries: int = 5, timeout: float = 60):
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if not self.base_url or not self.api_key:
             raise JudgeNotConfigured(
                 "MM-Vet is graded by an LLM judge and none is configured: set OPENAI_BASE_URL (an OpenAI-compatible "
                 "endpoint, e.g. https://api.openai.com/v1) and OPENAI_API_KEY, optionally MMVET_JUDGE_MODEL")
+        try:
+            from openai import OpenAI
+        except ImportError as e:
+            raise JudgeNotConfigured("the MM-Vet judge talks to its endpoint through the openai client: "
+                                     "pip install 'llava-asymlora[judge]'") from e
         self.model = model or os.environ.get("MMVET_JUDGE_MODEL", DEFAULT_MODEL)
-        self.retries = retries
-        self.backoff = float(os.environ.get("MMVET_JUDGE_BACKOFF", "2.0")) if backoff is None else backoff
-        self.timeout = timeout
+        self.client = OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=retries, timeout=timeout)
         self.cache_path = cache_path
         self.cache: dict[str, dict] = {}
         self.requests = 0
@@ -46,29 +47,21 @@ class Judge:
                         row = json.loads(line)
                         self.cache[row["key"]] = row
 
-    def _post(self, prompt: str, temperature: float, max_tokens: int) -> str:
-        body = json.dumps({"model": self.model, "temperature": temperature, "max_tokens": max_tokens,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
-        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST",
-                                         headers={"Content-Type": "application/json",
-                                                  "Authorization": f"Bearer {self.api_key}"})
-        self.requests += 1
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            payload = json.loads(response.read().decode())
-        return payload["choices"][0]["message"]["content"]
-
     def _ask(self, prompt: str, temperature: float, max_tokens: int) -> str:
-        for attempt in range(self.retries + 1):
-            try:
-                return self._post(prompt, temperature, max_tokens)
-            except urllib.error.HTTPError as e:
-                if e.code not in (408, 429) and e.code < 500 or attempt == self.retries:
-                    raise RuntimeError(f"judge endpoint {self.base_url} answered HTTP {e.code}: {e.reason}") from e
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                if attempt == self.retries:
-                    raise RuntimeError(f"judge endpoint {self.base_url} unreachable: {e}") from e
-            time.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
+        """One reply; the openai client retries 408/409/429/5xx and connection errors with backoff (Retry-After
+        honoured), up to `retries` times."""
+        import openai
+
+        self.requests += 1
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model, temperature=temperature, max_tokens=max_tokens,
+                messages=[{"role": "user", "content": prompt}])
+        except openai.APIStatusError as e:
+            raise RuntimeError(f"judge endpoint {self.base_url} answered HTTP {e.status_code}: {e.message}") from e
+        except openai.APIConnectionError as e:  # timeouts included
+            raise RuntimeError(f"judge endpoint {self.base_url} unreachable: {e}") from e
+        return response.choices[0].message.content or ""
 
     def grade(self, prompt: str, parse: Callable[[str], float | None], temperatures: Sequence[float],
               max_tokens: int) -> dict:

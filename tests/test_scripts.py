@@ -32,9 +32,12 @@ def run_script(name, tmp_path, **env):
 def test_finetune_script_on_tiny(tmp_path, name):
     output, stderr, losses, out = run_script(name, tmp_path)
     assert len(losses) >= 4 and losses[-1] < losses[0] * 0.7, losses
-    assert re.search(r"80/80 \[\d\d:\d\d<\d\d:\d\d", stderr)  # one progress bar with total and time left
+    # a log file (not a terminal): no progress bar, one line per logged step, values as numbers; no third-party
+    # warning or error line
+    assert "\r" not in output + stderr and not re.search(r"\d+/\d+ \[\d\d:\d\d", output + stderr)
     logged = [line for line in output.splitlines() if line.startswith("{'loss': ")]
     assert len(logged) == 16 and "'loss': '" not in output  # every 5 steps, values as numbers
+    assert not [line for line in (output + stderr).splitlines() if re.search(r"warn|error|failed", line, re.I)]
     assert (out / "plots" / "loss.png").stat().st_size > 10_000
     checkpoints = sorted(out.glob("checkpoint-*"))
     assert (out / "adapter_model.safetensors").exists() and checkpoints, list(out.iterdir())

@@ -106,8 +106,8 @@ def preflight(dataset, workers: int = 0, show_progress: bool = True, use_cache: 
             found = json.load(f)
     else:
         indices = range(len(dataset.records))
-        bar = dict(total=len(indices), desc="pre-flight check", unit="sample", disable=not show_progress,
-                   mininterval=1.0)
+        bar = dict(total=len(indices), desc="pre-flight check", unit="sample", mininterval=1.0,
+                   disable=None if show_progress else True)  # None: shown on a terminal only
         if workers > 0:
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(workers, initializer=_init, initargs=(dataset,)) as pool:

@@ -16,6 +16,7 @@ from llava.adapters.inject import adapter_modules, projector
 from llava.adapters.io import load_adapter_weights
 from llava.adapters.routing import BlockRouter, label_router_layers
 from llava.adapters.state import load_table
+from llava.console import on_a_terminal, progress_bars_only_on_a_terminal
 from llava.data import DataError, SupervisedCollator, SupervisedDataset
 from llava.data.preflight import preflight, summary
 from llava.model.builder import load_model
@@ -121,6 +122,9 @@ def train(argv=None, callbacks=None):
     """Parse LLaVA-style arguments and train; `callbacks` are extra transformers TrainerCallbacks."""
     parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    progress_bars_only_on_a_terminal()
+    if not on_a_terminal() and "--disable_tqdm" not in (sys.argv[1:] if argv is None else argv):
+        training_args.disable_tqdm = True  # a log file gets one line per logged step, not a bar
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_training_extras(training_args)

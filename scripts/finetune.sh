@@ -9,11 +9,76 @@
 # launcher (HOSTFILE; NO_SSH=1 with NODE_RANK starts each node by hand). DIST_TIMEOUT (s) bounds how long the rest of
 # a job waits for a lost process; MAX_RESTARTS=K restarts the workers, which resume from the newest complete
 # checkpoint; SAVE_ON_EACH_NODE=1 for node-local disks. DRY_RUN=1 prints the command it would run (and any missing
-# path) and exits 0.
+# path) and exits 0. CONFIG=FILE.yaml takes the run's settings from a file instead (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+
+missing() {
+    if [ "${DRY_RUN:-0}" = "1" ]; then
+        echo "missing: $1: $2" >&2
+        return 0
+    fi
+    echo "error: $1 not found: $2" >&2
+    exit 2
+}
+read_nodes() {  # NUM_GPUS processes on each of NNODES nodes, or what a DeepSpeed HOSTFILE says
+    NUM_GPUS=${NUM_GPUS:-1}
+    NNODES=${NNODES:-1}
+    if [ -n "${HOSTFILE:-}" ]; then  # DeepSpeed's hostfile: "host slots=N" per node; N processes there
+        [ -f "$HOSTFILE" ] || missing "HOSTFILE=$HOSTFILE" "a DeepSpeed hostfile, one 'host slots=N' line per node"
+        if [ -f "$HOSTFILE" ]; then
+            read -r NNODES NUM_GPUS < <(awk '!/^[[:space:]]*(#|$)/ { n++; split($2, kv, "="); s = kv[2] }
+                                              END { print n, s }' "$HOSTFILE")
+        fi
+    fi
+    case "$NNODES" in ''|*[!0-9]*) echo "error: NNODES must be a number of nodes, got '$NNODES'" >&2; exit 2 ;; esac
+}
+launch_training() {  # runs llava.train.train with "${args[@]}" under the launcher the node layout needs
+    if [ -n "${HOSTFILE:-}" ]; then  # DeepSpeed's launcher: from node 0 over ssh (pdsh), or NO_SSH=1 on every node
+        launch=("$PYTHON" -m deepspeed.launcher.runner --hostfile "$HOSTFILE" --master_addr "${MASTER_ADDR:-127.0.0.1}"
+                --master_port "${MASTER_PORT:-29511}" --no_local_rank)
+        [ "${NO_SSH:-0}" = "1" ] && launch+=(--no_ssh --node_rank "${NODE_RANK:-0}")
+        launch+=(--module llava.train.train "${args[@]}")
+    elif [ "$NUM_GPUS" -gt 1 ] || [ "$NNODES" -gt 1 ] || [ -n "$DEEPSPEED" ] || [ "${MAX_RESTARTS:-0}" -gt 0 ]; then
+        launch=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS" --nnodes "$NNODES"
+                --max_restarts "${MAX_RESTARTS:-0}")
+        if [ -n "${RDZV_ENDPOINT:-}" ]; then  # every node the same command; ranks assigned at the rendezvous
+            launch+=(--rdzv_backend c10d --rdzv_endpoint "$RDZV_ENDPOINT" --rdzv_id "${RDZV_ID:-llava-asymlora}")
+        else
+            launch+=(--node_rank "${NODE_RANK:-0}" --master_addr "${MASTER_ADDR:-127.0.0.1}"
+                     --master_port "${MASTER_PORT:-29511}")
+        fi
+        launch+=(-m llava.train.train "${args[@]}")
+    else
+        launch=("$PYTHON" -m llava.train.train "${args[@]}")
+    fi
+    if [ "${DRY_RUN:-0}" = "1" ]; then
+        printf 'command:'
+        printf ' %q' "${launch[@]}"
+        printf '\n'
+        exit 0
+    fi
+    exec "${launch[@]}"
+}
+
+# CONFIG=FILE.yaml: the run's settings come from the file (configs/train/*.yaml, or a run's OUTPUT/run_config.yaml);
+# EXTRA_ARGS override it; OUTPUT, DEVICE=cpu and the node variables (NUM_GPUS, NNODES, HOSTFILE, ...) still apply;
+# the other knobs above (SCHEME, LR, ...) are not read.
+if [ -n "${CONFIG:-}" ]; then
+    [ -f "$CONFIG" ] || { echo "error: CONFIG=$CONFIG not found: a run config (configs/train/*.yaml)" >&2; exit 2; }
+    read_nodes
+    DEEPSPEED=$("$PYTHON" -m llava.train.config_file get "$CONFIG" deepspeed) || exit 2
+    args=(--config "$CONFIG")
+    [ -n "${OUTPUT:-}" ] && args+=(--output_dir "$OUTPUT")
+    [ "${DEVICE:-}" = "cpu" ] && args+=(--use_cpu True)
+    # shellcheck disable=SC2206
+    args+=(${EXTRA_ARGS:-})
+    echo "llava-asymlora: training with the settings of $CONFIG${EXTRA_ARGS:+ (overridden: $EXTRA_ARGS)};" \
+         "$NNODES node(s) x $NUM_GPUS processes; DeepSpeed ${DEEPSPEED:-off}${OUTPUT:+; output $OUTPUT}"
+    launch_training
+fi
 # PRESET=authors: the run settings of the AsymLoRA authors' released script (HydraLoRA repository,
 # MLLM-HydraLoRA/MLLM_HydraLoRA.sh): from the finished llava-v1.5-7b (an original LLaVA checkpoint, its projector
 # included), one GPU without DeepSpeed, per-device batch 1 x accumulation 2, `resize` images, tf32 off, 2 dataloader
@@ -84,14 +149,6 @@ else
     DROPOUT=${DROPOUT:-0.05}
     WARMUP=${WARMUP:-0.03}
 fi
-missing() {
-    if [ "${DRY_RUN:-0}" = "1" ]; then
-        echo "missing: $1: $2" >&2
-        return 0
-    fi
-    echo "error: $1 not found: $2" >&2
-    exit 2
-}
 if [ "$MODEL" != "tiny" ]; then  # fail here, not inside a launcher's traceback
     if [[ "$MODEL" == *.gguf ]]; then
         [ -f "$MODEL" ] || missing "MODEL=$MODEL" "a .gguf language model file"
@@ -105,16 +162,7 @@ IFS=',' read -ra data_entries <<< "$DATA"
 for entry in "${data_entries[@]}"; do
     [ -f "${entry#*=}" ] || missing "data file ${entry#*=}" "set DATA (a.json, or name=a.json,name=b.json)"
 done
-NUM_GPUS=${NUM_GPUS:-1}
-NNODES=${NNODES:-1}
-if [ -n "${HOSTFILE:-}" ]; then  # DeepSpeed's hostfile: "host slots=N" per node; N processes there
-    [ -f "$HOSTFILE" ] || missing "HOSTFILE=$HOSTFILE" "a DeepSpeed hostfile, one 'host slots=N' line per node"
-    if [ -f "$HOSTFILE" ]; then
-        read -r NNODES NUM_GPUS < <(awk '!/^[[:space:]]*(#|$)/ { n++; split($2, kv, "="); s = kv[2] }
-                                          END { print n, s }' "$HOSTFILE")
-    fi
-fi
-case "$NNODES" in ''|*[!0-9]*) echo "error: NNODES must be a number of nodes, got '$NNODES'" >&2; exit 2 ;; esac
+read_nodes
 if [ "${PRESET:-}" = "authors" ] && [ -z "${GRAD_ACCUM:-}" ] && [ $((BATCH * NUM_GPUS * NNODES)) -gt "$GLOBAL_BATCH" ]; then
     GRAD_ACCUM=1  # the authors' global batch cannot be kept on this many processes: the smallest one, said aloud
     echo "llava-asymlora: note: PRESET=authors: GLOBAL_BATCH=$GLOBAL_BATCH (the authors': 2, one GPU, 1 per device" \
@@ -192,28 +240,4 @@ echo "llava-asymlora: training $SCHEME${PRESET:+ (preset $PRESET)} (r=$R, alpha=
      "$((BATCH * NUM_GPUS * NNODES * GRAD_ACCUM)) = $BATCH per device x $NUM_GPUS processes x $NNODES nodes x" \
      "$GRAD_ACCUM accumulation; output $OUTPUT"
 echo "llava-asymlora: $NNODES node(s) x $NUM_GPUS processes; launch ${HOSTFILE:+DeepSpeed hostfile $HOSTFILE}${RDZV_ENDPOINT:+c10d rendezvous at $RDZV_ENDPOINT}$( [ -n "${HOSTFILE:-}${RDZV_ENDPOINT:-}" ] || echo "static, node ${NODE_RANK:-0}, master ${MASTER_ADDR:-127.0.0.1}:${MASTER_PORT:-29511}"); DIST_TIMEOUT=${DIST_TIMEOUT}s, MAX_RESTARTS=${MAX_RESTARTS:-0}${SAVE_ON_EACH_NODE:+, SAVE_ON_EACH_NODE=$SAVE_ON_EACH_NODE}"
-if [ -n "${HOSTFILE:-}" ]; then  # DeepSpeed's launcher: from node 0 over ssh (pdsh), or NO_SSH=1 on every node
-    launch=("$PYTHON" -m deepspeed.launcher.runner --hostfile "$HOSTFILE" --master_addr "${MASTER_ADDR:-127.0.0.1}"
-            --master_port "${MASTER_PORT:-29511}" --no_local_rank)
-    [ "${NO_SSH:-0}" = "1" ] && launch+=(--no_ssh --node_rank "${NODE_RANK:-0}")
-    launch+=(--module llava.train.train "${args[@]}")
-elif [ "$NUM_GPUS" -gt 1 ] || [ "$NNODES" -gt 1 ] || [ -n "$DEEPSPEED" ] || [ "${MAX_RESTARTS:-0}" -gt 0 ]; then
-    launch=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS" --nnodes "$NNODES"
-            --max_restarts "${MAX_RESTARTS:-0}")
-    if [ -n "${RDZV_ENDPOINT:-}" ]; then  # every node the same command; ranks assigned at the rendezvous
-        launch+=(--rdzv_backend c10d --rdzv_endpoint "$RDZV_ENDPOINT" --rdzv_id "${RDZV_ID:-llava-asymlora}")
-    else
-        launch+=(--node_rank "${NODE_RANK:-0}" --master_addr "${MASTER_ADDR:-127.0.0.1}"
-                 --master_port "${MASTER_PORT:-29511}")
-    fi
-    launch+=(-m llava.train.train "${args[@]}")
-else
-    launch=("$PYTHON" -m llava.train.train "${args[@]}")
-fi
-if [ "${DRY_RUN:-0}" = "1" ]; then
-    printf 'command:'
-    printf ' %q' "${launch[@]}"
-    printf '\n'
-    exit 0
-fi
-exec "${launch[@]}"
+launch_training

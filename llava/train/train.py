@@ -23,6 +23,7 @@ from llava.model.builder import load_model
 from llava.model.image import ImageTransform
 from llava.model.zero import init_deepspeed_distributed
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
+from llava.train.config_file import ConfigError, parse_with_config, read_config, split_config_flag, write_run_config
 from llava.train.distributed import (
     JobWatch,
     failure_line,
@@ -40,6 +41,7 @@ from llava.train.run_dir import RunDirError, claim_output_dir, resolve_resume
 from llava.train.trainer import LlavaTrainer, NonFiniteLossError
 
 logger = logging.getLogger("llava.train")
+ARGUMENT_TYPES = (ModelArguments, DataArguments, TrainingArguments)
 
 
 def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> AdapterConfig:
@@ -120,10 +122,11 @@ def check_data_before_training(dataset, data_args, training_args) -> None:
 
 def train(argv=None, callbacks=None):
     """Parse LLaVA-style arguments and train; `callbacks` are extra transformers TrainerCallbacks."""
-    parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = transformers.HfArgumentParser(ARGUMENT_TYPES)
+    (model_args, data_args, training_args), resolved = parse_with_config(
+        parser, sys.argv[1:] if argv is None else list(argv))
     progress_bars_only_on_a_terminal()
-    if not on_a_terminal() and "--disable_tqdm" not in (sys.argv[1:] if argv is None else argv):
+    if not on_a_terminal() and resolved.get("disable_tqdm") is None:  # unset in the file and on the command line
         training_args.disable_tqdm = True  # a log file gets one line per logged step, not a bar
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -133,6 +136,8 @@ def train(argv=None, callbacks=None):
                                     training_args.save_on_each_node and training_args.local_process_index == 0),
                                 node_local=training_args.save_on_each_node)
     try:
+        if run_lock is not None:
+            write_run_config(training_args.output_dir, resolved, ARGUMENT_TYPES)
         resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint,
                                 log=logger.warning if training_args.should_log else (lambda _msg: None))
         init_deepspeed_distributed(bool(training_args.deepspeed), training_args.ddp_timeout)
@@ -234,9 +239,12 @@ def main():
     if "--help-all" in argv:
         argv = ["--help"]
     watch = JobWatch.from_env()
+    timeout = 1800.0
     try:
-        init_restarted_process_group(float(_flag(argv, "ddp_timeout", "1800")),
-                                     _flag(argv, "use_cpu", "False").lower() == "true")
+        path, flags = split_config_flag(argv)
+        from_file = read_config(path) if path else {}
+        timeout = float(_flag(flags, "ddp_timeout", str(from_file.get("ddp_timeout", 1800))))
+        init_restarted_process_group(timeout, _flag(flags, "use_cpu", str(from_file.get("use_cpu", False))).lower() == "true")
         train(argv)
         import torch.distributed as dist
 
@@ -247,7 +255,7 @@ def main():
             if watch is not None:
                 watch.close()
             dist.destroy_process_group()
-    except (RunDirError, DataError, WorldSizeError, NonFiniteLossError) as err:  # the user's to fix: one line
+    except (RunDirError, DataError, WorldSizeError, NonFiniteLossError, ConfigError) as err:  # the user's to fix: one line
         if watch is not None:
             watch.announce(f"rank {os.environ.get('RANK', 0)}: {str(err).splitlines()[0]}")
         stop_process(str(err), code=2 if not isinstance(err, NonFiniteLossError) else 1)
@@ -255,7 +263,7 @@ def main():
         if watch is None:
             raise
         if isinstance(err, RuntimeError) and is_comm_error(err):
-            report_lost_peer(watch, err, float(_flag(argv, "ddp_timeout", "1800")))
+            report_lost_peer(watch, err, timeout)
         watch.announce(failure_line(err))  # an OOM, a bad sample, a bug: every rank's watch stops within seconds
         watch.close()
         raise

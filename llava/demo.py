@@ -13,6 +13,7 @@ reached paired acc+ 10.0, 130 x 2 55.0, 160 x 2 75.8, in less time than 120 x 4;
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import time
@@ -42,7 +43,7 @@ def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0)
         "--lr_scheduler_type", "cosine", "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
         "--model_max_length", str(KIT_MAX_TOKENS), "--group_by_modality_length", "True", "--logging_steps", "20",
         "--save_steps", str(steps), "--save_total_limit", "1",
-        "--report_to", "none", "--output_dir", output, "--seed", str(seed), "--bf16", "True",
+        "--report_to", "tensorboard" if importlib.util.find_spec("tensorboard") else "none", "--output_dir", output, "--seed", str(seed), "--bf16", "True",
         "--use_cpu", str(not torch.cuda.is_available()),
     ]
 
@@ -65,7 +66,11 @@ def main() -> None:
     print("| metric | AsymLoRA | blind | difference |\n|---|---|---|---|")
     for key, value in scores.items():
         print(f"| {key} | {value:.1f} | {blind[key]:.1f} | {value - blind[key]:+.1f} |")
-    print(f"\nplots: {OUTPUT}/plots/loss.png, {OUTPUT}/plots/router_load.png")
+    plots = [f"{OUTPUT}/plots/{name}.png" for name in ("loss", "router_load", "router_health")
+             if os.path.exists(f"{OUTPUT}/plots/{name}.png")]
+    print(f"\nplots: {', '.join(plots)}")
+    if os.path.isdir(f"{OUTPUT}/runs"):
+        print(f"tensorboard (the router health as it trained): tensorboard --logdir {OUTPUT}/runs")
     print(f"demo finished in {time.time() - t0:.0f} s; checkpoint in {OUTPUT}")
 
 

@@ -13,6 +13,8 @@ from llava.model.checkpoint import load_checkpoint_model
 from tests.model_parts import write_mixture, write_parts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# DeepSpeed's compiled CPU ops (make test builds them first); another torch (make test-lowest) keeps its own
+EXTENSIONS = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(ROOT, ".torch_extensions")
 GLOBAL_BATCH = 8
 
 
@@ -44,7 +46,7 @@ def finetune(parts, out, nproc=1, deepspeed=None, batch=None, grad_accum=None, s
            "PRECISION": "fp32", "WORKERS": "0", "SAVE_STEPS": "2", "LOGGING_STEPS": "1",
            "DEEPSPEED": f"configs/deepspeed/{deepspeed}.json" if deepspeed else "",
            "EXTRA_ARGS": f"--max_steps {steps} --warmup_ratio 0 --record_ranks True {extra}",
-           "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions"),
+           "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS,
            "MASTER_PORT": str(free_port()), "BALANCE_LOSS": balance, "DEVICE": "cpu"}
     if grad_accum:
         base["GRAD_ACCUM"] = str(grad_accum)
@@ -95,7 +97,7 @@ def node_env(parts, out, node_rank, port, nnodes=2, deepspeed=None, steps=6, ext
             "DROPOUT": "0", "PRECISION": "fp32", "WORKERS": "0", "SAVE_STEPS": "2", "LOGGING_STEPS": "1",
             "SAVE_TOTAL_LIMIT": "10", "DEEPSPEED": f"configs/deepspeed/{deepspeed}.json" if deepspeed else "",
             "EXTRA_ARGS": f"--max_steps {steps} --warmup_ratio 0 --record_ranks True {extra}",
-            "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions"), "DEVICE": "cpu"}
+            "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS, "DEVICE": "cpu"}
     return {**full, **(env or {})}
 
 

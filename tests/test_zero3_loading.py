@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.model_parts import write_parts
-from tests.recipe_runs import free_port
+from tests.recipe_runs import EXTENSIONS, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def results(tmp_path_factory):
     paths["gguf"] = os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
     out = tmp / "result.json"
     (tmp / "paths.json").write_text(json.dumps(paths))
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.path.join(ROOT, ".torch_extensions")}
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                            str(free_port()), "tests/zero3_load_check.py", ",".join(SOURCES), str(out),
                            str(tmp / "paths.json")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -162,7 +162,8 @@ class AdapterLinear(nn.Module):
         select = select.index_put((batch, idx_a, idx_b), w_a * w_b)  # a_i pairs with b_i, i = 1..r
         select = select.to(x.dtype)
         if self.training:
-            state.record_load(chosen_a.unsqueeze(1))  # which a-factors each task's instances pick
+            # which a-factors each task's instances pick, in total and for this layer
+            state.record_load(chosen_a.unsqueeze(1), getattr(self.router_a, "load_layer", None))
         else:
             state.instance_selection[id(self)] = select
         return select

@@ -26,6 +26,7 @@ class RoutingState:
         self.balance = BalanceLoss(balance_loss)
         self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass; None: not tracked
         self.layer_load: dict[int, torch.Tensor] = {}  # the same per transformer layer (Router.load_layer)
+        self.layer_entropy: dict[int, torch.Tensor] = {}  # per layer: [sum of per-token gate entropy (nats), tokens]
         self.layer_top: dict[int, torch.Tensor] | None = None  # per layer, tokens whose top expert is e: [T, E]
         self.instance_selection: dict[int, torch.Tensor] = {}  # mixlora: per-layer selection of this batch
         self.trace = None  # a RoutingTrace while serving records what the routers did (trace.py)
@@ -57,6 +58,7 @@ class RoutingState:
         """top_counts: also count each token's top expert per layer (an analysis's need; training does not pay it)."""
         self.load = torch.zeros(num_tasks, num_experts)
         self.layer_load = {}
+        self.layer_entropy = {}
         self.layer_top = {} if top_counts else None
 
     def record_load(self, gates: torch.Tensor, layer: int | None = None) -> None:
@@ -78,6 +80,13 @@ class RoutingState:
             if layer not in self.layer_load:
                 self.layer_load[layer] = torch.zeros_like(self.load)
             self.layer_load[layer].index_add_(0, tasks, mass)
+            entropy = -(g * g.clamp_min(1e-12).log()).sum(-1)  # masked tokens have g = 0: entropy 0
+            tokens = mask.sum() if mask is not None else torch.tensor(float(entropy.numel()), device=g.device)
+            step = torch.stack([entropy.sum(), tokens.float()])
+            if layer in self.layer_entropy:
+                self.layer_entropy[layer] += step
+            else:
+                self.layer_entropy[layer] = step
             if self.layer_top is not None:
                 top = onehot(g.argmax(-1), g.shape[-1], torch.float32)
                 if mask is not None:

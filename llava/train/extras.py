@@ -13,4 +13,4 @@ def check_training_extras(args) -> None:
     if "wandb" in report_to or "all" in report_to:
         require_extra("wandb", "wandb", "--report_to wandb")
     if "tensorboard" in report_to:
-        require_extra("tensorboard", "dev", "--report_to tensorboard")
+        require_extra("tensorboard", "tensorboard", "--report_to tensorboard")

@@ -1,7 +1,9 @@
-"""The two pictures people look at after a run: the loss curve and the router load per task.
+"""The pictures people look at after a run: the loss curve, the router load per task and the routers' health.
 
 `OUTPUT/plots/loss.png`: LM loss and balance loss against the optimizer step (from the Trainer's log history).
 `OUTPUT/plots/router_load.png`: the task x expert share of gate mass, over all routed layers and per layer.
+`OUTPUT/plots/router_health.png`: per layer, gate entropy, router weight change and gradient norm against the step,
+and the load per expert at the end (from the run's tensorboard events; train/router_health.py logs them).
 """
 
 from __future__ import annotations
@@ -75,6 +77,65 @@ def plot_router_load(total: torch.Tensor, per_layer: dict[int, torch.Tensor], ta
     fig.suptitle(f"router load per task (rows sum to 1; uniform = {1 / num_experts:.2f})", fontsize=10,
                  y=top + 0.45 / fig.get_figheight(), va="bottom")
     save_figure(fig, path)
+
+
+def read_router_health(events_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """The router_health/ scalars of a run's tensorboard event files (under OUTPUT/runs), by name without prefix."""
+    import glob
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(glob.glob(os.path.join(events_dir, "**", "events.out.tfevents.*"), recursive=True)):
+        events = EventAccumulator(path, size_guidance={"scalars": 0})  # 0: every point, not a sample
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            if "router_health/" in tag:
+                name = tag.split("router_health/", 1)[1]
+                series.setdefault(name, []).extend((e.step, e.value) for e in events.Scalars(tag))
+    return series
+
+
+def plot_router_health(events_dir: str, path: str) -> bool:
+    """Four panels, one line per routed layer (colour = depth): gate entropy / log E, ||W - W0|| / ||W0|| of the
+    routers, their gradient norm, and each layer's final load per expert. Written when the events hold any."""
+    series = read_router_health(events_dir)
+    layers = sorted({int(k.split("/")[0][5:]) for k in series if k.startswith("layer")})
+    if not layers:
+        return False
+    import matplotlib
+
+    colour = matplotlib.colormaps["viridis"]
+    fig, axes = subplots(2, 2, figsize=(11, 7))
+    panels = [("gate_entropy", "gate entropy / log E (1: uniform, 0: one expert)", "linear"),
+              ("weight_change", "router weight change ||W - W0|| / ||W0||", "linear"),
+              ("grad_norm", "router gradient norm (per step, before clipping)", "log")]
+    for ax, (name, title, scale) in zip(axes.flat, panels):
+        for i, layer in enumerate(layers):
+            points = sorted(series.get(f"layer{layer}/{name}", []))
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], color=colour(i / max(1, len(layers) - 1)),
+                        linewidth=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step", fontsize=8)
+        ax.set_yscale(scale)
+        ax.grid(alpha=0.3)
+    experts = sorted({k.rsplit("/", 1)[1] for k in series if "/load/" in k and k.startswith("layer")})
+    final = [[sorted(series.get(f"layer{layer}/load/{e}", [(0, float("nan"))]))[-1][1] for e in experts]
+             for layer in layers]
+    ax = axes.flat[3]
+    image = ax.imshow(torch.tensor(final).T.numpy(), vmin=0, vmax=1, cmap="magma", aspect="auto")
+    ax.set_yticks(range(len(experts)), experts, fontsize=7)
+    ax.set_xticks(range(len(layers)), [str(k) for k in layers], fontsize=6)
+    ax.set_xlabel("layer", fontsize=8)
+    ax.set_title(f"load per expert at the last log (uniform = {1 / max(1, len(experts)):.2f})", fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    norm = matplotlib.colors.Normalize(vmin=layers[0], vmax=layers[-1])
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=colour), ax=list(axes.flat[:3]), shrink=0.6,
+                 label="layer")
+    fig.suptitle("router health", fontsize=11)
+    save_figure(fig, path)
+    return True
 
 
 def save_figure(fig, path: str) -> None:

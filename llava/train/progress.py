@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-HIDDEN = ("router_load/", "total_flos")
+HIDDEN = ("router_load/", "router_health/", "total_flos")
 
 
 def console_logs(logs: dict) -> dict:
@@ -23,14 +23,16 @@ def console_logs(logs: dict) -> dict:
 
 class NumericProgressCallback(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and self.training_bar is not None and logs:
-            self.training_bar.write(str(console_logs(logs)))
+        shown = console_logs(logs or {})
+        if state.is_world_process_zero and self.training_bar is not None and shown:
+            self.training_bar.write(str(shown))
 
 
 class NumericPrinterCallback(PrinterCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_local_process_zero and logs:
-            print(console_logs(logs))
+        shown = console_logs(logs or {})
+        if state.is_local_process_zero and shown:
+            print(shown)
 
 
 def use_numeric_console(trainer) -> None:

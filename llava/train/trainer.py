@@ -7,6 +7,7 @@
   adapters/balance.py), both logged separately, averaged over ranks;
 * data parallelism as one big batch: N processes x b samples give the loss, gradients and logs of 1 process x N*b;
 * a text-only batch still runs the vision path (model/vision_keepalive.py), so ranks issue the same collectives;
+* per-layer router health (load, gate entropy, weight change, gradient norm) to the trackers (router_health.py);
 * with activation checkpointing, only the language model's input embeddings are hooked (train/checkpointing.py):
   the frozen tower is not back-propagated;
 * complete checkpoints: adapters + routers + projector + configs + tokenizer + image processor, in every
@@ -36,6 +37,7 @@ from llava.train import optimizer_state
 from llava.train.checkpointing import LanguageInputsOnly
 from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
 from llava.train.rank_record import RankRecord
+from llava.train.router_health import RouterHealth
 from llava.train.run_dir import checkpoints_newest_first
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
 
@@ -65,6 +67,19 @@ class LlavaTrainer(Trainer):
         has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
         self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
         self.add_callback(LanguageInputsOnly())  # with activation checkpointing: the frozen tower stays out of autograd
+        self.router_health = None
+        state = getattr(self.model, "adapter_state", None)
+        trackers = [r for r in (self.args.report_to or []) if r != "none"]
+        if state is not None and state.load is not None and trackers:
+            self.router_health = RouterHealth(self.model, state, self.base_info.get("task_names") or [],
+                                              "factor" if self.model.adapter_config.scheme == "mixlora" else "expert",
+                                              self._sum_over_ranks, self.is_deepspeed_enabled)
+            self.add_callback(self.router_health)
+
+    def _sum_over_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.accelerator.num_processes == 1:
+            return tensor
+        return self.accelerator.reduce(tensor.to(self.args.device), reduction="sum")
 
     # --- optimisation ------------------------------------------------------------------------------------------
     def create_optimizer(self, model=None):
@@ -156,6 +171,9 @@ class LlavaTrainer(Trainer):
                 elif group.get("name") == "adapters":
                     logs["learning_rate"] = group["lr"]
         super().log(logs, *args, **kwargs)
+        if self.router_health is not None and "loss" in logs:  # to the trackers only (router_health.py)
+            self.control = self.callback_handler.on_log(self.args, self.state, self.control,
+                                                        self.router_health.scalars())
 
     def _log_router_load(self, logs) -> None:
         """The router load per task so far (shares; summed over ranks) as `router_load/TASK/expertE` scalars, so

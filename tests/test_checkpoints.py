@@ -51,7 +51,7 @@ def test_intermediate_checkpoint_alone_reproduces_logits_and_resumes(tmp_path, s
     ckpt = tmp_path / "copied-checkpoint"
     shutil.copytree(tmp_path / "run" / "checkpoint-2", ckpt)  # no final save next to it
     files = {p.name for p in ckpt.iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "llava_base.json",
+    assert {"llava_adapters.json", "llava_adapters.safetensors", "config.json", "llava_base.json",
             "preprocessor_config.json", "tokenizer.json"} <= files
     task_ids = torch.tensor([0, 2]) if scheme == "asymlora_tasks" else None
     expected = logits(trainer.model, None, task_ids)

@@ -70,8 +70,8 @@ def test_the_projector_is_the_experts_mean(experts, tmp_path):
     tuned = root / "lora-shape-projector-tuned"
     run(spec.split(",")[0], folder, tuned, ["--seed", "3"])
     combine([dirs[0], str(tuned)], str(tmp_path / "combined"))
-    a, b = load_file(f"{dirs[0]}/adapter_model.safetensors"), load_file(f"{tuned}/adapter_model.safetensors")
-    c = load_file(f"{tmp_path}/combined/adapter_model.safetensors")
+    a, b = load_file(f"{dirs[0]}/llava_adapters.safetensors"), load_file(f"{tuned}/llava_adapters.safetensors")
+    c = load_file(f"{tmp_path}/combined/llava_adapters.safetensors")
     keys = [k for k in a if k.startswith("model.multi_modal_projector.")]
     assert keys and all(torch.allclose(c[k], (a[k] + b[k]) / 2) for k in keys)
     assert any(not torch.equal(a[k], b[k]) for k in keys)
@@ -84,12 +84,12 @@ def test_routers_train_alone_on_the_union(experts, tmp_path):
     out = tmp_path / "routed"
     run(spec, folder, out, ["--init_adapters", str(combined), "--train_routers_only", "True",
                             "--freeze_mm_mlp_adapter", "True"], steps=3)
-    before, after = load_file(f"{combined}/adapter_model.safetensors"), load_file(f"{out}/adapter_model.safetensors")
+    before, after = load_file(f"{combined}/llava_adapters.safetensors"), load_file(f"{out}/llava_adapters.safetensors")
     assert before.keys() == after.keys()
     routers = [k for k in before if ".router." in k]
     assert routers and all(not torch.equal(before[k], after[k]) for k in routers if k.endswith("weight"))
     assert all(torch.equal(before[k], after[k]) for k in before if k not in routers)  # experts, projector fixed
-    saved = json.loads((out / "adapter_config.json").read_text())
+    saved = json.loads((out / "llava_adapters.json").read_text())
     assert saved["scheme"] == "moe_lora" and saved["num_experts"] == 2
 
 
@@ -97,5 +97,5 @@ def test_mistakes_end_in_one_line(experts, tmp_path, capsys):
     dirs, _, _, _ = experts
     with pytest.raises(SystemExit, match="at least two expert LoRAs"):
         main(["--experts", dirs[0], "--out", str(tmp_path / "x")])
-    with pytest.raises(SystemExit, match="no adapter_config.json"):
+    with pytest.raises(SystemExit, match="no llava_adapters.json"):
         main(["--experts", f"{dirs[0]},{tmp_path}", "--out", str(tmp_path / "x")])

@@ -70,7 +70,7 @@ def test_tiny_trains_in_bf16_on_the_gpu_and_the_checkpoint_answers(asym_bf16):
     assert model.model.language_model.layers[0].mlp.gate_proj.base.weight.dtype == torch.bfloat16
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
-    assert (out / "checkpoint-2" / "adapter_model.safetensors").exists()
+    assert (out / "checkpoint-2" / "llava_adapters.safetensors").exists()
     reloaded, tokenizer, processor = load_checkpoint_model(str(out), dtype="bf16")
     reloaded.to("cuda")
     for name, value in trainable(reloaded).items():  # what was saved is what was trained

@@ -21,7 +21,7 @@ def test_router_specialisation_and_yes_no_singles(tmp_path, capsys):
     rows = json.loads((tmp_path / "router" / "router.json").read_text())
     assert [(r["scheme"], r["coef"]) for r in rows] == [("asymlora", 0.0), ("asymlora", 0.05)]
     assert (compare / "asymlora" / "seed0" / "eval" / "outcomes.json").exists()  # the preset's run lives there
-    config = json.loads((tmp_path / "router" / "coef0" / "asymlora" / "seed0" / "adapter_config.json").read_text())
+    config = json.loads((tmp_path / "router" / "coef0" / "asymlora" / "seed0" / "llava_adapters.json").read_text())
     assert config["balance_coef"] == 0.0
     for r in rows:
         assert 0 <= r["mi_mean"] <= r["mi_ceiling"] and len(r["mi_bits"]) == len(r["mi_answer_bits"]) > 0

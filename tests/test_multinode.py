@@ -79,7 +79,7 @@ def test_two_nodes_train_like_one_node_with_two_processes(parts, one_node, tmp_p
     records = [json.loads((out / "rank_records" / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["batches"] for r in records] == [r["batches"] for r in ref_records]  # same samples per rank
     assert records[0]["trainable_digest"] == ref_records[0]["trainable_digest"]
-    final, ref_final = load_file(out / "adapter_model.safetensors"), load_file(ref_out / "adapter_model.safetensors")
+    final, ref_final = load_file(out / "llava_adapters.safetensors"), load_file(ref_out / "llava_adapters.safetensors")
     assert final.keys() == ref_final.keys()
     assert all(final[k].equal(ref_final[k]) for k in final)  # identical final adapters
 
@@ -161,7 +161,7 @@ def test_node_local_disks_resume_after_a_kill(parts, one_node, tmp_path):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
     for disk in disks:  # each disk holds what its node needs: weights, trainer state, its own RNG state
-        assert {"adapter_model.safetensors", "trainer_state.json", "optimizer.pt"} <= set(os.listdir(disk / "checkpoint-2"))
+        assert {"llava_adapters.safetensors", "trainer_state.json", "optimizer.pt"} <= set(os.listdir(disk / "checkpoint-2"))
     assert (disks[1] / "checkpoint-2" / "rng_state_1.pth").exists()
     assert not (disks[1] / "checkpoint-2" / "rng_state_0.pth").exists()
 
@@ -172,8 +172,8 @@ def test_node_local_disks_resume_after_a_kill(parts, one_node, tmp_path):
         logs = losses(disk)
         for got, want in zip(logs, ref_logs, strict=True):
             assert abs(got["loss"] - want["loss"]) <= 1e-6, (disk, got, want)
-    a, b = (load_file(d / "adapter_model.safetensors") for d in disks)
-    ref = load_file(ref_out / "adapter_model.safetensors")
+    a, b = (load_file(d / "llava_adapters.safetensors") for d in disks)
+    ref = load_file(ref_out / "llava_adapters.safetensors")
     assert all(a[k].equal(b[k]) and a[k].equal(ref[k]) for k in ref)
 
 

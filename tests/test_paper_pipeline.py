@@ -119,7 +119,7 @@ def test_table_4_end_to_end_resumes_after_a_failed_stage_and_a_kill(tmp_path):
     assert f"error: stage 'eval asymlora textvqa' failed (exit 1); log: {log}" in first.stderr
     assert "TextVQA_0.5.1_val.json" in log.read_text()
     assert (work / "eval" / "t4-asymlora" / "vizwiz.json").exists()
-    trained = work / "checkpoints" / "asymlora" / "adapter_model.safetensors"
+    trained = work / "checkpoints" / "asymlora" / "llava_adapters.safetensors"
     stamp = trained.stat().st_mtime_ns
 
     make_textvqa(str(evals))
@@ -150,7 +150,7 @@ def test_table_4_end_to_end_resumes_after_a_failed_stage_and_a_kill(tmp_path):
     # the paper's MoE-LoRA: per-task LoRAs, combined, routers trained; laid beside the paper's MoE-LoRA row
     assert "train moe_lora_experts: done" in third.stdout and "combine moe_lora_experts: done" in third.stdout
     assert any(line.startswith("| t4-moe_lora_experts - MoE-LoRA (paper) |") for line in report.splitlines())
-    experts = json.loads((work / "checkpoints" / "moe_lora_experts" / "adapter_config.json").read_text())
+    experts = json.loads((work / "checkpoints" / "moe_lora_experts" / "llava_adapters.json").read_text())
     assert experts["scheme"] == "moe_lora" and experts["num_experts"] == 2
     # VizWiz test-dev in EvalAI's upload format, named in the report
     upload = json.loads((evals / "vizwiz" / "answers_upload" / "t4-asymlora.json").read_text())

@@ -58,7 +58,7 @@ def test_qlora_tiny_run_trains_and_saves_only_adapters(tmp_path, bits):
     losses = [h["loss"] for h in json.loads((tmp_path / "run" / "trainer_state.json").read_text())["log_history"]
               if "loss" in h]
     assert losses[-1] < 0.7 * losses[0], losses
-    with safe_open(str(tmp_path / "run" / "checkpoint-40" / "adapter_model.safetensors"), "pt") as f:
+    with safe_open(str(tmp_path / "run" / "checkpoint-40" / "llava_adapters.safetensors"), "pt") as f:
         keys = list(f.keys())
     assert keys and all("lora_" in k or k.startswith("model.multi_modal_projector.") for k in keys)
     assert json.loads((tmp_path / "run" / "llava_base.json").read_text())["bits"] == bits

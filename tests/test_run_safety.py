@@ -87,7 +87,7 @@ def test_weight_files_follow_the_umask(tmp_path):
         save_adapters(model, str(tmp_path))
     finally:
         os.umask(old)
-    assert stat.S_IMODE(os.stat(tmp_path / "adapter_model.safetensors").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "llava_adapters.safetensors").st_mode) == 0o644
 
 
 def _losses(out):
@@ -133,7 +133,7 @@ def test_a_pickle_that_would_run_code_is_refused_by_name(tmp_path):
     ckpt = tmp_path / "checkpoint-2"
     ckpt.mkdir()
     (ckpt / "trainer_state.json").write_text("{}")
-    (ckpt / "adapter_model.safetensors").write_bytes(b"")
+    (ckpt / "llava_adapters.safetensors").write_bytes(b"")
     torch.save({"state": {}}, ckpt / "optimizer.pt")
     import pickle
 

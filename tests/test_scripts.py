@@ -40,8 +40,8 @@ def test_finetune_script_on_tiny(tmp_path, name):
     assert not [line for line in (output + stderr).splitlines() if re.search(r"warn|error|failed", line, re.I)]
     assert (out / "plots" / "loss.png").stat().st_size > 10_000
     checkpoints = sorted(out.glob("checkpoint-*"))
-    assert (out / "adapter_model.safetensors").exists() and checkpoints, list(out.iterdir())
-    assert all((c / "adapter_config.json").exists() and (c / "adapter_model.safetensors").exists() for c in checkpoints)
+    assert (out / "llava_adapters.safetensors").exists() and checkpoints, list(out.iterdir())
+    assert all((c / "llava_adapters.json").exists() and (c / "llava_adapters.safetensors").exists() for c in checkpoints)
     assert "router load per task" in output
     for task in ("shape", "color", "yesno"):
         assert f"| {task} |" in output

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from llava.adapters.config import AdapterConfig
-from llava.adapters.io import PROJECTOR_PREFIX, WEIGHTS_NAME, atomic_save_file
+from llava.adapters.io import PROJECTOR_PREFIX, WEIGHTS_NAME, atomic_save_file, weights_path
 from llava.adapters.routing import Router
 
 BASE_INFO = "llava_base.json"
@@ -31,12 +31,13 @@ def _expert(directory: str) -> tuple[AdapterConfig, dict[str, torch.Tensor], dic
     config = AdapterConfig.load(directory)
     if config.scheme != "lora":
         raise ValueError(f"{directory}: an expert must be a plain LoRA checkpoint, this one is {config.scheme}")
-    for name in (WEIGHTS_NAME, BASE_INFO):
-        if not os.path.exists(os.path.join(directory, name)):
+    weights = weights_path(directory)
+    for name, path in ((WEIGHTS_NAME, weights), (BASE_INFO, os.path.join(directory, BASE_INFO))):
+        if path is None or not os.path.exists(path):
             raise FileNotFoundError(f"{directory}: no {name} (not a finished training run)")
     with open(os.path.join(directory, BASE_INFO)) as f:
         base = json.load(f)
-    return config, load_file(os.path.join(directory, WEIGHTS_NAME)), base
+    return config, load_file(weights), base
 
 
 def combine(expert_dirs: list[str], out: str, balance_coef: float = 0.05, seed: int = 0) -> AdapterConfig:

@@ -1,4 +1,10 @@
-"""AdapterConfig: which scheme, where, at what size. Saved as `adapter_config.json` in every checkpoint."""
+"""AdapterConfig: which scheme, where, at what size. Saved as `llava_adapters.json` in every checkpoint.
+
+The file names are this project's own, not PEFT's (`adapter_config.json`, `adapter_model.safetensors`): transformers,
+PEFT and vLLM take a directory holding PEFT's names for a PEFT adapter and fail on this schema in confusing ways.
+Checkpoints written under PEFT's names by earlier versions still load (`config_path`); `export_peft` writes PEFT's
+names with PEFT's schema.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,25 @@ from llava.adapters.balance import KINDS as BALANCE_KINDS
 SCHEMES = ("lora", "asymlora", "moe_lora", "mixlora")
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]
-CONFIG_NAME = "adapter_config.json"
+CONFIG_NAME = "llava_adapters.json"
+LEGACY_CONFIG_NAME = "adapter_config.json"  # what earlier versions wrote (PEFT's name, this project's schema)
+
+
+def config_path(directory: str) -> str | None:
+    """The adapter config of a checkpoint directory: the current name, else an earlier version's; None if neither.
+    A PEFT adapter's own adapter_config.json (it has `peft_type`) is named as such."""
+    path = os.path.join(directory, CONFIG_NAME)
+    if os.path.exists(path):
+        return path
+    legacy = os.path.join(directory, LEGACY_CONFIG_NAME)
+    if not os.path.exists(legacy):
+        return None
+    with open(legacy) as f:
+        raw = json.load(f)
+    if isinstance(raw, dict) and "peft_type" in raw:
+        raise ValueError(f"{directory} is a PEFT adapter ({LEGACY_CONFIG_NAME} with peft_type "
+                         f"{raw['peft_type']}), not a llava-asymlora checkpoint: load it with PEFT")
+    return legacy
 
 
 @dataclass
@@ -118,8 +142,8 @@ class AdapterConfig:
 
     @classmethod
     def load(cls, directory: str) -> AdapterConfig:
-        path = os.path.join(directory, CONFIG_NAME)
-        if not os.path.exists(path):
+        path = config_path(directory)
+        if path is None:
             raise FileNotFoundError(f"no {CONFIG_NAME} in {directory}: not an adapter checkpoint")
         with open(path) as f:
             raw = json.load(f)

@@ -1,4 +1,6 @@
-"""Adapter checkpoints: `adapter_config.json` + `adapter_model.safetensors` (adapters, routers, projector)."""
+"""Adapter checkpoints: `llava_adapters.json` + `llava_adapters.safetensors` (adapters, routers, projector).
+
+Earlier versions wrote PEFT's file names (config.py says why that changed); `weights_path` still finds them."""
 
 from __future__ import annotations
 
@@ -11,7 +13,16 @@ from safetensors.torch import load_file, save_file
 from llava.adapters.config import AdapterConfig
 from llava.adapters.inject import adapter_modules, inject_adapters
 
-WEIGHTS_NAME = "adapter_model.safetensors"
+WEIGHTS_NAME = "llava_adapters.safetensors"
+LEGACY_WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+def weights_path(directory: str) -> str | None:
+    """The adapter weights of a checkpoint directory (current name, else an earlier version's), or None."""
+    for name in (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME):
+        if os.path.exists(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    return None
 PROJECTOR_PREFIX = "model.multi_modal_projector."
 
 
@@ -70,8 +81,8 @@ def load_adapters(model, directory: str) -> AdapterConfig:
 
 def load_adapter_weights(model, directory: str) -> None:
     """Copy `directory`'s adapter (+ projector) tensors into a model that already has the same adapters."""
-    path = os.path.join(directory, WEIGHTS_NAME)
-    if not os.path.exists(path):
+    path = weights_path(directory)
+    if path is None:
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
     saved = load_file(path)
     params = adapter_state_dict(model, include_projector=True)

@@ -30,6 +30,7 @@ import time
 import torch
 from safetensors import safe_open
 
+from llava.adapters.io import weights_path
 from llava.analysis.interference import analyse
 from llava.analysis.kit_eval import blind_outcomes, blind_scores, evaluate
 from llava.analysis.kit_plots import plot_comparison
@@ -83,7 +84,7 @@ def train_sizes(n: int) -> dict[str, int]:
 
 def adapter_weights(checkpoint: str) -> int:
     """Trainable adapter (and router) weights in a checkpoint, projector excluded."""
-    with safe_open(os.path.join(checkpoint, "adapter_model.safetensors"), "pt") as f:
+    with safe_open(weights_path(checkpoint), "pt") as f:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if "multi_modal_projector" not in k)
 
 
@@ -96,7 +97,7 @@ def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8,
         with open(done) as f:
             return json.load(f)
     os.makedirs(out, exist_ok=True)
-    if not os.path.exists(os.path.join(out, "adapter_model.safetensors")):
+    if weights_path(out) is None:
         args = [*train_args(scheme, manifest["mixture"], images, out, seed, steps, model, batch), *extra]
         with open(os.path.join(out, "train.log"), "a") as log:
             proc = subprocess.run([sys.executable, "-m", "llava.train.train", *args], stdout=log,

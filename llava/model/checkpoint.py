@@ -1,7 +1,7 @@
 """What a checkpoint holds and how to rebuild a model from one.
 
-Every checkpoint directory (intermediate `checkpoint-N/` and the final output) holds: adapter_config.json,
-adapter_model.safetensors (adapters, routers and the projector), config.json (the Llava model config),
+Every checkpoint directory (intermediate `checkpoint-N/` and the final output) holds: llava_adapters.json,
+llava_adapters.safetensors (adapters, routers and the projector), config.json (the Llava model config),
 llava_base.json (how to rebuild the frozen base), the tokenizer and the image processor.
 """
 
@@ -12,6 +12,7 @@ import os
 
 import torch
 
+from llava.adapters.config import config_path
 from llava.adapters.inject import cast_adapters
 from llava.adapters.io import load_adapters
 from llava.model.builder import load_model, resolve_dtype
@@ -52,7 +53,7 @@ def load_checkpoint_model(directory: str, dtype="fp32", attn_implementation: str
         info["model_name_or_path"], vision_tower=info.get("vision_tower"),
         pretrain_mm_mlp_adapter=info.get("pretrain_mm_mlp_adapter"), dtype=dtype,
         attn_implementation=attn_implementation, seed=info.get("model_seed", 0), bits=bits or info.get("bits", 16))
-    if load_weights and os.path.exists(os.path.join(directory, "adapter_config.json")):
+    if load_weights and config_path(directory) is not None:
         load_adapters(model, directory)
         compute = resolve_dtype(dtype)
         if compute != torch.float32:  # inference in bf16/fp16: adapters cast once here, not per layer and step

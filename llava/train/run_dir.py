@@ -23,7 +23,7 @@ from transformers.trainer_pt_utils import safe_globals
 from llava.train.optimizer_state import FILE as OPTIMIZER_STATE
 
 LOCK_NAME = ".llava_run.lock"
-FINAL_WEIGHTS = ("adapter_model.safetensors", "mm_projector.safetensors")
+FINAL_WEIGHTS = ("llava_adapters.safetensors", "adapter_model.safetensors", "mm_projector.safetensors")
 
 
 class RunDirError(RuntimeError):

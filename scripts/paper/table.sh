@@ -166,7 +166,7 @@ done
 # train_unit UNIT SCRIPT DATA EXTRA: one training run into WORK/checkpoints/UNIT (skipped when done, resumed when cut)
 train_unit() {
     local unit=$1 script=$2 data=$3 extra=$4 ckpt=$WORK/checkpoints/$1 resume=""
-    if [ -f "$ckpt/trainer_state.json" ] && [ -f "$ckpt/adapter_model.safetensors" ]; then
+    if [ -f "$ckpt/trainer_state.json" ] && [ -f "$ckpt/llava_adapters.safetensors" ]; then
         say "train $unit: done ($ckpt)"
         return 0
     fi
@@ -196,7 +196,7 @@ for unit in "${UNITS[@]}"; do
             combined=$WORK/checkpoints/moe_lora_experts-combined
             experts=""
             for pair in $EXPERTS; do experts="$experts${experts:+,}$WORK/checkpoints/lora_${pair%%=*}"; done
-            if [ -f "$combined/adapter_model.safetensors" ]; then
+            if [ -f "$combined/llava_adapters.safetensors" ]; then
                 say "combine moe_lora_experts: done ($combined)"
             else
                 run_stage "combine moe_lora_experts" "$WORK/logs/combine-moe_lora_experts.log" "$PYTHON" \

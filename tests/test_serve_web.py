@@ -5,6 +5,7 @@ answer, the routing heatmap and the A/B pair, and saves a screenshot."""
 import os
 import re
 import shutil
+import time
 
 import pytest
 from PIL import Image
@@ -173,3 +174,40 @@ def test_odd_uploads_get_an_answer_or_a_message(web, tmp_path):
                                  0, 1, 4, "summed over layers", api_name="/chat")
     assert history[-1]["role"] == "assistant"
     assert "Traceback" not in (web["root"] / "web.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_status_line_follows_loading_without_a_reload(tmp_path):
+    """A page opened while a model loads says so, then shows the model once it has loaded, with no click."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is part of `make install` (dev)")
+    browser_path = _browser_path()
+    if browser_path is None:
+        pytest.skip("no Chromium on this machine: apt-get install chromium (make install does it where it may)")
+    from llava.serve.engine import Engine
+    from llava.serve.images import ImageLimits
+    from llava.serve.models import ModelRegistry
+    from llava.serve.web import build_app
+    from llava.serve.web_chat import WebChat
+    from tests.recipe_runs import free_port
+
+    registry = ModelRegistry(["late=tiny"])  # not started yet: the model is pending
+    engine = Engine(1, 0.0, 4)
+    app = build_app(WebChat(registry, engine, ImageLimits(), 16))
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=browser_path, headless=True)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}")
+            status = page.locator("#status")
+            status.get_by_text("still loading").wait_for(timeout=30000)
+            time.sleep(3)  # the page's own load event has answered (still loading): only a later refresh can help
+            assert "still loading" in status.inner_text()
+            registry.start()  # loads in the background, as the server does
+            page.wait_for_function("!document.querySelector('#status').innerText.includes('still loading')",
+                                   timeout=30000)
+            assert status.inner_text().startswith("late: none"), status.inner_text()  # the tiny preset: no adapters
+            browser.close()
+    finally:
+        app.close()

@@ -107,6 +107,17 @@ def build_app(web: WebChat) -> gr.Blocks:
 
         refresh.click(refreshed, None, [status, model, model_a, model_b], api_name=False)
         app.load(refreshed, None, [status, model, model_a, model_b], api_name=False)
+        # while models load, the page asks every 2 s and stops asking once none is pending; a reply also refreshes
+        # the status (a page opened while loading would otherwise say "still loading" until reloaded)
+        loading = gr.Timer(2.0, active=web.registry.loading)
+
+        def tick():
+            return (*refreshed(), gr.Timer(active=web.registry.loading))
+
+        loading.tick(tick, None, [status, model, model_a, model_b, loading], api_name=False)
+        app.load(lambda: gr.Timer(active=web.registry.loading), None, loading, api_name=False)
+        for event in (sent, submitted, again):
+            event.then(web.status, None, status, api_name=False)
     return app
 
 

@@ -6,7 +6,7 @@ EXTRAS  ?= dev
 STAMP   := $(VENV)/.installed
 DS_OPS  := .torch_extensions/.built
 
-.PHONY: install demo compare test test-fast bench lint clean
+.PHONY: install demo compare test test-fast test-lowest bench lint clean
 
 install: $(STAMP)
 
@@ -55,6 +55,26 @@ $(DS_OPS): $(STAMP)
 	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions $(BIN)/python -m tests.build_ds_ops
 	touch $@
 
+# The lowest versions pyproject.toml allows (uv's lowest-direct resolution: every direct dependency at its floor, torch
+# included) in their own venv, and a fast subset of the suite that trains, resumes under DeepSpeed, generates, scores
+# and tracks. On a machine without CUDA this still installs torch's default (CUDA) wheels: the CPU index serves only
+# the newest torch. The floors in pyproject.toml are versions this target has passed on.
+LOWEST  := .venv-lowest
+LOWEST_TESTS := tests/test_adapter_family.py tests/test_checkpoints.py tests/test_generate.py \
+	tests/test_supervised_logits.py tests/test_model_loading.py tests/test_balance_loss.py tests/test_preflight.py \
+	tests/test_eval_scorers.py tests/test_resume_world_size.py tests/test_config_file.py tests/test_tracking.py \
+	tests/test_checkpoint_names.py tests/test_stream_decode.py
+test-lowest:
+	$(PY) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install -q uv
+	$(LOWEST)/bin/uv pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct -e ".[deepspeed,tensorboard]"
+	$(LOWEST)/bin/uv pip install -q --python $(LOWEST)/bin/python pytest pytest-xdist hypothesis easy-vqa
+	$(LOWEST)/bin/python -c "import torch, transformers, accelerate, datasets, tokenizers, deepspeed; \
+		print('lowest:', *(f'{m.__name__} {m.__version__}' for m in (torch, transformers, accelerate, datasets, tokenizers, deepspeed)))"
+	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions-lowest $(LOWEST)/bin/python -m tests.build_ds_ops
+	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions-lowest \
+		$(LOWEST)/bin/python -m pytest -q -ra -n 2 --dist loadfile -p no:cacheprovider -k "not wandb" $(LOWEST_TESTS)
+
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
@@ -65,4 +85,4 @@ lint: install
 	$(BIN)/ruff check llava tests bench scripts eval
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .torch_extensions
+	rm -rf $(VENV) $(LOWEST) build *.egg-info .pytest_cache .ruff_cache .torch_extensions .torch_extensions-lowest

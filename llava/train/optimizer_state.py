@@ -135,7 +135,9 @@ def _link_moments(engine, create: bool = False) -> None:
     link again. `create`: before any step (a resume), create the state (zeros) first."""
     inner, base = engine.optimizer, _base_optimizer(engine)
     if create:
-        torch_adam = isinstance(base, torch.optim.Adam)  # DeepSpeed's CPU Adam counts steps in an int
+        # torch's Adam/AdamW count steps in a tensor (AdamW subclasses Adam only from torch 2.8); DeepSpeed's CPU
+        # Adam in an int
+        torch_adam = isinstance(base, (torch.optim.Adam, torch.optim.AdamW))
         flats = getattr(inner, "fp32_partitioned_groups_flat", None) or inner.single_partition_of_fp32_groups
         for p in flats:  # ZeRO-3 / ZeRO-1,2: this rank's fp32 partitions, the keys of the torch optimizer's state
             if not base.state[p]:

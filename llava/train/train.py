@@ -35,7 +35,7 @@ from llava.train.distributed import (
 )
 from llava.train.extras import check_training_extras
 from llava.train.optimizer_state import WorldSizeError
-from llava.train.plots import plot_losses, plot_router_load
+from llava.train.plots import plot_losses, plot_router_health, plot_router_load
 from llava.train.progress import use_numeric_console
 from llava.train.run_dir import RunDirError, claim_output_dir, resolve_resume
 from llava.train.trainer import LlavaTrainer, NonFiniteLossError
@@ -218,6 +218,9 @@ def train(argv=None, callbacks=None):
                 plot_router_load(state.load, state.layer_load, dataset.task_names,
                                  "factor" if config.scheme == "mixlora" else "expert",
                                  os.path.join(training_args.output_dir, "plots", "router_load.png"))
+        if training_args.should_save and trainer.router_health is not None and "tensorboard" in trainer.args.report_to:
+            plot_router_health(os.path.join(training_args.output_dir, "runs"),
+                               os.path.join(training_args.output_dir, "plots", "router_health.png"))
         if training_args.should_save and plot_losses(trainer.state.log_history,
                                                      os.path.join(training_args.output_dir, "plots", "loss.png")):
             report_lines.append(f"plots: {os.path.join(training_args.output_dir, 'plots')}")

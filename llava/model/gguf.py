@@ -18,6 +18,7 @@ from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llava.cache import cache_dir, publish_dir
+from llava.console import library_bar_as_nothing
 from llava.model.zero import zero3_paused
 
 DONE = "converted.ok"
@@ -52,7 +53,8 @@ def converted_gguf_dir(path: str) -> str:
     if importlib.util.find_spec("gguf") is None:
         raise ImportError("loading a .gguf language model needs the gguf package: pip install gguf")
     folder, name = os.path.dirname(path), os.path.basename(path)
-    with zero3_paused():  # the whole tensors are written to disk; ZeRO-3 partitions them when the dir is loaded
+    with zero3_paused(), library_bar_as_nothing("Converting and de-quantizing GGUF tensors"):
+        # the whole tensors are written to disk; ZeRO-3 partitions them when the dir is loaded
         lm = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, use_fast=True)
 

@@ -107,6 +107,7 @@ def plot_router_health(events_dir: str, path: str) -> bool:
 
     colour = matplotlib.colormaps["viridis"]
     fig, axes = subplots(2, 2, figsize=(11, 7))
+    fig.set_layout_engine("constrained")  # room for the two colour bars beside the panels they belong to
     panels = [("gate_entropy", "gate entropy / log E (1: uniform, 0: one expert)", "linear"),
               ("weight_change", "router weight change ||W - W0|| / ||W0||", "linear"),
               ("grad_norm", "router gradient norm (per step, before clipping)", "log")]
@@ -131,8 +132,8 @@ def plot_router_health(events_dir: str, path: str) -> bool:
     ax.set_title(f"load per expert at the last log (uniform = {1 / max(1, len(experts)):.2f})", fontsize=9)
     fig.colorbar(image, ax=ax, shrink=0.8)
     norm = matplotlib.colors.Normalize(vmin=layers[0], vmax=layers[-1])
-    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=colour), ax=list(axes.flat[:3]), shrink=0.6,
-                 label="layer")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=colour), ax=list(axes[0]), shrink=0.8,
+                 label="layer (line colour)")
     fig.suptitle("router health", fontsize=11)
     save_figure(fig, path)
     return True

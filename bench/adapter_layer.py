@@ -52,7 +52,7 @@ def timed(fn, device):
 
 def step_whole(layer, x):
     def run():
-        layer._state[0].begin_batch()  # as the trainer does per batch: balance-loss records start afresh
+        layer.state.begin_batch()  # as the trainer does per batch: balance-loss records start afresh
         x.grad = None
         layer.zero_grad(set_to_none=True)
         layer(x).sum().backward()

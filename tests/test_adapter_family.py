@@ -5,7 +5,9 @@ import torch
 from torch import nn
 
 from llava.adapters import AdapterConfig, AdapterLinear, adapter_batch, inject_adapters
+from llava.adapters.attached import routing_state
 from llava.adapters.reference import loop_delta
+from llava.adapters.schemes import MixLoRA
 from llava.adapters.state import RoutingState
 from llava.train.checkpointing import language_inputs_require_grad
 
@@ -32,7 +34,7 @@ def test_fused_equals_loop_reference(scheme, num_experts, num_tasks):
     loop = make_layer(scheme, num_experts, num_tasks)
     task_ids = torch.tensor([2, 0]) if num_tasks > 1 else None
     for layer in (fused, loop):
-        layer._state[0].begin_batch(task_ids)
+        layer.state.begin_batch(task_ids)
     x1 = torch.randn(2, 5, 24, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_(True)
     y1 = fused(x1)
@@ -129,8 +131,8 @@ def test_mixlora_selects_r_factors_per_instance():
     layer = make_layer("mixlora", num_experts=8, r=3)
     layer.eval()
     x = torch.randn(2, 6, 24)
-    layer._state[0].begin_batch(token_mask=torch.ones(2, 6))
-    select = layer._mixlora_select(x)
+    layer.state.begin_batch(token_mask=torch.ones(2, 6))
+    select = MixLoRA.selection(layer, x)
     assert select.shape == (2, 8, 8)
     assert [(s != 0).sum().item() for s in select] == [3, 3]
     assert ((select != 0).sum(-1) <= 1).all() and ((select != 0).sum(-2) <= 1).all()  # a_i pairs with one b_i
@@ -153,7 +155,7 @@ def test_balance_loss_reaches_router_under_gradient_checkpointing(scope, reentra
             language_inputs_require_grad(model)
         model.train()
         inputs = tiny_inputs(model)
-        state = model.adapter_state
+        state = routing_state(model)
         state.begin_batch(None, torch.ones_like(inputs["input_ids"]))
         state.aux_grad_scale = coef
         loss = model(**inputs).loss
@@ -188,7 +190,7 @@ def test_block_routers_hold_nothing_after_a_checkpointed_step(scheme):
     routers = [m for m in model.modules() if isinstance(m, BlockRouter)]
     assert routers and all(r.consumers == 3 for r in routers)
     inputs = tiny_inputs(model)
-    state = model.adapter_state
+    state = routing_state(model)
     state.begin_batch(None, torch.ones_like(inputs["input_ids"]))
     state.aux_grad_scale = 0.05
     loss = model(**inputs).loss
@@ -201,12 +203,12 @@ def test_block_routers_hold_nothing_after_a_checkpointed_step(scheme):
 def test_mixlora_decoding_keeps_the_prompts_selection():
     layer = make_layer("mixlora", num_experts=8, r=3)
     layer.eval()
-    state = layer._state[0]
+    state = layer.state
     state.begin_batch(token_mask=torch.ones(2, 6))
-    prompt_selection = layer._mixlora_select(torch.randn(2, 6, 24))
-    assert layer._mixlora_select(torch.randn(2, 1, 24)) is prompt_selection  # one new token: reuse
+    prompt_selection = MixLoRA.selection(layer, torch.randn(2, 6, 24))
+    assert MixLoRA.selection(layer, torch.randn(2, 1, 24)) is prompt_selection  # one new token: reuse
     state.begin_batch()  # the next batch routes afresh
-    assert layer._mixlora_select(torch.randn(2, 1, 24)) is not prompt_selection
+    assert MixLoRA.selection(layer, torch.randn(2, 1, 24)) is not prompt_selection
 
 
 def _switch_value(probs, gates, mask):
@@ -233,16 +235,16 @@ def test_mixlora_reads_an_instance_from_its_prompt_in_training_as_at_inference()
     """In training the sample's reply is in the batch; at inference it is not. Routing on the reply's tokens too would
     pick factors from the answer the model is to predict, a selection inference can never reproduce."""
     layer = make_layer("mixlora", num_experts=8, r=3)
-    state = layer._state[0]
+    state = layer.state
     torch.manual_seed(1)
     x = torch.randn(1, 6, 24)
     x[:, 4:] *= 50  # reply tokens far from the prompt's, so including them changes the mean
     labels = torch.tensor([[-100, -100, -100, -100, 11, 12]])
     state.begin_batch(token_mask=torch.ones(1, 6), labels=labels)
     assert state.instance_mask.tolist() == [[True] * 4 + [False] * 2]
-    training = layer._mixlora_select(x)
+    training = MixLoRA.selection(layer, x)
     state.begin_batch(token_mask=torch.ones(1, 4))  # inference: the prompt alone
-    inference = layer._mixlora_select(x[:, :4])
+    inference = MixLoRA.selection(layer, x[:, :4])
     torch.testing.assert_close(training, inference)
     state.begin_batch(token_mask=torch.ones(1, 6))  # without labels every attended token counts
-    assert not torch.equal(layer._mixlora_select(x), inference)
+    assert not torch.equal(MixLoRA.selection(layer, x), inference)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from llava.adapters import AdapterConfig, inject_adapters
+from llava.adapters.attached import routing_state
 from llava.adapters.routing import BlockRouter
 from llava.model.tiny import build_tiny
 from llava.train.checkpointing import language_inputs_require_grad
@@ -58,7 +59,7 @@ def test_applied_gradient_is_the_logged_values_gradient(kind, checkpointing):
     captured = []
     for r in routers:  # the block input each router sees (first forward only: checkpointing recomputes)
         r.register_forward_pre_hook(lambda mod, args: captured.append(args[0].detach()) if len(captured) < 2 else None)
-    state = model.adapter_state
+    state = routing_state(model)
     reference_total, logged = 0.0, []
     for micro in range(ga):
         ids, mask = batch(micro, model.config.text_config.vocab_size)
@@ -82,7 +83,7 @@ def test_hydra_matches_the_authors_formula_not_a_per_layer_sum():
     """One value for all layers pooled per sample: not L x a per-layer loss (the old mismatch)."""
     model, routers = model_for("hydra")
     ids, mask = batch(0, model.config.text_config.vocab_size)
-    model.adapter_state.begin_batch(None, mask)
+    routing_state(model).begin_batch(None, mask)
     model(input_ids=ids, attention_mask=mask)
-    value = model.adapter_state.finish_forward().item()
+    value = routing_state(model).finish_forward().item()
     assert 0.0 < value <= 1.0  # a mean over samples of sum_e P_e H_e, each at most 1

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from llava.adapters import adapter_batch
+from llava.adapters.attached import adapter_config
 from llava.model.checkpoint import load_checkpoint_model
 from llava.train.train import train
 
@@ -39,7 +40,7 @@ def logits(model, tokenizer, task_ids=None):
     torch.manual_seed(0)
     px = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        if getattr(model, "adapter_config", None) is None:
+        if adapter_config(model) is None:
             return model(input_ids=ids, pixel_values=px).logits
         with adapter_batch(model, task_ids=task_ids, token_mask=torch.ones_like(ids)):
             return model(input_ids=ids, pixel_values=px).logits

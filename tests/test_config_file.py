@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from llava.adapters.attached import adapter_config
 from llava.train.config_file import ConfigError, read_config, training_parser
 from llava.train.config_file import flag_names as known_flags
 from llava.train.train import train
@@ -30,7 +31,7 @@ def test_a_yaml_config_trains_a_flag_overrides_it_and_run_config_reruns_it(tmp_p
         "hub_token": "secret-token"}))
     first = train(["--config", str(config), "--output_dir", str(tmp_path / "a"), "--max_steps", "4"])
     assert first.args.max_steps == 4 and first.args.learning_rate == 1e-2  # the flag won; the file's string typed
-    assert first.state.global_step == 4 and first.model.adapter_config.scheme == "asymlora"
+    assert first.state.global_step == 4 and adapter_config(first.model).scheme == "asymlora"
 
     written = tmp_path / "a" / "run_config.yaml"
     settings = yaml.safe_load(written.read_text())

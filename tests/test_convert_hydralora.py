@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from llava.adapters.attached import adapter_config
 from llava.adapters.convert_hydralora import main as convert_cli
 from llava.model.checkpoint import load_checkpoint_model
 from llava.model.tiny import build_tiny
@@ -83,7 +84,7 @@ def test_converted_checkpoint_gives_the_authors_logits(tmp_path):
     convert_cli(["--checkpoint", str(tmp_path / "theirs"), "--out", str(tmp_path / "ours"), "--alpha", str(ALPHA),
                  "--model-base", "tiny"])
     ours, _, _ = load_checkpoint_model(str(tmp_path / "ours"))
-    assert ours.adapter_config.router_bias and ours.adapter_config.num_experts == E
+    assert adapter_config(ours).router_bias and adapter_config(ours).num_experts == E
     inputs = tiny_inputs(ours)
     inputs.pop("labels")
     with torch.no_grad():

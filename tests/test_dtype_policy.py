@@ -5,8 +5,9 @@ DeepSpeed side (adapters in the model's dtype, fp32 masters inside DeepSpeed) is
 import torch
 
 from llava.adapters.inject import adapter_modules, projector
+from llava.train.adapter_setup import adapter_config_from_args
 from llava.train.args import TrainingArguments
-from llava.train.train import adapter_config_from_args, train
+from llava.train.train import train
 
 
 def test_single_process_bf16_keeps_fp32_adapter_masters(tmp_path, small_data):

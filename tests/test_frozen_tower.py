@@ -18,6 +18,8 @@ from llava.train.train import train
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 from frozen_tower_step import tower_hook_counter as count_tower_backwards  # noqa: E402
 
+from llava.adapters.attached import routing_state
+
 
 def adapted_tiny(reentrant: bool, only_language_inputs: bool):
     model, _ = build_tiny(seed=0)
@@ -39,7 +41,7 @@ def step(model, with_image: bool):
     inputs = {"input_ids": ids, "labels": ids.clone()}
     if with_image:
         inputs["pixel_values"] = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    state = model.adapter_state
+    state = routing_state(model)
     state.begin_batch(None, torch.ones_like(ids))
     loss = model(**inputs).loss
     state.finish_forward()

@@ -11,6 +11,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from llava.adapters import AdapterConfig, inject_adapters
+from llava.adapters.attached import routing_state
 from llava.model.tiny import build_tiny
 
 SYNCING = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.masked_select.default",
@@ -46,7 +47,7 @@ def training_step_syncs(settings: dict | None) -> collections.Counter:
     model, _ = build_tiny(seed=0)
     if settings is not None:
         inject_adapters(model, AdapterConfig(**{"r": 4, **settings}))
-        model.adapter_state.start_load_tracking(3, max(1, settings.get("num_experts", 1)))
+        routing_state(model).start_load_tracking(3, max(1, settings.get("num_experts", 1)))
     else:
         model.model.multi_modal_projector.requires_grad_(True)
     model.train()
@@ -57,7 +58,7 @@ def training_step_syncs(settings: dict | None) -> collections.Counter:
     pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with SyncCounter() as counter:
         if settings is not None:
-            state = model.adapter_state
+            state = routing_state(model)
             state.begin_batch(torch.tensor([0, 2]), torch.ones_like(ids), labels)
             state.aux_grad_scale = 0.05
         loss = model(input_ids=ids, pixel_values=pixels, labels=labels).loss

@@ -5,6 +5,7 @@ import torch
 from peft import PeftModel
 
 from llava.adapters import AdapterConfig, AdapterLinear, adapter_batch, export_peft, inject_adapters, merge_adapters
+from llava.adapters.attached import adapter_config
 from llava.adapters.merge import main as merge_cli
 from llava.model.tiny import build_tiny
 from tests.test_adapter_family import tiny_inputs
@@ -26,7 +27,7 @@ def logits(model, task=None):
     inputs = tiny_inputs(model)
     inputs.pop("labels")
     with torch.no_grad():
-        if getattr(model, "adapter_config", None) is None:
+        if adapter_config(model) is None:
             return model(**inputs).logits
         with adapter_batch(model, task_ids=None if task is None else torch.tensor([task, task])):
             return model(**inputs).logits
@@ -96,7 +97,7 @@ def test_merge_cli_writes_a_plain_llava_hf_model(tmp_path, small_data):
     merge_cli(["--checkpoint", str(ckpt), "--task", "color", "--out", str(tmp_path / "merged")])
     merged, tokenizer, _ = load_checkpoint_model(str(tmp_path / "merged"))
     unmerged, _, _ = load_checkpoint_model(str(ckpt))
-    color = unmerged.adapter_config.task_id("color")
+    color = adapter_config(unmerged).task_id("color")
     torch.testing.assert_close(ckpt_logits(merged, tokenizer), ckpt_logits(unmerged, tokenizer, torch.tensor([color] * 2)),
                                atol=1e-5, rtol=1e-5)
 

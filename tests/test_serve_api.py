@@ -13,6 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from llava.adapters.attached import adapter_config
 from llava.eval.generate import main as generate_main
 from tests.recipe_runs import finetune, recipe_parts
 from tests.serve_helpers import data_url, png_bytes, start_server, stop_server
@@ -162,7 +163,7 @@ def test_multi_turn_equals_the_terminal_chat_and_the_stream_is_openai_sse(served
     from llava.serve.cli import Chat
 
     model, tokenizer, processor = load_checkpoint_model(served["ckpt"])
-    generator = Generator(model, tokenizer, processor, "vicuna_v1", task_id=model.adapter_config.task_id("color"))
+    generator = Generator(model, tokenizer, processor, "vicuna_v1", task_id=adapter_config(model).task_id("color"))
     with Image.open(served["media"] / "q.png") as im:
         chat = Chat(generator, im.convert("RGB"))
     first = chat.ask(QUESTIONS[0], max_new_tokens=10)

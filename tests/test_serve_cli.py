@@ -4,6 +4,7 @@ import io
 
 from PIL import Image
 
+from llava.adapters.attached import adapter_config
 from llava.eval.generate import Generator
 from llava.model.checkpoint import load_checkpoint_model
 from llava.serve.cli import Chat
@@ -25,7 +26,7 @@ def test_chat_streams_generates_answers_and_keeps_the_turns(tmp_path, small_data
     printed = capsys.readouterr().out
 
     model, tokenizer, processor = load_checkpoint_model(ckpt)
-    generator = Generator(model, tokenizer, processor, "vicuna_v1", task_id=model.adapter_config.task_id("shape"))
+    generator = Generator(model, tokenizer, processor, "vicuna_v1", task_id=adapter_config(model).task_id("shape"))
     with Image.open(image) as im:
         chat = Chat(generator, im.convert("RGB"))
     first = chat.ask("what color is it?", max_new_tokens=6)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from llava.adapters.attached import routing_state
 from llava.serve.api import create_app
 from llava.serve.engine import Engine, Job
 from llava.serve.errors import Busy
@@ -73,7 +74,7 @@ def test_routing_trace_has_gate_mass_per_token_and_layer(registry):
     layers = served.generator.model.config.text_config.num_hidden_layers
     assert result.routing.shape == (len(result.token_ids), layers, served.config.num_experts)
     torch.testing.assert_close(result.routing.sum(-1), torch.ones(len(result.token_ids), layers))
-    assert served.generator.model.adapter_state.trace is None  # off again
+    assert routing_state(served.generator.model).trace is None  # off again
 
 
 def test_full_queue_is_429_and_cancelled_rows_stop(registry):

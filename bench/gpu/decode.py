@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from common import build_model, deadline, image_batch, remove_adapters, run_args, timed, with_adapters, write_part
 
+from llava.adapters.attached import adapter_batch, routing_state
 from llava.adapters.inject import cast_adapters
-from llava.adapters.state import adapter_batch
 from llava.eval.generate import contiguous_head_input
 
 
@@ -26,7 +26,7 @@ def prompts(model, batch: int, device: str, dtype: torch.dtype, text: int):
 def generate(model, inputs: dict, new_tokens: int):
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0,
                   eos_token_id=2)
-    if getattr(model, "adapter_state", None) is not None:
+    if routing_state(model) is not None:
         with adapter_batch(model, token_mask=inputs["attention_mask"]):
             return model.generate(**inputs, **kwargs)
     return model.generate(**inputs, **kwargs)

@@ -32,6 +32,7 @@ from common import (
 )
 from torch import nn
 
+from llava.adapters.attached import routing_state
 from llava.adapters.inject import adapter_modules, language_model, projector
 from llava.adapters.routing import label_router_layers
 from llava.data.token_count import DataTokens
@@ -43,7 +44,7 @@ GIB = 1024**3
 
 
 def step_fn(model, config, batch, device, optimizer, params):
-    state = model.adapter_state
+    state = routing_state(model)
     task_ids = torch.arange(batch["input_ids"].shape[0], device=device) % 3
 
     def step():
@@ -119,7 +120,7 @@ def measure(model, name, args, batch_size, seq, steps, warmup):
     model.train()
     try:
         if config.num_experts > 1:
-            model.adapter_state.start_load_tracking(3, config.num_experts)
+            routing_state(model).start_load_tracking(3, config.num_experts)
             label_router_layers(model)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = make_optimizer(model, args.device)

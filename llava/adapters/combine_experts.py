@@ -29,7 +29,7 @@ BASE_INFO = "llava_base.json"
 
 def _expert(directory: str) -> tuple[AdapterConfig, dict[str, torch.Tensor], dict]:
     config = AdapterConfig.load(directory)
-    if config.scheme != "lora":
+    if not config.spec.plain:
         raise ValueError(f"{directory}: an expert must be a plain LoRA checkpoint, this one is {config.scheme}")
     weights = weights_path(directory)
     for name, path in ((WEIGHTS_NAME, weights), (BASE_INFO, os.path.join(directory, BASE_INFO))):

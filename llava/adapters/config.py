@@ -13,8 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from llava.adapters.balance import KINDS as BALANCE_KINDS
+from llava.adapters.schemes import Scheme, scheme
 
-SCHEMES = ("lora", "asymlora", "moe_lora", "mixlora")
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]
 CONFIG_NAME = "llava_adapters.json"
@@ -40,7 +40,7 @@ def config_path(directory: str) -> str | None:
 
 @dataclass
 class AdapterConfig:
-    """Hyper-parameters of the adapter family (see DESIGN.md, "The adapter family").
+    """Hyper-parameters of the adapter family (see docs/design.md, "The adapter family").
 
     scheme           lora | asymlora | moe_lora | mixlora
     r, alpha         rank and scale numerator: delta is multiplied by alpha / r
@@ -77,8 +77,7 @@ class AdapterConfig:
     task_names: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        if self.scheme not in SCHEMES:
-            raise ValueError(f"unknown adapter scheme {self.scheme!r}; choose one of {SCHEMES}")
+        spec = scheme(self.scheme)
         if self.r < 1 or self.num_experts < 1 or self.num_tasks < 1:
             raise ValueError("r, num_experts and num_tasks must be >= 1")
         if self.router not in ("dense", "topk"):
@@ -91,13 +90,7 @@ class AdapterConfig:
             raise ValueError(f"adapter_dtype must be 'fp32' or 'base', got {self.adapter_dtype!r}")
         if self.router_scope not in ("module", "mlp_block"):
             raise ValueError(f"router_scope must be 'module' or 'mlp_block', got {self.router_scope!r}")
-        if self.scheme == "lora" and (self.num_experts != 1 or self.num_tasks != 1):
-            raise ValueError("scheme 'lora' has one head: num_experts and num_tasks must be 1 (use asymlora)")
-        if self.scheme in ("moe_lora", "mixlora") and self.num_tasks != 1:
-            raise ValueError(f"num_tasks > 1 is an asymlora option; {self.scheme} routes on the input only")
-        if self.scheme == "mixlora" and self.num_experts < self.r:
-            raise ValueError(f"mixlora selects r={self.r} factors from a pool of num_experts={self.num_experts}: "
-                             "the pool must be at least r")
+        spec.check(self.r, self.num_experts, self.num_tasks)
         if self.mixture_targets is not None and not set(self.mixture_targets) <= set(self.targets):
             raise ValueError(f"mixture_targets {self.mixture_targets} must be a subset of targets {self.targets}")
         if self.task_names and len(self.task_names) != self.num_tasks and self.num_tasks > 1:
@@ -106,6 +99,28 @@ class AdapterConfig:
     @property
     def scaling(self) -> float:
         return self.alpha / self.r
+
+    @property
+    def spec(self) -> type[Scheme]:
+        """The scheme's class (schemes/): what it is, asked instead of its name."""
+        return scheme(self.scheme)
+
+    @property
+    def routed(self) -> bool:
+        """Routers mix heads per token (asymlora / moe_lora with several experts)."""
+        return self.spec.token_routed and self.num_experts > 1
+
+    @property
+    def has_routers(self) -> bool:
+        """Any router at all: per token, or mixlora's per-instance factor selection."""
+        return self.num_experts > 1 and (self.spec.token_routed or self.spec.load_unit == "factor")
+
+    @property
+    def task_heads(self) -> list[str]:
+        """Names of the task heads a batch picks from ([] when the adapter has none)."""
+        if not self.spec.task_heads or self.num_tasks <= 1:
+            return []
+        return list(self.task_names) or [str(t) for t in range(self.num_tasks)]
 
     def scheme_for(self, target: str) -> str:
         """The scheme that module `target` (e.g. 'q_proj') gets."""

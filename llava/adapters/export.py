@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 
+from llava.adapters.attached import adapter_config
 from llava.adapters.inject import adapter_modules
 from llava.adapters.io import PROJECTOR_PREFIX, atomic_save_file
 from llava.adapters.layer import AdapterLinear
 
 
 def export_peft(model, directory: str, base_model_name_or_path: str | None = None) -> None:
-    config = model.adapter_config
+    config = adapter_config(model)
     layers = [(n, m) for n, m in adapter_modules(model) if isinstance(m, AdapterLinear)]
-    not_plain = sorted({m.scheme for _, m in layers if not (m.scheme in ("lora", "asymlora") and m.num_heads == 1)})
+    not_plain = sorted({m.scheme for _, m in layers if not m.is_plain})
     if not_plain:
         raise ValueError(f"PEFT has no format for {not_plain} adapters; only plain lora exports (merge or keep ours)")
     tensors = {}

@@ -7,9 +7,11 @@ import logging
 import torch
 from torch import nn
 
+from llava.adapters.attached import adapters_of, attach
 from llava.adapters.config import AdapterConfig
 from llava.adapters.layer import AdapterLinear
 from llava.adapters.routing import BlockRouter
+from llava.adapters.schemes import scheme as scheme_class
 from llava.adapters.state import RoutingState
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def _adapter_dtype(config: AdapterConfig, base: nn.Linear) -> torch.dtype:
 
 def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bool = True) -> nn.Module:
     """Freeze the model, wrap the target linears of its language model, and make adapters (+ projector) trainable."""
-    if getattr(model, "adapter_config", None) is not None:
+    if adapters_of(model) is not None:
         raise ValueError("model already has adapters")
     lm = language_model(model)
     state = RoutingState(config.balance_loss)
@@ -57,7 +59,8 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
                 continue
             scheme = config.scheme_for(child_name)
             block = None
-            routed = scheme in ("asymlora", "moe_lora") and config.num_experts > 1
+            spec = scheme_class(scheme)
+            routed = spec.token_routed and config.num_experts > 1
             if routed and config.router_scope == "mlp_block":
                 if not all(hasattr(module, n) for n in ("gate_proj", "up_proj", "down_proj")):
                     raise ValueError(f"router_scope='mlp_block' needs mixture targets inside the MLP; {name}.{child_name} "
@@ -71,8 +74,9 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
                     block_routers[id(module)] = router
                 block = block_routers[id(module)]
             layer = AdapterLinear(child, scheme, config.r, config.alpha, config.dropout,
-                                  num_experts=config.num_experts if scheme != "lora" else 1,
-                                  num_tasks=config.num_tasks if scheme == "asymlora" else 1,
+                                  # the mixture's scheme gets the experts; the other targets are plain lora
+                                  num_experts=config.num_experts if scheme == config.scheme else 1,
+                                  num_tasks=config.num_tasks if spec.task_heads else 1,
                                   router=config.router, top_k=config.top_k, state=state, block_router=block,
                                   dtype=_adapter_dtype(config, child), router_bias=config.router_bias)
             setattr(module, child_name, layer)
@@ -87,8 +91,7 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
     if proj is not None and train_projector:
         for p in proj.parameters():
             p.requires_grad_(True)
-    model.adapter_config = config
-    model.adapter_state = state
+    attach(model, config, state)
     return model
 
 

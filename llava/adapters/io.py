@@ -10,6 +10,7 @@ import tempfile
 import torch
 from safetensors.torch import load_file, save_file
 
+from llava.adapters.attached import adapter_config
 from llava.adapters.config import AdapterConfig
 from llava.adapters.inject import adapter_modules, inject_adapters
 
@@ -62,7 +63,7 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: str, metadata: dict
 
 def save_adapters(model, directory: str, include_projector: bool = True, state_dict=None) -> None:
     """Save config + weights; `state_dict` lets a ZeRO-3 caller pass already-gathered tensors."""
-    config: AdapterConfig = model.adapter_config
+    config: AdapterConfig = adapter_config(model)
     tensors = state_dict if state_dict is not None else adapter_state_dict(model, include_projector)
     atomic_save_file(tensors, os.path.join(directory, WEIGHTS_NAME))
     config.save(directory)
@@ -71,9 +72,9 @@ def save_adapters(model, directory: str, include_projector: bool = True, state_d
 def load_adapters(model, directory: str) -> AdapterConfig:
     """Inject (if needed) and load adapters + projector from `directory`; mismatched keys are an error."""
     config = AdapterConfig.load(directory)
-    if getattr(model, "adapter_config", None) is None:
+    if adapter_config(model) is None:
         inject_adapters(model, config)
-    elif model.adapter_config.to_dict() != config.to_dict():
+    elif adapter_config(model).to_dict() != config.to_dict():
         raise ValueError(f"{directory}: adapter config differs from the one injected in the model")
     load_adapter_weights(model, directory)
     return config

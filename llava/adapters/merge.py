@@ -9,6 +9,7 @@ import argparse
 
 import torch
 
+from llava.adapters.attached import adapter_config, detach
 from llava.adapters.inject import adapter_modules
 from llava.adapters.layer import AdapterLinear
 from llava.adapters.routing import BlockRouter
@@ -16,7 +17,7 @@ from llava.adapters.routing import BlockRouter
 
 def merge_adapters(model, task: str | int | None = None):
     """Replace every AdapterLinear by its base linear with W += s * B_task A. Raises where merging is not exact."""
-    config = model.adapter_config
+    config = adapter_config(model)
     task_id = config.task_id(task)
     layers = [(n, m) for n, m in adapter_modules(model) if isinstance(m, AdapterLinear)]
     quantized = [n for n, m in layers if not m.base.weight.dtype.is_floating_point]
@@ -42,8 +43,7 @@ def unload_adapters(model):
         elif isinstance(module, BlockRouter):
             module.remove_hooks()
             delattr(parent, child)
-    model.adapter_config = None
-    model.adapter_state = None
+    detach(model)
     return model
 
 

@@ -18,7 +18,7 @@ def loop_delta(layer: AdapterLinear, x: torch.Tensor, gates: torch.Tensor, task_
     h = layer.dropout(x)
     outs = []
     for e in range(num_experts):
-        if layer.scheme == "moe_lora":
+        if not layer.variant.task_heads:  # moe_lora: an A per expert
             a = layer.lora_A[e * r:(e + 1) * r]
             b = layer.head_B(e)
             outs.append(F.linear(F.linear(h, a), b))

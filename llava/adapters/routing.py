@@ -81,8 +81,12 @@ class BlockRouter(Router):
         self._state = [state]  # a list keeps the state out of the module tree
         self._handles = [mlp.register_forward_pre_hook(self._pre_hook)]
 
+    @property
+    def state(self) -> RoutingState:
+        return self._state[0]
+
     def _pre_hook(self, module, args):
-        self.current, self._aux = self.route(args[0], self._state[0])
+        self.current, self._aux = self.route(args[0], self.state)
         self._taken = 0
 
     def take(self) -> tuple[torch.Tensor, torch.Tensor | None]:

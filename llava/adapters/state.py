@@ -7,8 +7,6 @@ holds the balance loss's records (`balance.py`) and the router load per task (fo
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from llava.adapters.balance import BalanceLoss, onehot
@@ -137,30 +135,3 @@ class AttachAux(torch.autograd.Function):
         (stat,) = ctx.saved_tensors
         grad_stat = ctx.state.balance.grad_for(ctx.key, stat) * ctx.state.aux_grad_scale
         return grad_out, grad_stat, None, None
-
-
-def get_state(model) -> RoutingState:
-    state = getattr(model, "adapter_state", None)
-    if state is None:
-        raise ValueError("model has no adapters: call inject_adapters(model, config) first")
-    return state
-
-
-def set_adapter_batch(model, task_ids=None, token_mask=None, labels=None) -> None:
-    """Set the task ids ([batch] long tensor, or an int for the whole batch), token mask and (a forward with a loss)
-    labels for the next forward."""
-    if isinstance(task_ids, int):
-        task_ids = torch.tensor([task_ids])
-    get_state(model).begin_batch(task_ids, token_mask, labels)
-
-
-@contextlib.contextmanager
-def adapter_batch(model, task_ids=None, token_mask=None, labels=None):
-    """`with adapter_batch(model, task_ids=...): model(...)` routes the batch to its task heads."""
-    state = get_state(model)
-    previous = (state.task_ids, state.token_mask, state.instance_mask)
-    set_adapter_batch(model, task_ids, token_mask, labels)
-    try:
-        yield state
-    finally:
-        state.task_ids, state.token_mask, state.instance_mask = previous

@@ -13,6 +13,7 @@ from collections import Counter
 
 import torch
 
+from llava.adapters.attached import routing_state
 from llava.adapters.routing import Router, label_router_layers
 
 
@@ -51,7 +52,7 @@ def token_routers(model) -> dict[int, int]:
 @contextlib.contextmanager
 def trace_routing(model):
     """`with trace_routing(model) as trace: model.generate(...)`; then trace.per_token(n)."""
-    state = model.adapter_state
+    state = routing_state(model)
     previous, state.trace = state.trace, RoutingTrace(token_routers(model))
     try:
         yield state.trace

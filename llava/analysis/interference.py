@@ -24,8 +24,9 @@ import random
 
 import torch
 
+from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.adapters.routing import label_router_layers
-from llava.adapters.state import adapter_batch, load_shares
+from llava.adapters.state import load_shares
 from llava.analysis.heatmaps import plot_interference
 from llava.data.collator import SupervisedCollator
 from llava.data.dataset import SupervisedDataset
@@ -96,16 +97,16 @@ def interference(model, batches: dict[int, list[dict]], step_size: float) -> dic
 
 def router_load(model, batches: dict[int, list[dict]], num_tasks: int):
     """(total [T, E], {layer: [T, E]}) gate mass per task and expert over every batch, or None without routers."""
-    config = model.adapter_config
+    config = adapter_config(model)
     if config.num_experts <= 1:
         return None
-    model.adapter_state.start_load_tracking(num_tasks, config.num_experts)
+    routing_state(model).start_load_tracking(num_tasks, config.num_experts)
     label_router_layers(model)
     with torch.no_grad():
         for task, task_batches_ in batches.items():
             for batch in task_batches_:
                 batch_loss(model, batch, task)
-    state = model.adapter_state
+    state = routing_state(model)
     return state.load.clone(), {k: v.clone() for k, v in state.layer_load.items()}
 
 
@@ -125,7 +126,7 @@ def analyse(checkpoint: str, data: str, image_folder: str, out: str, batch_size:
     scores = interference(model, batches, step_size)
     names = [dataset.task_names[t] for t in sorted(batches)]
     os.makedirs(out, exist_ok=True)
-    result = {"checkpoint": checkpoint, "scheme": model.adapter_config.scheme, "tasks": names,
+    result = {"checkpoint": checkpoint, "scheme": adapter_config(model).scheme, "tasks": names,
               "step_size": step_size, "batch_size": batch_size, "draws": draws,
               "rows": "task measured (i)", "columns": "task stepped on (j)",
               **{f"interference_{m}": scores[m].tolist() for m in MATRICES}}
@@ -135,7 +136,7 @@ def analyse(checkpoint: str, data: str, image_folder: str, out: str, batch_size:
     if load is not None:
         total, per_layer = load
         result["router_load"] = load_shares(total).tolist()
-        unit = "factor" if model.adapter_config.scheme == "mixlora" else "expert"
+        unit = adapter_config(model).spec.load_unit
         plot_router_load(total, per_layer, list(dataset.task_names), unit, os.path.join(out, "router_load.png"))
     with open(os.path.join(out, "interference.json"), "w") as f:
         json.dump(result, f, indent=1)

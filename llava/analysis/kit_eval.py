@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from llava.adapters.attached import adapter_config
 from llava.analysis.kit_scores import (
     BlindBaseline,
     pair_outcomes,
@@ -27,7 +28,7 @@ MAX_NEW_TOKENS = {"vqa": 6, "vqa_hex": 8, "caption": 16, "vqg": 16, "pairs": 3}
 
 
 def task_id_for(model, task: str) -> int | None:
-    config = getattr(model, "adapter_config", None)
+    config = adapter_config(model)
     if config is None or config.num_tasks <= 1:
         return None
     return config.task_id(task)

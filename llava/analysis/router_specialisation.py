@@ -24,8 +24,8 @@ import os
 
 import torch
 
+from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.adapters.routing import label_router_layers
-from llava.adapters.state import adapter_batch
 from llava.analysis.compare import (
     ROUTED,
     SCHEMES,
@@ -63,7 +63,7 @@ def mutual_information(counts: torch.Tensor) -> float:
 def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int, answers_only: bool = False):
     """({layer: [T, E] top-expert token counts}, {layer: [T, E] gate mass}) over every batch: all tokens (image,
     prompt and answer) or only the supervised answer tokens, where the tasks' outputs differ."""
-    model.adapter_state.start_load_tracking(num_tasks, model.adapter_config.num_experts, top_counts=True)
+    routing_state(model).start_load_tracking(num_tasks, adapter_config(model).num_experts, top_counts=True)
     label_router_layers(model)
     with torch.no_grad():
         for task_batches_ in batches.values():
@@ -72,7 +72,7 @@ def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int, ans
                 mask = batch["labels"] != IGNORE_INDEX if answers_only else batch["attention_mask"]
                 with adapter_batch(model, task_ids=batch["task_ids"], token_mask=mask, labels=batch["labels"]):
                     model(**inputs)
-    state = model.adapter_state
+    state = routing_state(model)
     return ({k: v.clone().cpu() for k, v in state.layer_top.items()},
             {k: v.clone().cpu() for k, v in state.layer_load.items()})
 
@@ -90,7 +90,7 @@ def measure(checkpoint: str, data: str, image_folder: str, out: str, batches: in
     answer_top, _ = top_expert_counts(model, picked, len(tasks), answers_only=True)
     answers = {layer: mutual_information(answer_top[layer]) for layer in sorted(answer_top)}
     tokens = min(float(c.sum()) for c in top.values())
-    num_experts = model.adapter_config.num_experts
+    num_experts = adapter_config(model).num_experts
     bias = (len(tasks) - 1) * (num_experts - 1) / (2 * tokens * math.log(2))
     os.makedirs(out, exist_ok=True)
     total = sum(load.values())

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from llava.adapters.state import adapter_batch
+from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import get_template
 from llava.data.preprocess import encode_prompt
@@ -149,7 +149,7 @@ class Generator:
             kwargs["stopping_criteria"] = stopping_criteria
         if task_ids is None and self.task_id is not None:
             task_ids = [self.task_id] * len(prompts)
-        if getattr(self.model, "adapter_state", None) is not None:
+        if routing_state(self.model) is not None:
             tasks = None if task_ids is None or task_ids[0] is None else torch.tensor(task_ids, device=device)
             with adapter_batch(self.model, task_ids=tasks, token_mask=kwargs["attention_mask"]):
                 out = self.model.generate(**kwargs)
@@ -256,7 +256,7 @@ def main(argv=None):
     model.to(device)
     info = getattr(model, "llava_base_info", {}) or {}
     conv_mode = args.conv_mode or info.get("version", "vicuna_v1")
-    config = getattr(model, "adapter_config", None)
+    config = adapter_config(model)
     task_id = config.task_id(args.task) if (config is not None and args.task is not None) else None
     n = run(model, tokenizer, image_processor, questions, args.answers_file, args.image_folder, conv_mode,
             args.batch_size, args.max_new_tokens, args.temperature, os.path.basename(args.model_path.rstrip("/")),

@@ -24,7 +24,7 @@ except ImportError as e:  # pragma: no cover - the message is the point
                       'pip install --no-deps lmms-eval==0.7.3') from e
 from tqdm import tqdm
 
-from llava.adapters.state import adapter_batch
+from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.data.preprocess import encode_prompt
 from llava.eval.generate import Generator
 from llava.model.checkpoint import load_checkpoint_model
@@ -63,7 +63,7 @@ class LlavaAsymLoRA(lmms):
         model, tokenizer, image_processor = load_checkpoint_model(pretrained, dtype=dtype)
         model.to(device)
         info = getattr(model, "llava_base_info", {}) or {}
-        config = getattr(model, "adapter_config", None)
+        config = adapter_config(model)
         task_id = config.task_id(task) if (config is not None and task is not None) else None
         self.generator = Generator(model, tokenizer, image_processor, conv_template or info.get("version", "vicuna_v1"),
                                    image_aspect_ratio=info.get("image_aspect_ratio", "pad"), task_id=task_id)
@@ -119,7 +119,7 @@ class LlavaAsymLoRA(lmms):
                 dtype = next(model.parameters()).dtype
                 kwargs["pixel_values"] = gen.transform(image).unsqueeze(0).to(ids.device, dtype)
             task_ids = None if gen.task_id is None else torch.tensor([gen.task_id], device=ids.device)
-            if getattr(model, "adapter_state", None) is not None:
+            if routing_state(model) is not None:
                 with adapter_batch(model, task_ids=task_ids, token_mask=kwargs["attention_mask"]):
                     logits = model(**kwargs).logits
             else:

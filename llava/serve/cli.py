@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from transformers import TextStreamer
 
+from llava.adapters.attached import adapter_config
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.eval.generate import Generator
 from llava.model.checkpoint import load_checkpoint_model
@@ -64,7 +65,7 @@ def main(argv=None):
     if bits is None:
         model.to(device)
     info = getattr(model, "llava_base_info", {}) or {}
-    config = getattr(model, "adapter_config", None)
+    config = adapter_config(model)
     task_id = config.task_id(args.task) if (config is not None and args.task is not None) else None
     generator = Generator(model, tokenizer, image_processor, args.conv_mode or info.get("version", "vicuna_v1"),
                           image_aspect_ratio=info.get("image_aspect_ratio", "pad"), task_id=task_id)

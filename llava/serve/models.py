@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from llava.adapters.attached import adapter_config
 from llava.eval.generate import Generator
 from llava.model.checkpoint import load_checkpoint_model
 from llava.serve.errors import BadRequest, NotFound, Unavailable
@@ -30,7 +31,7 @@ class ServedModel:
 
     @property
     def config(self):
-        return getattr(self.generator.model, "adapter_config", None)
+        return adapter_config(self.generator.model)
 
     @property
     def scheme(self) -> str:
@@ -39,16 +40,12 @@ class ServedModel:
     @property
     def task_names(self) -> list[str]:
         """Task heads a request must pick from ([] when the checkpoint has none)."""
-        c = self.config
-        if c is None or c.scheme != "asymlora" or c.num_tasks <= 1:
-            return []
-        return list(c.task_names) or [str(t) for t in range(c.num_tasks)]
+        return self.config.task_heads if self.config is not None else []
 
     @property
     def routed(self) -> bool:
         """Per-token routers (asymlora / moe_lora with several experts): what the routing view shows."""
-        c = self.config
-        return c is not None and c.scheme in ("asymlora", "moe_lora") and c.num_experts > 1
+        return self.config is not None and self.config.routed
 
     @property
     def context_length(self) -> int:

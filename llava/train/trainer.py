@@ -25,6 +25,7 @@ from transformers import Trainer
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer import SCHEDULER_NAME
 
+from llava.adapters.attached import adapter_config, routing_state
 from llava.adapters.inject import projector
 from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict, atomic_save_file, load_adapters, save_adapters
 from llava.adapters.state import load_shares
@@ -68,11 +69,11 @@ class LlavaTrainer(Trainer):
         self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
         self.add_callback(LanguageInputsOnly())  # with activation checkpointing: the frozen tower stays out of autograd
         self.router_health = None
-        state = getattr(self.model, "adapter_state", None)
+        state = routing_state(self.model)
         trackers = [r for r in (self.args.report_to or []) if r != "none"]
         if state is not None and state.load is not None and trackers:
             self.router_health = RouterHealth(self.model, state, self.base_info.get("task_names") or [],
-                                              "factor" if self.model.adapter_config.scheme == "mixlora" else "expert",
+                                              adapter_config(self.model).spec.load_unit,
                                               self._sum_over_ranks, self.is_deepspeed_enabled)
             self.add_callback(self.router_health)
 
@@ -122,8 +123,8 @@ class LlavaTrainer(Trainer):
         sample_index = inputs.pop("sample_index", None)
         if self.rank_record is not None and model.training and sample_index is not None:
             self.rank_record.add(self.state.global_step + 1, sample_index)
-        state = getattr(self.model, "adapter_state", None)
-        coef = self.model.adapter_config.balance_coef if state is not None else 0.0
+        state = routing_state(self.model)
+        coef = adapter_config(self.model).balance_coef if state is not None else 0.0
         if state is not None:
             state.begin_batch(task_ids, inputs.get("attention_mask"), inputs.get("labels"))
             state.aux_grad_scale = coef / self.args.gradient_accumulation_steps if model.training else 0.0
@@ -178,13 +179,13 @@ class LlavaTrainer(Trainer):
     def _log_router_load(self, logs) -> None:
         """The router load per task so far (shares; summed over ranks) as `router_load/TASK/expertE` scalars, so
         wandb/tensorboard chart it as it trains; the console line leaves them out (progress.py)."""
-        state = getattr(self.model, "adapter_state", None) if self.model is not None else None
+        state = routing_state(self.model) if self.model is not None else None
         if "loss" not in logs or state is None or state.load is None:
             return
         load = state.load
         if self.accelerator.num_processes > 1:
             load = self.accelerator.reduce(load.to(self.args.device), reduction="sum")
-        unit = "factor" if self.model.adapter_config.scheme == "mixlora" else "expert"
+        unit = adapter_config(self.model).spec.load_unit
         names = (self.base_info or {}).get("task_names") or []
         for t, row in enumerate(load_shares(load)):
             if load[t].sum() > 0:
@@ -254,7 +255,7 @@ class LlavaTrainer(Trainer):
     def save_model(self, output_dir=None, _internal_call=False):
         """Under ZeRO-3 gather only what a checkpoint holds (adapters, routers, projector), not the frozen base."""
         model = self.accelerator.unwrap_model(self.model)
-        if self.is_deepspeed_enabled and is_deepspeed_zero3_enabled() and getattr(model, "adapter_config", None):
+        if self.is_deepspeed_enabled and is_deepspeed_zero3_enabled() and adapter_config(model):
             params = adapter_state_dict(model)
             with gathered(params.values()):
                 tensors = {k: v.detach().cpu().clone() for k, v in params.items()}
@@ -268,7 +269,7 @@ class LlavaTrainer(Trainer):
             return
         os.makedirs(output_dir, exist_ok=True)
         model = self.accelerator.unwrap_model(self.model)
-        if getattr(model, "adapter_config", None) is not None:
+        if adapter_config(model) is not None:
             names = adapter_state_dict(model).keys()
             tensors = None if state_dict is None else {k: state_dict[k] for k in names if k in state_dict}
             save_adapters(model, output_dir, state_dict=tensors)
@@ -322,7 +323,7 @@ class LlavaTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         model = self.accelerator.unwrap_model(model if model is not None else self.model)
-        if getattr(model, "adapter_config", None) is not None:
+        if adapter_config(model) is not None:
             load_adapters(model, resume_from_checkpoint)
         elif os.path.exists(os.path.join(resume_from_checkpoint, PROJECTOR_FILE)):
             load_projector(model, os.path.join(resume_from_checkpoint, PROJECTOR_FILE))

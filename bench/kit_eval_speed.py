@@ -24,11 +24,11 @@ from collections import defaultdict
 
 import torch
 
+from llava.adapters.checkpoint import load_checkpoint_model
 from llava.analysis.kit_eval import MAX_NEW_TOKENS, task_id_for
 from llava.analysis.kit_scores import pair_questions
 from llava.data.easy_vqa_mixture import MME_SUBDIR
 from llava.eval.generate import read_questions, run
-from llava.model.checkpoint import load_checkpoint_model
 
 
 class Clock:

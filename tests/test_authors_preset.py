@@ -12,8 +12,8 @@ import sys
 import pytest
 import transformers
 
-from llava.eval.generate import Generator
-from llava.model.checkpoint import load_checkpoint_model
+from llava.adapters.checkpoint import load_checkpoint_model
+from llava.inference import Generator
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

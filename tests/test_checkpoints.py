@@ -8,7 +8,7 @@ import torch
 
 from llava.adapters import adapter_batch
 from llava.adapters.attached import adapter_config
-from llava.model.checkpoint import load_checkpoint_model
+from llava.adapters.checkpoint import load_checkpoint_model
 from llava.train.train import train
 
 SCHEMES = {
@@ -81,7 +81,7 @@ def test_a_bf16_load_casts_the_adapters_once_and_answers_as_before(tmp_path, sma
 
     from llava.adapters.inject import adapter_modules
     from llava.adapters.io import load_adapters
-    from llava.eval.generate import Generator
+    from llava.inference import Generator
 
     run_training(small_data, tmp_path / "run", scheme, max_steps=2)
     cast, tokenizer, processor = load_checkpoint_model(str(tmp_path / "run"), dtype="bf16")

@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.combine_experts import combine, main
 from llava.adapters.inject import adapter_modules
-from llava.model.checkpoint import load_checkpoint_model
 from llava.train.train import train
 from tests.test_checkpoints import logits
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from llava.adapters import adapter_batch
-from llava.eval.generate import Generator
-from llava.model.checkpoint import load_checkpoint_model
+from llava.adapters.checkpoint import load_checkpoint_model
+from llava.inference import Generator
 from llava.serve.engine import Engine, Job
 from llava.serve.models import ModelRegistry
 from llava.serve.prompt import render_conversation

@@ -143,7 +143,7 @@ def test_missing_images_are_listed_before_loading_and_scored_as_unanswered(tmp_p
 def test_the_lm_head_sees_a_contiguous_input_and_computes_the_same_logits():
     import torch
 
-    from llava.eval.generate import contiguous_head_input
+    from llava.inference import contiguous_head_input
 
     m, _, _ = load_model("tiny")
     head = m.get_output_embeddings()

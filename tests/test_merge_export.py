@@ -88,7 +88,7 @@ def test_export_peft_refuses_mixtures(tmp_path):
 
 
 def test_merge_cli_writes_a_plain_llava_hf_model(tmp_path, small_data):
-    from llava.model.checkpoint import load_checkpoint_model
+    from llava.adapters.checkpoint import load_checkpoint_model
     from tests.test_checkpoints import logits as ckpt_logits
     from tests.test_checkpoints import run_training
 

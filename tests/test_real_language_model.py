@@ -11,11 +11,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from llava.adapters.checkpoint import load_checkpoint_model
 from llava.constants import IGNORE_INDEX
 from llava.conversation import get_template
 from llava.data.preprocess import tokenize_conversation
 from llava.model.builder import from_parts
-from llava.model.checkpoint import load_checkpoint_model
 from llava.model.gguf import cache_entry, converted_gguf_dir
 from llava.model.tiny import build_tiny
 from llava.train.train import train

@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from llava.eval.generate import Generator
-from llava.model.checkpoint import load_checkpoint_model
+from llava.adapters.checkpoint import load_checkpoint_model
+from llava.inference import Generator
 from tests.recipe_runs import EXTENSIONS, GLOBAL_BATCH, ROOT, failure_lines, free_port, recipe_parts
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, CLIPVisionModel
 from llava.conversation import get_template
 from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.data.preprocess import encode_chunks, ensure_image_token, move_image_to_front, tokenize_conversation
-from llava.eval.generate import Generator
+from llava.inference import Generator
 from llava.model.builder import detect_source
 from llava.model.parts import lm_location
 from llava.model.shape_tower import TowerRecipe, pretrained_tower

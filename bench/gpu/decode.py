@@ -14,7 +14,7 @@ from common import build_model, deadline, image_batch, remove_adapters, run_args
 
 from llava.adapters.attached import adapter_batch, routing_state
 from llava.adapters.inject import cast_adapters
-from llava.eval.generate import contiguous_head_input
+from llava.inference import contiguous_head_input
 
 
 def prompts(model, batch: int, device: str, dtype: torch.dtype, text: int):

@@ -49,8 +49,8 @@ def unload_adapters(model):
 
 def main(argv=None):
     # An entry point may reach up a layer: rebuilding the frozen base is the model package's job.
+    from llava.adapters.checkpoint import load_checkpoint_model
     from llava.adapters.io import load_adapters
-    from llava.model.checkpoint import load_checkpoint_model
     from llava.model.hf_export import save_llava_hf
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

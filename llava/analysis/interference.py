@@ -25,12 +25,12 @@ import random
 import torch
 
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
+from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.routing import label_router_layers
 from llava.adapters.state import load_shares
 from llava.analysis.heatmaps import plot_interference
 from llava.data.collator import SupervisedCollator
 from llava.data.dataset import SupervisedDataset
-from llava.model.checkpoint import load_checkpoint_model
 from llava.model.image import ImageTransform
 from llava.train.plots import plot_router_load
 from llava.train.supervised_logits import supervised_logits_only

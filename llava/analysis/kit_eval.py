@@ -11,6 +11,7 @@ import json
 import os
 
 from llava.adapters.attached import adapter_config
+from llava.adapters.checkpoint import load_checkpoint_model
 from llava.analysis.kit_scores import (
     BlindBaseline,
     pair_outcomes,
@@ -22,7 +23,6 @@ from llava.analysis.kit_scores import (
 from llava.data.easy_vqa_mixture import MME_SUBDIR
 from llava.eval.generate import read_questions, run
 from llava.eval.jsonl import read_jsonl
-from llava.model.checkpoint import load_checkpoint_model
 
 MAX_NEW_TOKENS = {"vqa": 6, "vqa_hex": 8, "caption": 16, "vqg": 16, "pairs": 3}
 

@@ -25,6 +25,7 @@ import os
 import torch
 
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
+from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.routing import label_router_layers
 from llava.analysis.compare import (
     ROUTED,
@@ -42,7 +43,6 @@ from llava.analysis.router_plots import plot_mutual_information
 from llava.analysis.workers import in_workers
 from llava.constants import IGNORE_INDEX
 from llava.data.dataset import SupervisedDataset
-from llava.model.checkpoint import load_checkpoint_model
 from llava.model.image import ImageTransform
 from llava.train.plots import plot_router_load
 

@@ -24,10 +24,9 @@ except ImportError as e:  # pragma: no cover - the message is the point
                       'pip install --no-deps lmms-eval==0.7.3') from e
 from tqdm import tqdm
 
-from llava.adapters.attached import adapter_batch, adapter_config, routing_state
+from llava.adapters.attached import adapter_batch, routing_state
 from llava.data.preprocess import encode_prompt
-from llava.eval.generate import Generator
-from llava.model.checkpoint import load_checkpoint_model
+from llava.inference import Generator, resolve_device
 from llava.model.image import to_rgb
 
 MODEL_ID = "llava_asymlora"
@@ -58,15 +57,8 @@ class LlavaAsymLoRA(lmms):
     def __init__(self, pretrained: str, task: str | None = None, conv_template: str | None = None,
                  batch_size: int | str = 1, device: str = "auto", dtype: str = "auto", **kwargs):
         super().__init__()
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        dtype = ("bf16" if device.startswith("cuda") else "fp32") if dtype == "auto" else dtype
-        model, tokenizer, image_processor = load_checkpoint_model(pretrained, dtype=dtype)
-        model.to(device)
-        info = getattr(model, "llava_base_info", {}) or {}
-        config = adapter_config(model)
-        task_id = config.task_id(task) if (config is not None and task is not None) else None
-        self.generator = Generator(model, tokenizer, image_processor, conv_template or info.get("version", "vicuna_v1"),
-                                   image_aspect_ratio=info.get("image_aspect_ratio", "pad"), task_id=task_id)
+        device, dtype = resolve_device(device, dtype)
+        self.generator = Generator.from_checkpoint(pretrained, device, dtype, task, conv_template)
         self.batch_size_per_gpu = int(batch_size)
         self.device = device
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
 from PIL import Image
 from transformers import TextStreamer
 
-from llava.adapters.attached import adapter_config
 from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.eval.generate import Generator
-from llava.model.checkpoint import load_checkpoint_model
+from llava.inference import Generator
 from llava.model.image import to_rgb
 
 
@@ -59,23 +56,14 @@ def main(argv=None):
     if args.load_4bit and args.load_8bit:
         ap.error("--load-4bit and --load-8bit exclude each other")
     bits = 4 if args.load_4bit else 8 if args.load_8bit else None
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    dtype = "bf16" if device.startswith("cuda") else "fp32"
-    model, tokenizer, image_processor = load_checkpoint_model(args.model_path, dtype=dtype, bits=bits)
-    if bits is None:
-        model.to(device)
-    info = getattr(model, "llava_base_info", {}) or {}
-    config = adapter_config(model)
-    task_id = config.task_id(args.task) if (config is not None and args.task is not None) else None
-    generator = Generator(model, tokenizer, image_processor, args.conv_mode or info.get("version", "vicuna_v1"),
-                          image_aspect_ratio=info.get("image_aspect_ratio", "pad"), task_id=task_id)
+    generator = Generator.from_checkpoint(args.model_path, args.device, "auto", args.task, args.conv_mode, bits=bits)
     image = None
     if args.image_file:
         with Image.open(args.image_file) as im:
             image = to_rgb(im)
     chat = Chat(generator, image)
     user, assistant = getattr(generator.template, "roles", ("USER", "ASSISTANT"))
-    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer = TextStreamer(generator.tokenizer, skip_prompt=True, skip_special_tokens=True)
     while True:
         try:
             question = input(f"{user}: ")

@@ -20,7 +20,7 @@ from PIL import Image
 from transformers import StoppingCriteriaList
 
 from llava.adapters.trace import trace_routing
-from llava.eval.generate import is_sampling
+from llava.inference import is_sampling
 from llava.serve.decoding import RowControl
 from llava.serve.errors import Busy, ServeError, Unavailable
 from llava.serve.models import ServedModel

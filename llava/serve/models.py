@@ -13,11 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import torch
-
 from llava.adapters.attached import adapter_config
-from llava.eval.generate import Generator
-from llava.model.checkpoint import load_checkpoint_model
+from llava.inference import Generator
 from llava.serve.errors import BadRequest, NotFound, Unavailable
 
 
@@ -76,13 +73,7 @@ def parse_model_path(spec: str) -> tuple[str, str]:
 
 def load_served(name: str, path: str, device: str = "auto", dtype: str = "auto", conv_mode: str | None = None,
                 requires_image: bool = False) -> ServedModel:
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    dtype = ("bf16" if device.startswith("cuda") else "fp32") if dtype == "auto" else dtype
-    model, tokenizer, image_processor = load_checkpoint_model(path, dtype=dtype)
-    model.to(device)
-    info = getattr(model, "llava_base_info", None) or {}
-    generator = Generator(model, tokenizer, image_processor, conv_mode or info.get("version", "vicuna_v1"))
-    return ServedModel(name, path, generator, requires_image)
+    return ServedModel(name, path, Generator.from_checkpoint(path, device, dtype, conv_mode=conv_mode), requires_image)
 
 
 class ModelRegistry:

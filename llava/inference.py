@@ -1,0 +1,137 @@
+"""Answering with a loaded LLaVA: the Generator that evaluation, serving, the lmms-eval plugin and the terminal chat
+share, and loading a checkpoint for it (`Generator.from_checkpoint`)."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from llava.adapters.attached import adapter_batch, adapter_config, routing_state
+from llava.adapters.checkpoint import load_checkpoint_model
+from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.conversation import get_template
+from llava.data.preprocess import encode_prompt
+from llava.model.image import ImageTransform
+
+GREEDY_BELOW = 1e-5  # as vLLM: a smaller temperature is greedy (1e-124 would overflow the logits to inf / nan)
+
+
+def is_sampling(temperature: float) -> bool:
+    return temperature >= GREEDY_BELOW
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """auto: CUDA when there is one, in bf16; else the CPU in fp32."""
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    dtype = ("bf16" if device.startswith("cuda") else "fp32") if dtype == "auto" else dtype
+    return device, dtype
+
+
+def _contiguous(module, args):
+    return (args[0].contiguous(), *args[1:])
+
+
+def contiguous_head_input(model) -> None:
+    """Make the LM head's input contiguous (once per model). In prefill, generate keeps only the last position
+    (hidden[:, -1:], a strided view), and torch's CPU linear on a strided 3-d bf16 input broadcasts the whole
+    [vocab, hidden] weight per row into a batched matmul: 9.8 s instead of 0.015 s for 64 rows of SmolLM2's head,
+    three quarters of the kit's evaluation time (bench/kit_eval_speed.py, docs/benchmarks.md)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "_llava_contiguous_input", False):
+        head.register_forward_pre_hook(_contiguous)
+        head._llava_contiguous_input = True
+
+
+class Generator:
+    """Batched greedy (or sampled) generation with a loaded LLaVA; left padding so all prompts end together."""
+
+    def __init__(self, model, tokenizer, image_processor, conv_mode: str = "vicuna_v1",
+                 image_aspect_ratio: str | None = None, task_id: int | None = None):
+        self.model = model.eval()
+        contiguous_head_input(model)
+        self.tokenizer = tokenizer
+        self.template = get_template(conv_mode, tokenizer)
+        if image_aspect_ratio is None:  # images reach the model as in training: pad (LLaVA-1.5) or resize (authors')
+            image_aspect_ratio = (getattr(model, "llava_base_info", None) or {}).get("image_aspect_ratio", "pad")
+        self.transform = ImageTransform(image_processor, image_aspect_ratio)
+        self.task_id = task_id
+        self.image_seq_length = model.config.image_seq_length
+
+    @classmethod
+    def from_checkpoint(cls, path: str, device: str = "auto", dtype: str = "auto", task: str | int | None = None,
+                        conv_mode: str | None = None, image_aspect_ratio: str | None = None,
+                        bits: int | None = None) -> Generator:
+        """Any checkpoint of ours (or a merged / llava-hf directory, or a preset name) ready to answer: on `device`,
+        with the template and image handling it was trained with unless given, `task` naming a task head."""
+        device, dtype = resolve_device(device, dtype)
+        model, tokenizer, image_processor = load_checkpoint_model(path, dtype=dtype, bits=bits)
+        if bits is None:  # bitsandbytes places quantized weights itself
+            model.to(device)
+        info = getattr(model, "llava_base_info", None) or {}
+        config = adapter_config(model)
+        task_id = config.task_id(task) if (config is not None and task is not None) else None
+        return cls(model, tokenizer, image_processor, conv_mode or info.get("version", "vicuna_v1"),
+                   image_aspect_ratio, task_id)
+
+    def prompt_for(self, question: str, has_image: bool) -> str:
+        question = question.replace(DEFAULT_IMAGE_TOKEN, "").strip()
+        if has_image:
+            question = f"{DEFAULT_IMAGE_TOKEN}\n{question}"
+        return self.template.prompt(question)
+
+    def encode(self, prompt: str) -> list[int]:
+        """The prompt's token ids as the model sees them (each image placeholder expanded)."""
+        return encode_prompt(prompt, self.tokenizer, self.image_seq_length, self.template.add_special_tokens)
+
+    @torch.no_grad()
+    def generate_ids(self, prompts: list[str], images: list[Image.Image | None], max_new_tokens: int | list[int] = 128,
+                     temperature: float = 0.0, top_p: float = 1.0, task_ids: list[int | None] | None = None,
+                     streamer=None, stopping_criteria=None) -> list[list[int]]:
+        """Each prompt's new token ids, up to (not including) its end-of-sequence token and at most its
+        max_new_tokens. Rows may have their own max_new_tokens and task heads (the server batches requests)."""
+        device = next(self.model.parameters()).device
+        encoded = [self.encode(p) for p in prompts]
+        limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        length = max(len(e) for e in encoded)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(encoded), length), pad, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for i, e in enumerate(encoded):
+            input_ids[i, length - len(e):] = torch.tensor(e)
+            attention_mask[i, length - len(e):] = 1
+        kwargs = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                      max_new_tokens=max(limits), pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+        pixels = [self.transform(im) for im in images if im is not None]
+        if pixels:
+            dtype = next(self.model.parameters()).dtype
+            kwargs["pixel_values"] = torch.stack(pixels).to(device, dtype)
+        if is_sampling(temperature):
+            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+        else:
+            kwargs.update(do_sample=False)
+        if streamer is not None:  # prints tokens as they come (the terminal chat); one prompt at a time
+            kwargs["streamer"] = streamer
+        if stopping_criteria is not None:
+            kwargs["stopping_criteria"] = stopping_criteria
+        if task_ids is None and self.task_id is not None:
+            task_ids = [self.task_id] * len(prompts)
+        if routing_state(self.model) is not None:
+            tasks = None if task_ids is None or task_ids[0] is None else torch.tensor(task_ids, device=device)
+            with adapter_batch(self.model, task_ids=tasks, token_mask=kwargs["attention_mask"]):
+                out = self.model.generate(**kwargs)
+        else:
+            out = self.model.generate(**kwargs)
+        eos = self.tokenizer.eos_token_id
+        rows = []
+        for row, limit in zip(out[:, length:].tolist(), limits):
+            row = row[:limit]
+            rows.append(row[:row.index(eos)] if eos in row else row)
+        return rows
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def generate(self, prompts: list[str], images: list[Image.Image | None], max_new_tokens: int = 128,
+                 temperature: float = 0.0, streamer=None) -> list[str]:
+        return [self.decode(ids) for ids in self.generate_ids(prompts, images, max_new_tokens, temperature,
+                                                               streamer=streamer)]

@@ -39,11 +39,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m llava.demo
+	$(BIN)/python -m llava.kit.demo
 
-# Every adapter scheme on the easy-vqa mixture, small preset, 3 seeds (resumable; see llava/analysis/compare.py).
+# Every adapter scheme on the easy-vqa mixture, small preset, 3 seeds (resumable; see llava/kit/compare.py).
 compare: install
-	$(BIN)/python -m llava.analysis.compare --out runs/compare
+	$(BIN)/python -m llava.kit.compare --out runs/compare
 
 # Two workers, whole files each (module fixtures and fixed launcher ports stay within one worker): the suite is
 # dominated by subprocess start-up and single-threaded Python, so 2 cores run it ~20% faster.

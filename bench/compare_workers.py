@@ -2,7 +2,7 @@
 
 python bench/compare_workers.py [--steps 40] [--scheme lora] [--data playground/data/mixture]
 
-Trains the kit's recipe (`llava.analysis.compare.train_args`, small preset, its mixture; built first if missing) for
+Trains the kit's recipe (`llava.kit.compare.train_args`, small preset, its mixture; built first if missing) for
 `--steps` steps three times: once alone with cpu_count threads, then twice at the same moment with cpu_count // 2
 threads each. Prints the wall time of each phase (process start and model loading included) and, last, one JSON object:
   side_by_side_throughput   (2 x alone wall) / (side by side wall): > 1 means two workers finish runs faster
@@ -21,8 +21,8 @@ import sys
 import tempfile
 import time
 
-from llava.analysis.compare import train_args, train_sizes
-from llava.data.easy_vqa_mixture import build
+from llava.kit.compare import train_args, train_sizes
+from llava.kit.easy_vqa_mixture import build
 
 
 def launch(scheme: str, manifest: dict, data: str, out: str, steps: int, threads: int) -> subprocess.Popen:

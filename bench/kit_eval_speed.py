@@ -25,10 +25,10 @@ from collections import defaultdict
 import torch
 
 from llava.adapters.checkpoint import load_checkpoint_model
-from llava.analysis.kit_eval import MAX_NEW_TOKENS, task_id_for
-from llava.analysis.kit_scores import pair_questions
-from llava.data.easy_vqa_mixture import MME_SUBDIR
 from llava.eval.generate import read_questions, run
+from llava.kit.easy_vqa_mixture import MME_SUBDIR
+from llava.kit.evaluate import MAX_NEW_TOKENS, task_id_for
+from llava.kit.scores import pair_questions
 
 
 class Clock:
@@ -81,7 +81,7 @@ def head_layout(model, batch_sizes: list[int], prompt: int = 600, repeats: int =
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--data", required=True, help="a mixture folder written by llava.data.easy_vqa_mixture")
+    ap.add_argument("--data", required=True, help="a mixture folder written by llava.kit.easy_vqa_mixture")
     ap.add_argument("--batch-sizes", default="16,64")
     ap.add_argument("--questions", type=int, default=128, help="per task")
     args = ap.parse_args(argv)

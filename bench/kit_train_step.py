@@ -1,5 +1,5 @@
 """What a kit training step costs with and without the two token cuts: the LM head on labelled positions only
-(llava/train/supervised_logits.py) and SmolLM2's default system line dropped (llava/model/small.py).
+(llava/train/supervised_logits.py) and SmolLM2's default system line dropped (llava/kit/small.py).
 
 python bench/kit_train_step.py [--data playground/data/mixture] [--batches 12] [--rounds 3]
 
@@ -24,10 +24,10 @@ import torch
 
 from llava.adapters import AdapterConfig, inject_adapters
 from llava.data import SupervisedCollator, SupervisedDataset
-from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS
+from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS
+from llava.kit.small import SMALL_VERSION, SMOLLM2_DEFAULT_SYSTEM
 from llava.model.builder import load_model
 from llava.model.image import ImageTransform
-from llava.model.small import SMALL_VERSION, SMOLLM2_DEFAULT_SYSTEM
 from llava.train.supervised_logits import supervised_logits_only
 
 

@@ -108,7 +108,7 @@ SCHEME=${SCHEME:-lora}
 if [ "$MODEL" = "tiny" ]; then
     DATA=${DATA:-shape=playground/data/demo/train_shape.json,color=playground/data/demo/train_color.json,yesno=playground/data/demo/train_yesno.json}
     IMAGE_FOLDER=${IMAGE_FOLDER:-playground/data/demo}
-    [ -f playground/data/demo/train.json ] || "$PYTHON" -m llava.data.easy_vqa_demo --out playground/data/demo
+    [ -f playground/data/demo/train.json ] || "$PYTHON" -m llava.kit.easy_vqa_demo --out playground/data/demo
     VISION_TOWER=${VISION_TOWER-}
     PROJECTOR=${PROJECTOR-}
     DEEPSPEED=${DEEPSPEED-}

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from llava.analysis.compare import main
-from llava.analysis.kit_eval import headline
+from llava.kit.compare import main
+from llava.kit.evaluate import headline
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from llava.analysis.kit_scores import BlindBaseline, pair_questions, score_pairs, score_task
-from llava.data.easy_vqa_attributes import COLORS, HEX, SHAPES, Attributes, from_pixels, image_attributes, implied
-from llava.data.easy_vqa_mixture import MME_SUBDIR, SHORT_ANSWER, build, caption_of, negated, vqg_answers
 from llava.eval.benchmarks import mme
+from llava.kit.easy_vqa_attributes import COLORS, HEX, SHAPES, Attributes, from_pixels, image_attributes, implied
+from llava.kit.easy_vqa_mixture import MME_SUBDIR, SHORT_ANSWER, build, caption_of, negated, vqg_answers
+from llava.kit.scores import BlindBaseline, pair_questions, score_pairs, score_task
 
 easy_vqa = pytest.importorskip("easy_vqa", reason="the easy-vqa package is in the dev extra (make install)")
 
@@ -161,7 +161,7 @@ def test_scores_and_blind_baseline(mixture, tmp_path):
 def test_yes_no_conversations_of_eight_questions_ask_each_attribute_against_two_false_values():
     import random
 
-    from llava.data.easy_vqa_mixture import _yes_no_conversation
+    from llava.kit.easy_vqa_mixture import _yes_no_conversation
 
     a = Attributes(shape="triangle", color="teal")
     phrasings = {"color": ["is there a X shape?", "is a X shape present?"], "shape": ["does the image contain a X?"]}

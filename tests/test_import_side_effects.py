@@ -9,7 +9,7 @@ from llava.cache import cache_dir
 
 def test_importing_the_package_leaves_matplotlib_alone():
     code = ("import sys, matplotlib; matplotlib.use('svg'); "
-            "import llava.train.train, llava.analysis.compare, llava.analysis.router_specialisation, llava.eval.report; "
+            "import llava.train.train, llava.kit.compare, llava.kit.router_specialisation, llava.eval.report; "
             "from llava.train.plots import plot_losses; import tempfile, os; "
             "plot_losses([{'step': 1, 'loss': 2.0}], os.path.join(tempfile.mkdtemp(), 'loss.png')); "
             "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from llava.analysis.kit_stats import as_array, compare_schemes, holm, interval, paired_test
+from llava.kit.stats import as_array, compare_schemes, holm, interval, paired_test
 
 
 def outcomes(rate: float, seeds: int, units: int, seed: int) -> np.ndarray:

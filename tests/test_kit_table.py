@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from llava.analysis.kit_table import BETTER, WORSE, summarise
+from llava.kit.table import BETTER, WORSE, summarise
 
 
 def runs(right: np.ndarray) -> list[dict]:

@@ -1,11 +1,11 @@
-"""The task-expert mutual information of llava.analysis.router_specialisation on count tables with a known answer."""
+"""The task-expert mutual information of llava.kit.router_specialisation on count tables with a known answer."""
 
 import math
 
 import pytest
 import torch
 
-from llava.analysis.router_specialisation import mutual_information
+from llava.kit.router_specialisation import mutual_information
 
 
 def test_tasks_that_pick_experts_alike_share_no_information():
@@ -27,8 +27,8 @@ def test_a_partial_dependence_matches_the_definition():
 
 def test_costs_mark_only_differences_that_survive_holm():
     """A coefficient 30 points worse on one column is marked; one identical to the preset is not."""
-    from llava.analysis.kit_table import COLUMNS
-    from llava.analysis.router_specialisation import PRESET_COEF, costs
+    from llava.kit.router_specialisation import PRESET_COEF, costs
+    from llava.kit.table import COLUMNS
 
     preset = {c: {f"q{i}": i % 2 == 0 for i in range(200)} for c in COLUMNS}
     worse = {c: dict(v) for c, v in preset.items()}

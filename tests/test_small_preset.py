@@ -10,15 +10,15 @@ import torch
 from transformers import AutoTokenizer, CLIPVisionModel
 
 from llava.conversation import get_template
-from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.data.preprocess import encode_chunks, ensure_image_token, move_image_to_front, tokenize_conversation
 from llava.inference import Generator
+from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
+from llava.kit.shape_tower import TowerRecipe, pretrained_tower
+from llava.kit.small import SMALL_VERSION, build_small, smollm2_gguf
+from llava.kit.word_projector import ProjectorRecipe, aligned_projector
 from llava.model.builder import detect_source
 from llava.model.parts import lm_location
-from llava.model.shape_tower import TowerRecipe, pretrained_tower
-from llava.model.small import SMALL_VERSION, build_small, smollm2_gguf
 from llava.model.weights import read_state_dict
-from llava.model.word_projector import ProjectorRecipe, aligned_projector
 
 pytestmark = pytest.mark.slow
 QUICK = TowerRecipe(hidden_size=32, intermediate_size=64, layers=2, heads=2, steps=30, batch=32)
@@ -43,7 +43,7 @@ def test_small_preset_answers_a_text_question_in_english():
     assert model.config.image_seq_length == 16 and model.config.text_config.num_hidden_layers == 30
     generator = Generator(model, tokenizer, processor, SMALL_VERSION)
     prompt = generator.prompt_for("What is the capital of France? Answer in one sentence.", has_image=False)
-    # SmolLM2's own ChatML, without its default identity line (llava/model/small.py)
+    # SmolLM2's own ChatML, without its default identity line (llava/kit/small.py)
     assert prompt.startswith("<|im_start|>user\n") and prompt.endswith("<|im_start|>assistant\n"), prompt
     system = tokenizer.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
                                            tokenize=False)

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from llava.analysis.yes_no_ablation import new_projector, train_args, yes_no_files
-from llava.data.easy_vqa_mixture import build
+from llava.kit.easy_vqa_mixture import build
+from llava.kit.yes_no_ablation import new_projector, train_args, yes_no_files
 from llava.model.weights import read_state_dict
 
 pytest.importorskip("easy_vqa", reason="the easy-vqa package is in the dev extra (make install)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from llava.train.plots import save_figure, subplots
+from llava.figures import save_figure, subplots
 
 
 def plot_interference(scores: dict[str, torch.Tensor], task_names: list[str], path: str, title: str) -> None:

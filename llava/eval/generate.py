@@ -127,7 +127,7 @@ def answer_questions(gen: Generator, questions: list[dict], answers_file: str, i
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-path", required=True, help="checkpoint dir, merged/llava-hf dir, or 'tiny'")
+    ap.add_argument("--model-path", required=True, help="checkpoint dir, merged/llava-hf dir, or a preset (tiny, small)")
     ap.add_argument("--question-file", required=True)
     ap.add_argument("--answers-file", required=True)
     ap.add_argument("--image-folder", default="")

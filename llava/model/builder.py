@@ -2,7 +2,8 @@
 
 Six sources, one result (model, tokenizer, image processor):
   * "tiny"                         -> the preset in `tiny.py` (random, for tests);
-  * "small"                        -> the preset in `small.py` (SmolLM2-135M + a cached easy-vqa-trained tower);
+  * "small"                        -> the experiment kit's preset (llava/kit/small.py: SmolLM2-135M + a cached
+                                      easy-vqa-trained tower), imported only when asked for;
   * a llava-hf directory           -> `LlavaForConditionalGeneration.from_pretrained`;
   * an original LLaVA checkpoint   -> `original.py` (Llama weights + `model.mm_projector.*`);
   * parts                          -> `parts.py`: a CLIP vision tower dir + a Llama/Vicuna dir or one .gguf file
@@ -27,7 +28,6 @@ from llava.model.image import clip_image_processor
 from llava.model.original import from_original_llava, save_original_llava
 from llava.model.parts import from_parts
 from llava.model.quant import quantization_config, quantize_tiny
-from llava.model.small import build_small
 from llava.model.tiny import build_tiny
 from llava.model.weights import load_projector, map_original_key
 from llava.model.zero import zero3_paused
@@ -77,7 +77,7 @@ def detect_source(path: str) -> str:
         return "language_model"
     cfg_path = os.path.join(path, "config.json")
     if not os.path.exists(cfg_path):
-        raise FileNotFoundError(f"{path!r} is neither 'tiny', a .gguf file, nor a directory with a config.json")
+        raise FileNotFoundError(f"{path!r} is neither a preset (tiny, small), a .gguf file, nor a directory with a config.json")
     with open(cfg_path) as f:
         raw = json.load(f)
     if raw.get("model_type") == "llava" and "text_config" in raw:
@@ -116,6 +116,8 @@ def _load_model(model_name_or_path, vision_tower, pretrain_mm_mlp_adapter, dtype
             model = quantize_tiny(model, quant, dtype)
         image_processor = clip_image_processor(model.config.vision_config.image_size)
     elif source == "small":
+        from llava.kit.small import build_small  # the kit sits above the core: only a small-preset load pulls it in
+
         model, tokenizer, image_processor = build_small(dtype, attn, quant)
     elif source == "llava_hf":
         model, tokenizer, image_processor = from_llava_hf(model_name_or_path, dtype, attn, quant)

@@ -43,7 +43,7 @@ class Chat:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-path", required=True, help="checkpoint dir, merged/llava-hf dir, or 'tiny'")
+    ap.add_argument("--model-path", required=True, help="checkpoint dir, merged/llava-hf dir, or a preset (tiny, small)")
     ap.add_argument("--image-file", default=None, help="the image to talk about (none: text only)")
     ap.add_argument("--task", default=None, help="task head for task-routed asymlora (name or id)")
     ap.add_argument("--conv-mode", default=None, help="template; default: the checkpoint's --version or vicuna_v1")

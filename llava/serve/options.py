@@ -15,7 +15,7 @@ BUILT_IN = ("tiny", "small")  # presets llava.model.builder builds without files
 def server_parser(doc: str, port: int) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-path", action="append", required=True, metavar="[NAME=]DIR",
-                    help="checkpoint dir, merged/llava-hf dir, or 'tiny'; repeat to serve several")
+                    help="checkpoint dir, merged/llava-hf dir, or a preset (tiny, small); repeat to serve several")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=port)
     ap.add_argument("--device", default="auto")

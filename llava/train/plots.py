@@ -12,16 +12,9 @@ import math
 import os
 
 import torch
-from matplotlib.figure import Figure
 
 from llava.adapters.state import load_shares
-
-
-def subplots(*args, figsize=None, **kwargs):
-    """A figure and its axes outside pyplot: files only, and no backend chosen or changed (a notebook that imports
-    this package keeps its own)."""
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(*args, **kwargs)
+from llava.figures import save_figure, subplots
 
 
 def plot_losses(log_history: list[dict], path: str) -> bool:
@@ -137,10 +130,3 @@ def plot_router_health(events_dir: str, path: str) -> bool:
     fig.suptitle("router health", fontsize=11)
     save_figure(fig, path)
     return True
-
-
-def save_figure(fig, path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)

@@ -2,7 +2,7 @@
 
 LLaVA's stage 1 trains the projector on captions so that the language model can read image tokens. At laptop scale
 that alignment decides whether yes/no questions can be learnt at all in a short run (`python -m
-llava.analysis.yes_no_ablation`, docs/experiment_kit.md). So this projector is fitted (seconds, no language-model
+llava.kit.yes_no_ablation`, docs/experiment_kit.md). So this projector is fitted (seconds, no language-model
 forward) to put each patch token onto the input embedding of a word the model already knows: even positions the
 image's colour word, odd positions its shape word. The image then reads like "red circle red circle ...", and "is
 there a red shape?" becomes a comparison the pretrained model makes between tokens. This is a supervised stand-in for stage 1 on the two attributes the kit asks about, not LLaVA's caption pre-training; cached
@@ -22,8 +22,8 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
 
 from llava.cache import cache_dir, publish_dir
-from llava.data.easy_vqa_attributes import COLORS, SHAPES
-from llava.model.shape_tower import TowerRecipe, patch_features, pixels_and_labels, pretrained_tower
+from llava.kit.easy_vqa_attributes import COLORS, SHAPES
+from llava.kit.shape_tower import TowerRecipe, patch_features, pixels_and_labels, pretrained_tower
 from llava.model.weights import PROJECTOR_KEY
 from llava.model.zero import zero3_paused
 

@@ -3,7 +3,7 @@ routed layer, colour = mutual information between task and top expert in bits (0
 
 from __future__ import annotations
 
-from llava.train.plots import save_figure, subplots
+from llava.figures import save_figure, subplots
 
 
 def plot_mutual_information(rows: list[dict], path: str, key: str = "mi_bits", tokens: str = "all tokens") -> None:

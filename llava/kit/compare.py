@@ -1,6 +1,6 @@
 """`make compare`: every adapter scheme on the same easy-vqa mixture, matched trainable budgets, 3 seeds, intervals.
 
-Schemes (small preset, the mixture of llava.data.easy_vqa_mixture: vqa, vqa_hex, caption, vqg): plain LoRA on all
+Schemes (small preset, the mixture of llava.kit.easy_vqa_mixture: vqa, vqa_hex, caption, vqg): plain LoRA on all
 linears; MoE-LoRA, AsymLoRA routed (paper preset: shared A, routed B heads, one router per MLP block, hydra balance,
 biased routers), AsymLoRA with one B head per task (paper Eq. 2), AsymLoRA task x expert (Eq. 3) and MixLoRA on the
 MLP with plain LoRA on attention. Ranks are chosen so every scheme trains about the same number of adapter weights;
@@ -10,10 +10,10 @@ between them: a 135M model's matmuls at batch 2 do not keep two threads busy, so
 by side finish sooner than two two-thread runs one after the other (`bench/compare_workers.py`, docs/benchmarks.md).
 Held out: 200 questions per reported cell (colour, shape, yes/no, hex, caption, vqg) and 2 x 100 paired images, from
 easy-vqa's test split. Then: per scheme and column the mean over seeds with a 95% interval and marks where it differs
-from lora by a paired test (llava.analysis.kit_table, kit_stats), every pair's test (compare_tests.md), the blind
+from lora by a paired test (kit/table.py, kit/stats.py), every pair's test (compare_tests.md), the blind
 baseline, a bar chart, and the interference matrices and router load of seed 0's lora and asymlora runs.
 
-python -m llava.analysis.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora]
+python -m llava.kit.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora]
                                  [--yes-no-turns 8] [--yes-no-singles 0.25] [--test 200] [--pairs 100] [--workers 2]
 """
 
@@ -32,12 +32,12 @@ from safetensors import safe_open
 
 from llava.adapters.io import weights_path
 from llava.analysis.interference import analyse
-from llava.analysis.kit_eval import blind_outcomes, blind_scores, evaluate
-from llava.analysis.kit_plots import plot_comparison
-from llava.analysis.kit_table import summarise
-from llava.analysis.workers import in_workers
-from llava.data.easy_vqa_mixture import KIT_MAX_TOKENS, build
-from llava.model.small import SMALL_VERSION
+from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
+from llava.kit.evaluate import blind_outcomes, blind_scores, evaluate
+from llava.kit.plots import plot_comparison
+from llava.kit.small import SMALL_VERSION
+from llava.kit.table import summarise
+from llava.kit.workers import in_workers
 
 MLP = "gate_proj,up_proj,down_proj"
 ROUTED = ["--router_scope", "mlp_block", "--mixture_targets", MLP, "--balance_coef", "0.05", "--router_bias", "True"]
@@ -66,7 +66,7 @@ def train_args(scheme: str, mixture: str, images: str, out: str, seed: int, step
             "--group_by_modality_length", "True", "--logging_steps", "10",
             "--save_steps", str(max(1, steps // 2)), "--save_total_limit", "1", "--report_to", "none",
             "--output_dir", out, "--seed", str(seed)]
-    # the small preset's projector is aligned with the LM's word embeddings (model/word_projector.py): kept frozen
+    # the small preset's projector is aligned with the LM's word embeddings (kit/word_projector.py): kept frozen
     args += ["--freeze_mm_mlp_adapter", "True"] if model == "small" else ["--mm_projector_lr", "2e-3"]
     if model == "small" and not torch.cuda.is_available():  # bf16 base on CPU: ~1.45x faster steps (measured)
         args += ["--bf16", "True", "--use_cpu", "True"]
@@ -122,7 +122,7 @@ def check_settings(root: str, settings: dict) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The runner's flags; the recipe ones (all but --out, --seeds, --schemes, --workers) also drive the analyses that
-    train on the kit's recipe (llava.analysis.router_specialisation, llava.analysis.yes_no_singles)."""
+    train on the kit's recipe (llava.kit.router_specialisation, llava.kit.yes_no_singles)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/compare")
     ap.add_argument("--data", default="playground/data/mixture")

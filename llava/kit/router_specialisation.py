@@ -12,7 +12,7 @@ the top expert names the task. The plug-in estimate's bias is about (T-1)(E-1) /
 layer (~1e-4 here), reported beside it. Also: the gate-mass load per task x expert per layer (heatmaps) and the
 kit's accuracies with their intervals, so a specialisation can be weighed against what it costs.
 
-python -m llava.analysis.router_specialisation --out runs/router [--coefs 0,0.05,0.5] [--schemes asymlora,moe_lora]
+python -m llava.kit.router_specialisation --out runs/router [--coefs 0,0.05,0.5] [--schemes asymlora,moe_lora]
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ import torch
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.routing import label_router_layers
-from llava.analysis.compare import (
+from llava.analysis.interference import task_batches
+from llava.constants import IGNORE_INDEX
+from llava.data.dataset import SupervisedDataset
+from llava.kit.compare import (
     ROUTED,
     SCHEMES,
     check_settings,
@@ -36,13 +39,10 @@ from llava.analysis.compare import (
     parser,
     run_one,
 )
-from llava.analysis.interference import task_batches
-from llava.analysis.kit_stats import as_array, holm, interval, paired_test
-from llava.analysis.kit_table import COLUMNS
-from llava.analysis.router_plots import plot_mutual_information
-from llava.analysis.workers import in_workers
-from llava.constants import IGNORE_INDEX
-from llava.data.dataset import SupervisedDataset
+from llava.kit.router_plots import plot_mutual_information
+from llava.kit.stats import as_array, holm, interval, paired_test
+from llava.kit.table import COLUMNS
+from llava.kit.workers import in_workers
 from llava.model.image import ImageTransform
 from llava.train.plots import plot_router_load
 

@@ -8,7 +8,7 @@ for seed with `make compare`'s runs on the same held-out questions.
 Reported per seed: paired acc+ with and without singles beside the blind baseline's + 20 points (the bar a scheme
 must clear to count as having learnt yes/no), and per column the paired test singles - conversations.
 
-python -m llava.analysis.yes_no_singles --out runs/yes_no_singles [--share 0.25] [--schemes mixlora] [--compare runs/compare]
+python -m llava.kit.yes_no_singles --out runs/yes_no_singles [--share 0.25] [--schemes mixlora] [--compare runs/compare]
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import argparse
 import json
 import os
 
-from llava.analysis.compare import check_settings, compare_settings, kit_manifest, parser, read_outcomes, run_one
-from llava.analysis.kit_eval import blind_outcomes
-from llava.analysis.kit_stats import as_array, paired_test
-from llava.analysis.kit_table import COLUMNS
-from llava.analysis.workers import in_workers
+from llava.kit.compare import check_settings, compare_settings, kit_manifest, parser, read_outcomes, run_one
+from llava.kit.evaluate import blind_outcomes
+from llava.kit.stats import as_array, paired_test
+from llava.kit.table import COLUMNS
+from llava.kit.workers import in_workers
 
 BAR = 20.0  # points above the blind baseline's paired acc+
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from llava.kit.shape_tower import TowerRecipe, pretrained_tower
+from llava.kit.word_projector import ProjectorRecipe, aligned_projector
 from llava.model.parts import from_parts, lm_location
-from llava.model.shape_tower import TowerRecipe, pretrained_tower
-from llava.model.word_projector import ProjectorRecipe, aligned_projector
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMALL_VERSION = "chat_template"

@@ -12,7 +12,10 @@ import os
 
 from llava.adapters.attached import adapter_config
 from llava.adapters.checkpoint import load_checkpoint_model
-from llava.analysis.kit_scores import (
+from llava.eval.generate import read_questions, run
+from llava.eval.jsonl import read_jsonl
+from llava.kit.easy_vqa_mixture import MME_SUBDIR
+from llava.kit.scores import (
     BlindBaseline,
     pair_outcomes,
     pair_questions,
@@ -20,9 +23,6 @@ from llava.analysis.kit_scores import (
     score_task,
     task_outcomes,
 )
-from llava.data.easy_vqa_mixture import MME_SUBDIR
-from llava.eval.generate import read_questions, run
-from llava.eval.jsonl import read_jsonl
 
 MAX_NEW_TOKENS = {"vqa": 6, "vqa_hex": 8, "caption": 16, "vqg": 16, "pairs": 3}
 

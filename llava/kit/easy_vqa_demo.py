@@ -1,7 +1,7 @@
 """Write a small LLaVA-format data set from the `easy-vqa` PyPI package (shape images + questions), offline.
 
 Three tasks by question kind - shape, color, yes/no - so task routing and per-task reports have something to do.
-python -m llava.data.easy_vqa_demo --out playground/data/demo --train 1200 --test 60
+python -m llava.kit.easy_vqa_demo --out playground/data/demo --train 1200 --test 60
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import random
 import shutil
 
-from llava.data.easy_vqa_attributes import load_easy_vqa
+from llava.kit.easy_vqa_attributes import load_easy_vqa
 
 
 def question_task(question: str, answer: str) -> str:

@@ -18,10 +18,10 @@ import json
 import os
 import tempfile
 
-from llava.data.easy_vqa_attributes import Attributes
-from llava.data.easy_vqa_mixture import question_kind, vqg_answers
 from llava.eval.benchmarks import mme
 from llava.eval.jsonl import read_jsonl, write_jsonl
+from llava.kit.easy_vqa_attributes import Attributes
+from llava.kit.easy_vqa_mixture import question_kind, vqg_answers
 
 
 def _norm(text: str) -> str:
@@ -33,7 +33,7 @@ def _question(text: str) -> str:
 
 
 def task_outcomes(task: str, rows: list[dict], replies: dict) -> dict[str, dict[str, bool]]:
-    """{metric: {question_id: right}} for one task's eval rows (llava.data.easy_vqa_mixture) and {question_id: reply};
+    """{metric: {question_id: right}} for one task's eval rows (llava.kit.easy_vqa_mixture) and {question_id: reply};
     `vqa`'s metrics are its question kinds (color, shape, yesno), every other task's its name."""
     right: dict[str, dict[str, bool]] = collections.defaultdict(dict)
     for row in rows:

@@ -2,12 +2,12 @@
 differs from plain LoRA by a paired test (Holm-adjusted over the scheme pairs of the column), and every pair's test.
 
 Input: {scheme: [one {column: {unit: right}} per seed]} (each run's eval/outcomes.json) and the blind baseline's
-{column: {unit: right}}; the statistics are llava.analysis.kit_stats'.
+{column: {unit: right}}; the statistics are llava.kit.stats'.
 """
 
 from __future__ import annotations
 
-from llava.analysis.kit_stats import ALPHA, as_array, compare_schemes, interval
+from llava.kit.stats import ALPHA, as_array, compare_schemes, interval
 
 COLUMNS = ("colour", "shape", "yes/no", "hex", "caption", "vqg", "pairs acc", "pairs acc+")
 REFERENCE = "lora"

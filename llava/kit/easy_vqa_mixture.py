@@ -15,7 +15,7 @@ Tasks (each a task name in the mixture; train from easy-vqa's train split, evalu
 Plus `pairs`: an MME-style paired yes/no benchmark (for every test image one question whose answer is yes and one
 whose answer is no, in MME's folder layout, subtasks `color` and `existence`) scored by the project's MME scorer.
 
-python -m llava.data.easy_vqa_mixture --out playground/data/mixture --train 1200 --test 40
+python -m llava.kit.easy_vqa_mixture --out playground/data/mixture --train 1200 --test 40
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import random
 import shutil
 
 from llava.constants import SHORT_ANSWER
-from llava.data.easy_vqa_attributes import COLORS, HEX, SHAPES, Attributes, image_attributes, load_easy_vqa
+from llava.kit.easy_vqa_attributes import COLORS, HEX, SHAPES, Attributes, image_attributes, load_easy_vqa
 
 TASKS = ("vqa", "vqa_hex", "caption", "vqg")
 CAPTION_PROMPT = "Describe the image briefly."
@@ -78,7 +78,7 @@ def _yes_no_conversation(a: Attributes, phrasings: dict[str, list[str]], rng: ra
     per attribute (colour, shape) turns/4 true ones (each in another phrasing, while there are) and turns/4 false ones
     (each false value different), in easy-vqa's own positive phrasings, shuffled. One image then carries several
     answers for the cost of one image, which is what lets a short run learn yes/no at all
-    (`python -m llava.analysis.yes_no_ablation`, docs/experiment_kit.md)."""
+    (`python -m llava.kit.yes_no_ablation`, docs/experiment_kit.md)."""
     if turns % 4 or not 0 < turns // 4 < len(SHAPES):
         raise ValueError(f"yes/no conversations hold 4 or 8 questions (one false value per true one), not {turns}")
     exchanges = []

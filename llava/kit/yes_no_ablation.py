@@ -8,7 +8,7 @@ each scored on the paired benchmark (MME acc / acc+) beside the blind baseline:
                stage 2 without stage 1).
 Each run's log and scores stay under OUT/<condition>/; finished conditions are skipped.
 
-python -m llava.analysis.yes_no_ablation --out runs/yes_no --steps 60
+python -m llava.kit.yes_no_ablation --out runs/yes_no --steps 60
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from llava.analysis.kit_eval import blind_scores, evaluate, headline
-from llava.data.easy_vqa_mixture import build
-from llava.model.shape_tower import TowerRecipe
-from llava.model.small import SMALL_VERSION
-from llava.model.word_projector import mlp2x_gelu, stage1_state
+from llava.kit.easy_vqa_mixture import build
+from llava.kit.evaluate import blind_scores, evaluate, headline
+from llava.kit.shape_tower import TowerRecipe
+from llava.kit.small import SMALL_VERSION
+from llava.kit.word_projector import mlp2x_gelu, stage1_state
 
 SMOLLM2_WIDTH = 576  # SmolLM2-135M's hidden size: the projector's output
 

@@ -22,7 +22,7 @@ from PIL import Image
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from llava.cache import cache_dir, publish_dir
-from llava.data.easy_vqa_attributes import COLORS, SHAPES, image_attributes
+from llava.kit.easy_vqa_attributes import COLORS, SHAPES, image_attributes
 from llava.model.image import clip_image_processor
 from llava.model.zero import zero3_paused
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from llava.train.plots import save_figure, subplots
+from llava.figures import save_figure, subplots
 
 
 def plot_comparison(stats: dict[str, dict], path: str) -> None:
-    """stats: llava.analysis.kit_table.statistics' {column: {"intervals": {scheme: [mean, low, high]}}}."""
+    """stats: llava.kit.table.statistics' {column: {"intervals": {scheme: [mean, low, high]}}}."""
     metrics = list(stats)
     schemes = sorted(stats[metrics[0]]["intervals"], key=lambda s: s != "blind")
     width = 0.8 / len(schemes)

@@ -1,0 +1,22 @@
+"""Figures as files, outside pyplot: every plot of the project goes through these two (no backend chosen or
+changed, so a notebook that imports the package keeps its own; written atomically)."""
+
+from __future__ import annotations
+
+import os
+
+from matplotlib.figure import Figure
+
+
+def subplots(*args, figsize=None, **kwargs):
+    """A figure and its axes outside pyplot: files only, and no backend chosen or changed (a notebook that imports
+    this package keeps its own)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
+def save_figure(fig, path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.png"
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)

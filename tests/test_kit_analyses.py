@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llava.analysis import router_specialisation, yes_no_singles
+from llava.kit import router_specialisation, yes_no_singles
 
 pytestmark = pytest.mark.slow
 

@@ -84,6 +84,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check llava tests bench scripts eval
+	$(BIN)/lint-imports  # the layers contract in .importlinter
 
 clean:
 	rm -rf $(VENV) $(LOWEST) build *.egg-info .pytest_cache .ruff_cache .torch_extensions .torch_extensions-lowest

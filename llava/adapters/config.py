@@ -113,10 +113,10 @@ class AdapterConfig:
     @property
     def has_routers(self) -> bool:
         """Any router at all: per token, or mixlora's per-instance factor selection."""
-        return self.num_experts > 1 and (self.spec.token_routed or self.spec.load_unit == "factor")
+        return self.num_experts > 1 and self.spec.routers
 
     @property
-    def task_heads(self) -> list[str]:
+    def task_head_names(self) -> list[str]:
         """Names of the task heads a batch picks from ([] when the adapter has none)."""
         if not self.spec.task_heads or self.num_tasks <= 1:
             return []

@@ -44,6 +44,8 @@ class AdapterLinear(nn.Module):
         self.variant.create(self, base.in_features, base.out_features,
                             dict(router=router, top_k=top_k, bias=router_bias), kw)
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # fan-in d_in: every expert's A gets LoRA's init
+        # the router whose balance statistic this layer's output carries (fixed once built: not looked up per call)
+        self._aux_key = id(block_router if block_router is not None else getattr(self, "router", None))
 
     @property
     def state(self) -> RoutingState:
@@ -80,8 +82,7 @@ class AdapterLinear(nn.Module):
         y = self.base(x)
         # y + u Bcat^T as one GEMM that accumulates into y (no separate pass over the [tokens, d_out] output)
         out = torch.addmm(y.reshape(-1, y.shape[-1]), u.reshape(-1, u.shape[-1]), cast(self.lora_B, u).t()).view_as(y)
-        router = self.block_router if self.block_router is not None else getattr(self, "router", None)
-        return attach_aux(out, aux, self.state, id(router))
+        return attach_aux(out, aux, self.state, self._aux_key)
 
     def adapter_delta(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(s * delta(x), balance loss or None): everything the adapter adds to the frozen layer."""

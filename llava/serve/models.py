@@ -37,7 +37,7 @@ class ServedModel:
     @property
     def task_names(self) -> list[str]:
         """Task heads a request must pick from ([] when the checkpoint has none)."""
-        return self.config.task_heads if self.config is not None else []
+        return self.config.task_head_names if self.config is not None else []
 
     @property
     def routed(self) -> bool:

@@ -16,6 +16,7 @@ class AsymLoRA(Scheme):
     name = "asymlora"
     task_heads = True
     token_routed = True
+    routers = True
 
     @staticmethod
     def create(layer, d_in: int, d_out: int, router_kw: dict, kw: dict) -> None:

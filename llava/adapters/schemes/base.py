@@ -19,6 +19,7 @@ class Scheme:
     name = ""
     task_heads = False  # B heads chosen by the sample's task (num_tasks > 1 allowed)
     token_routed = False  # a router mixes heads per token (with num_experts > 1)
+    routers = False  # has routers at all (with num_experts > 1): per token, or per instance
     load_unit = "expert"  # what its router load counts
     plain = False  # one A and one B per layer whatever the sizes: plain LoRA
 

@@ -16,6 +16,7 @@ from llava.adapters.schemes.base import Scheme, scaled_projection
 class MixLoRA(Scheme):
     name = "mixlora"
     load_unit = "factor"
+    routers = True
 
     @staticmethod
     def check(r: int, num_experts: int, num_tasks: int) -> None:

@@ -12,6 +12,7 @@ from llava.adapters.schemes.base import Scheme, expert_gates, scaled_projection
 class MoELoRA(Scheme):
     name = "moe_lora"
     token_routed = True
+    routers = True
 
     @staticmethod
     def check(r: int, num_experts: int, num_tasks: int) -> None:

@@ -3,6 +3,7 @@
 import glob
 import math
 import struct
+import time
 
 import pytest
 import torch
@@ -89,13 +90,13 @@ def test_no_tracker_no_router_health(tmp_path, small_data):
 
 
 def wandb_history(run_dir):
-    """Keys and values of an offline run's history records: the .wandb file is LevelDB's log format (32 KiB blocks
-    of checksummed chunks) holding wandb's protobuf Records."""
+    """Keys and values of an offline run's history records, and the count of each record type: the .wandb file is
+    LevelDB's log format (32 KiB blocks of checksummed chunks) holding wandb's protobuf Records."""
     from wandb.proto import wandb_internal_pb2
 
     data = open(glob.glob(str(run_dir / "*.wandb"))[0], "rb").read()
     assert data[:4] == b":W&B"
-    pos, chunks, history = 7, [], {}
+    pos, chunks, history, kinds = 7, [], {}, {}
     while pos + 7 <= len(data):
         left = 32768 - pos % 32768
         if left < 7:
@@ -111,10 +112,23 @@ def wandb_history(run_dir):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(b"".join(chunks))
             chunks = []
-            if record.WhichOneof("record_type") == "history":
+            kind_name = record.WhichOneof("record_type")
+            kinds[kind_name] = kinds.get(kind_name, 0) + 1
+            if kind_name == "history":
                 for item in record.history.item:
                     history.setdefault(item.key or "/".join(item.nested_key), []).append(float(item.value_json))
-    return history
+    return history, kinds
+
+
+def finished_wandb_history(run_dir, wait_s=60.0):
+    """The history once the transaction log holds its exit record (wandb's service may still be writing after
+    `wandb.finish()` returns on a loaded machine)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        history, kinds = wandb_history(run_dir)
+        if kinds.get("exit") or time.monotonic() > deadline:
+            return history, kinds
+        time.sleep(0.5)
 
 
 def test_wandb_offline_run_holds_the_same_router_health(tmp_path, small_data, monkeypatch):
@@ -126,11 +140,14 @@ def test_wandb_offline_run_holds_the_same_router_health(tmp_path, small_data, mo
     wandb.finish()
     runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*"))
     assert len(runs) == 1
-    history = wandb_history(type(tmp_path)(runs[0]))
+    history, kinds = finished_wandb_history(type(tmp_path)(runs[0]))
+    assert kinds.get("exit") == 1, kinds
     layers = trainer.model.config.text_config.num_hidden_layers
     for layer in range(layers):
         for name in ["gate_entropy", "weight_change", "grad_norm", "load/expert0"]:
-            values = history[f"train/router_health/layer{layer}/{name}"]
+            key = f"train/router_health/layer{layer}/{name}"
+            assert key in history, (key, kinds, sorted(history))
+            values = history[key]
             assert len(values) == 2 and all(math.isfinite(v) for v in values), name
     assert len(history["train/loss"]) == 2 and len(history["train/balance_loss"]) == 2
     assert torch.tensor(history["train/router_health/layer0/weight_change"]).gt(0).all()

@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from llava.train.plan import GIB, llava_config, main, plan
+from llava.train.plan import main, plan
+from llava.train.plan_model import GIB, llava_config
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,8 @@ def test_token_count_equals_the_training_inputs(small_data, tiny_tokenizer):
 def test_time_estimate_matches_the_hand_computation():
     """docs/planning.md: LoRA r=128 on mix665k's published size (300 text tokens per record assumed) on 8 A100."""
     from llava.train import estimate
-    from llava.train.plan import count, meta_model, sizes
+    from llava.train.plan import sizes
+    from llava.train.plan_model import count, meta_model
 
     llava = meta_model("7b", "lora", 128)
     s = sizes(count(llava), llava.config)

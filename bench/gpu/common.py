@@ -18,12 +18,12 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForCon
 from llava.adapters import AdapterConfig, inject_adapters
 from llava.adapters.config import ATTENTION, MLP
 from llava.adapters.merge import unload_adapters
-from llava.train import plan
+from llava.train import plan_model
 
 # The adapter settings of scripts/finetune_{lora,moe_lora,asymlora,mixlora}.sh at 7B: the planner's, plus the
 # scripts' balance losses; dropout 0.05 everywhere.
 BALANCE = {"moe_lora": dict(balance_coef=0.05), "asymlora": dict(balance_coef=0.05, balance_loss="hydra")}
-SCHEMES = {name: dict(plan.SCHEMES[name], **BALANCE.get(name, {})) for name in ("lora", "moe_lora", "asymlora",
+SCHEMES = {name: dict(plan_model.SCHEMES[name], **BALANCE.get(name, {})) for name in ("lora", "moe_lora", "asymlora",
                                                                                   "mixlora")}
 # --cpu-smoke: the same schemes at toy ranks (MODEL=tiny's: scripts/finetune_*.sh)
 SMOKE_RANKS = {"lora": dict(r=16, alpha=32), "moe_lora": dict(r=8, alpha=16), "asymlora": dict(r=8, alpha=16),
@@ -43,7 +43,7 @@ def adapter_config(name: str, smoke: bool) -> AdapterConfig:
 def llava_config(smoke: bool) -> LlavaConfig:
     """LLaVA-1.5-7B (Vicuna-7B + CLIP ViT-L/14-336, the planner's config), or a toy of the same architecture."""
     if not smoke:
-        return plan.llava_config("7b")
+        return plan_model.llava_config("7b")
     text = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024)
     vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,

@@ -36,7 +36,7 @@ from llava.adapters.attached import routing_state
 from llava.adapters.inject import adapter_modules, language_model, projector
 from llava.adapters.routing import label_router_layers
 from llava.data.token_count import DataTokens
-from llava.train import estimate, plan
+from llava.train import estimate, plan, plan_model
 from llava.train.checkpointing import language_inputs_require_grad
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
 
@@ -98,13 +98,13 @@ def planner_prediction(model, name: str, smoke: bool, batch: int, seq: int, peak
     the step time of train/estimate.py (its FLOP count, recompute included, at its assumed MFU on `peak`). At smoke
     size the same formulas on the toy model."""
     if smoke:
-        c = plan.count(model)
-        memory = plan.memory_per_gpu(c, 0, 1, 16)
-        act = plan.activations(model.config, batch, seq, True, True)
+        c = plan_model.count(model)
+        memory = plan_model.memory_per_gpu(c, 0, 1, 16)
+        act = plan_model.activations(model.config, batch, seq, True, True)
         cfg = model.config
     else:
         p = plan.plan("7b", name, zero=0, gpus=1, bits=16, batch=batch, seq=seq)
-        c, memory, act, cfg = p["counts"], p["memory"], p["activations_checkpointed"], plan.llava_config("7b")
+        c, memory, act, cfg = p["counts"], p["memory"], p["activations_checkpointed"], plan_model.llava_config("7b")
     image = estimate.IMAGE_TOKENS
     data = DataTokens(records=batch, image_records=batch, text_tokens=float(batch * (seq - image)), sampled=batch,
                       how="the benchmark's batch")

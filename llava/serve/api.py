@@ -32,22 +32,7 @@ def create_app(registry: ModelRegistry, engine: Engine, limits: ImageLimits | No
     app = FastAPI(title="llava-asymlora", docs_url=None, redoc_url=None)
     body_cap = 4 * limits.max_bytes + 16 * MB  # base64 of the largest image, and the rest of the request
 
-    @app.exception_handler(ServeError)
-    async def serve_error(request: Request, e: ServeError):
-        return JSONResponse(e.body(), status_code=e.status)
-
-    @app.exception_handler(Exception)
-    async def server_error(request: Request, e: Exception):  # our bug: the client still gets JSON saying so
-        log.exception("internal error")
-        return JSONResponse({"error": {"message": f"internal server error: {type(e).__name__}: {e}",
-                                       "type": "server_error", "param": None, "code": None}}, status_code=500)
-
-    def check_key(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-            raise Unauthorized("invalid or missing API key: send Authorization: Bearer <key>", code="invalid_api_key")
+    _answer_errors_in_json(app)
 
     @app.get("/health")
     async def health():
@@ -57,14 +42,14 @@ def create_app(registry: ModelRegistry, engine: Engine, limits: ImageLimits | No
 
     @app.get("/v1/models")
     async def models(request: Request):
-        check_key(request)
+        _check_key(request, api_key)
         data = [{"id": i, "object": "model", "created": int(m.loaded_at), "owned_by": "llava-asymlora",
                  "root": m.path, **m.describe()} for m in registry.models.values() for i in m.ids]
         return {"object": "list", "data": data}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        check_key(request)
+        _check_key(request, api_key)
         body = await request.body()
         if len(body) > body_cap:
             raise TooLarge(f"request body is {len(body) / MB:.0f} MB; this server takes up to {body_cap / MB:.0f} MB")
@@ -87,6 +72,28 @@ def create_app(registry: ModelRegistry, engine: Engine, limits: ImageLimits | No
                                  media_type="text/event-stream")
 
     return app
+
+
+def _answer_errors_in_json(app: FastAPI) -> None:
+    """The OpenAI error body for what the client got wrong, and for our bugs too (logged with the traceback)."""
+
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, e: ServeError):
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, e: Exception):
+        log.exception("internal error")
+        return JSONResponse({"error": {"message": f"internal server error: {type(e).__name__}: {e}",
+                                       "type": "server_error", "param": None, "code": None}}, status_code=500)
+
+
+def _check_key(request: Request, api_key: str | None) -> None:
+    if api_key is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+        raise Unauthorized("invalid or missing API key: send Authorization: Bearer <key>", code="invalid_api_key")
 
 
 def _pieces_of(job: Job) -> asyncio.Queue:

@@ -8,7 +8,8 @@ import pytest
 
 from llava.eval.benchmarks import mme
 from llava.kit.easy_vqa_attributes import COLORS, HEX, SHAPES, Attributes, from_pixels, image_attributes, implied
-from llava.kit.easy_vqa_mixture import MME_SUBDIR, SHORT_ANSWER, build, caption_of, negated, vqg_answers
+from llava.kit.easy_vqa_mixture import MME_SUBDIR, SHORT_ANSWER, build, caption_of, vqg_answers
+from llava.kit.easy_vqa_yes_no import negated
 from llava.kit.scores import BlindBaseline, pair_questions, score_pairs, score_task
 
 easy_vqa = pytest.importorskip("easy_vqa", reason="the easy-vqa package is in the dev extra (make install)")
@@ -161,11 +162,11 @@ def test_scores_and_blind_baseline(mixture, tmp_path):
 def test_yes_no_conversations_of_eight_questions_ask_each_attribute_against_two_false_values():
     import random
 
-    from llava.kit.easy_vqa_mixture import _yes_no_conversation
+    from llava.kit.easy_vqa_yes_no import yes_no_conversation
 
     a = Attributes(shape="triangle", color="teal")
     phrasings = {"color": ["is there a X shape?", "is a X shape present?"], "shape": ["does the image contain a X?"]}
-    exchanges = _yes_no_conversation(a, phrasings, random.Random(0), turns=8)
+    exchanges = yes_no_conversation(a, phrasings, random.Random(0), turns=8)
     asked = {(q.split("\n")[0], answer) for q, answer in exchanges}
     assert len(exchanges) == 8 and len(asked) == 7  # the true shape asked twice: it has one phrasing here
     assert sorted(answer for _, answer in exchanges) == ["no"] * 4 + ["yes"] * 4
@@ -174,7 +175,7 @@ def test_yes_no_conversations_of_eight_questions_ask_each_attribute_against_two_
     assert {q for q, answer in asked if answer == "yes" and "teal" in q} == {"is there a teal shape?",
                                                                          "is a teal shape present?"}
     with pytest.raises(ValueError, match="4 or 8"):
-        _yes_no_conversation(a, phrasings, random.Random(0), turns=12)
+        yes_no_conversation(a, phrasings, random.Random(0), turns=12)
 
 
 def _pixels(path):

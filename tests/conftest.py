@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import tempfile
 
 import pytest
 import torch
-from PIL import Image
+from filelock import FileLock
 
 from llava.model.tiny import build_tiny
+from tests.helpers.data import write_small_data
+from tests.helpers.training import run_training
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the pre-flight data check caches its results; tests keep theirs out of the user's ~/.cache
@@ -32,45 +34,33 @@ def tiny():
     return model, tokenizer
 
 
-def write_images(folder, n=4, size=40):
-    os.makedirs(folder, exist_ok=True)
-    names = []
-    for i in range(n):
-        name = f"img{i}.png"
-        Image.new("RGB", (size + 8 * i, size), (40 * i, 200 - 30 * i, 90)).save(os.path.join(folder, name))
-        names.append(name)
-    return names
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory):
+    """`trained_tiny(scheme, *extra)`: the output directory of a 2-step tiny run (tests/helpers/training.py's
+    run_training on write_small_data's mixture; `checkpoint-2` inside), trained once per test session for each
+    recipe and shared by the pytest workers (a file lock; the workers' common temp dir). Tests only read it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if worker else base) / "trained-tiny"
+    root.mkdir(exist_ok=True)
 
+    def get(scheme: str, *extra: str):
+        name = "-".join([scheme, *(e.strip("-").replace("/", "_") for e in extra)])
+        run = root / name
+        with FileLock(str(root / f"{name}.lock")):
+            if not (run / "done").exists():
+                shutil.rmtree(run, ignore_errors=True)
+                run_training(write_small_data(root / f"{name}-data"), run / "out", scheme, max_steps=2, extra=list(extra))
+                (run / "done").write_text("")
+        return run / "out"
 
-def conversation(i, image=None, task=None, question="what shape is it?", answer="circle"):
-    row = {"id": f"s{i}", "conversations": [
-        {"from": "human", "value": ("<image>\n" if image else "") + question},
-        {"from": "gpt", "value": answer}]}
-    if image:
-        row["image"] = image
-    if task:
-        row["task"] = task
-    return row
+    return get
 
 
 @pytest.fixture
 def small_data(tmp_path):
     """A 3-task mixture of 24 samples (some text-only), images in tmp_path."""
     return write_small_data(tmp_path)
-
-
-def write_small_data(tmp_path):
-    names = write_images(tmp_path)
-    answers = {"shape": ["circle", "triangle"], "color": ["red", "blue"], "yesno": ["yes", "no"]}
-    paths = {}
-    for task, options in answers.items():
-        rows = [conversation(f"{task}{i}", image=names[i % len(names)] if i % 4 else None,
-                             question=f"what {task} is it?", answer=options[i % 2]) for i in range(8)]
-        path = tmp_path / f"{task}.json"
-        path.write_text(json.dumps(rows))
-        paths[task] = str(path)
-    spec = ",".join(f"{t}={p}" for t, p in paths.items())
-    return spec, str(tmp_path)
 
 
 def pytest_collection_modifyitems(config, items):

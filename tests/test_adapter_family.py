@@ -10,6 +10,7 @@ from llava.adapters.reference import loop_delta
 from llava.adapters.schemes import MixLoRA
 from llava.adapters.state import RoutingState
 from llava.train.checkpointing import language_inputs_require_grad
+from tests.helpers.training import tiny_inputs
 
 
 def make_layer(scheme, num_experts=3, num_tasks=1, r=4, seed=0):
@@ -78,13 +79,6 @@ def inject_with_nonzero_heads(model, config, std=0.1):
             m.lora_B.normal_(std=std)
     model.train()
     return layers
-
-
-def tiny_inputs(model, batch=2):
-    n = model.config.image_seq_length
-    ids = torch.tensor([[1] + [model.config.image_token_index] * n + [60, 70, 80, 90]] * batch)
-    torch.manual_seed(0)
-    return dict(input_ids=ids, pixel_values=torch.randn(batch, 3, 32, 32), labels=ids.clone())
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

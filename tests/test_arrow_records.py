@@ -7,7 +7,7 @@ import pytest
 
 import llava.data.arrow_records as arrow_records
 from llava.data.sources import DataError, SkipReport, read_records
-from tests.conftest import conversation
+from tests.helpers.data import conversation
 
 
 def write_mixture(tmp_path, bad=True):

@@ -6,7 +6,7 @@ import pytest
 
 from llava.data import DataError, SupervisedCollator, SupervisedDataset
 from llava.model.image import ImageTransform, clip_image_processor
-from tests.conftest import conversation, write_images
+from tests.helpers.data import conversation, write_images
 
 
 def make(tmp_path, rows, name="data.json", jsonl=False, **kw):

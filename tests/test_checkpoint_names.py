@@ -15,7 +15,7 @@ from llava.train.train import train
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from tests.conftest import write_small_data
+    from tests.helpers.data import write_small_data
 
     root = tmp_path_factory.mktemp("names")
     spec, folder = write_small_data(root)

@@ -11,7 +11,7 @@ from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.combine_experts import combine, main
 from llava.adapters.inject import adapter_modules
 from llava.train.train import train
-from tests.test_checkpoints import logits
+from tests.helpers.training import logits
 
 
 def run(data_spec, folder, out, extra=(), steps=3):
@@ -26,7 +26,7 @@ def run(data_spec, folder, out, extra=(), steps=3):
 @pytest.fixture(scope="module")
 def experts(tmp_path_factory):
     """Two LoRAs, each trained on one task alone; the first with its projector frozen, the second tuning it."""
-    from tests.conftest import write_small_data
+    from tests.helpers.data import write_small_data
 
     root = tmp_path_factory.mktemp("experts")
     spec, folder = write_small_data(root)

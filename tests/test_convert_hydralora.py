@@ -9,7 +9,7 @@ from llava.adapters.attached import adapter_config
 from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.convert_hydralora import main as convert_cli
 from llava.model.tiny import build_tiny
-from tests.test_adapter_family import tiny_inputs
+from tests.helpers.training import tiny_inputs
 
 R, ALPHA, E = 4, 8.0, 3
 

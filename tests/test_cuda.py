@@ -17,7 +17,7 @@ from llava.serve.engine import Engine, Job
 from llava.serve.models import ModelRegistry
 from llava.serve.prompt import render_conversation
 from llava.train.train import train
-from tests.conftest import write_small_data
+from tests.helpers.data import write_small_data
 
 pytestmark = pytest.mark.cuda
 

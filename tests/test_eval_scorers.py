@@ -7,7 +7,7 @@ import pytest
 from llava.eval.benchmarks import gqa, mme, textvqa, vizwiz
 from llava.eval.jsonl import write_jsonl
 from llava.eval.normalize import normalize_answer, soft_scores, vqa_accuracy
-from tests.eval_fixtures import make_gqa, make_mme, make_textvqa, make_vizwiz
+from tests.helpers.eval_fixtures import make_gqa, make_mme, make_textvqa, make_vizwiz
 
 
 def answers_file(tmp_path, mapping, name="answers.jsonl"):

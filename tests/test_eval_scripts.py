@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tests.eval_fixtures import make_all
-from tests.test_mmvet_judge import StubJudge
+from tests.helpers.eval_fixtures import make_all
+from tests.helpers.judge import StubJudge
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

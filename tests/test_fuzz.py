@@ -25,7 +25,7 @@ from llava.model.image import ImageTransform, clip_image_processor
 from llava.serve.errors import ServeError
 from llava.serve.images import ImageLimits, decode_image
 from llava.serve.jobs import check_image_size
-from tests.fuzz_strategies import BODIES, JSON, bomb_png, data_url, encode_json, image_files, small_png
+from tests.helpers.fuzz_strategies import BODIES, JSON, bomb_png, data_url, encode_json, image_files, small_png
 
 LIMITS = ImageLimits(max_bytes=1024 * 1024, max_side=1024)
 
@@ -194,7 +194,7 @@ def test_any_training_record_is_kept_or_named_and_the_good_ones_are_kept(pytestc
     structural read and the pre-flight name each bad record by file and sample; every good record is kept."""
     from llava.data import SupervisedDataset
     from llava.data.preflight import preflight
-    from tests.fuzz_strategies import ANY_RECORDS, GOOD_RECORDS
+    from tests.helpers.fuzz_strategies import ANY_RECORDS, GOOD_RECORDS
 
     folder = tmp_path_factory.mktemp("records")
     for k in range(2):

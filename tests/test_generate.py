@@ -8,7 +8,7 @@ import pytest
 from llava.eval.benchmarks import gqa
 from llava.eval.generate import answered_ids, chunk, read_questions, run
 from llava.model.builder import load_model
-from tests.eval_fixtures import make_gqa
+from tests.helpers.eval_fixtures import make_gqa
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_resume_never_rewrites_the_answers_file(tmp_path, monkeypatch):
 def test_missing_images_are_listed_before_loading_and_scored_as_unanswered(tmp_path, model, capsys):
     from llava.eval.benchmark import main as benchmark_cli
     from llava.eval.generate import main as generate_cli
-    from tests.eval_fixtures import make_mme
+    from tests.helpers.eval_fixtures import make_mme
 
     make_mme(str(tmp_path))
     qfile = tmp_path / "mme.jsonl"

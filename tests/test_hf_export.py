@@ -34,12 +34,9 @@ def test_chat_template_renders_the_training_template(version):
     assert jinja_for(get_template("plain")) is None  # stage-1 pre-training has no conversation
 
 
-def test_merged_dir_answers_in_transformers_pipeline_as_in_generate(tmp_path, small_data):
-    from tests.test_checkpoints import run_training
-
-    run_training(small_data, tmp_path / "run", "asymlora_tasks", max_steps=2)
+def test_merged_dir_answers_in_transformers_pipeline_as_in_generate(tmp_path, trained_tiny):
     merged = tmp_path / "merged"
-    merge_cli(["--checkpoint", str(tmp_path / "run" / "checkpoint-2"), "--task", "color", "--out", str(merged)])
+    merge_cli(["--checkpoint", str(trained_tiny("asymlora_tasks") / "checkpoint-2"), "--task", "color", "--out", str(merged)])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # written whole, then renamed
 
     processor = AutoProcessor.from_pretrained(merged)

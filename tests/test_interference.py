@@ -14,7 +14,7 @@ from llava.analysis.interference import adapter_params, analyse, batch_loss, tas
 from llava.data.dataset import SupervisedDataset
 from llava.model.image import ImageTransform
 from llava.train.train import train
-from tests.conftest import conversation, write_images
+from tests.helpers.data import conversation, write_images
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from llava.eval.benchmarks import mme
 from llava.eval.generate import main as generate_cli
-from tests.eval_fixtures import make_mme
+from tests.helpers.eval_fixtures import make_mme
 
 lmms_eval = pytest.importorskip("lmms_eval", reason="the lmms-eval extra is part of `make install` (dev)")
 pytestmark = pytest.mark.slow
@@ -83,23 +83,11 @@ def responses(samples):
     return out
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    from tests.conftest import write_small_data
-    from tests.test_checkpoints import run_training
-
-    root = tmp_path_factory.mktemp("lmms")
-    data = write_small_data(root / "data")
-    run_training(data, root / "tasks", "asymlora_tasks", max_steps=2)
-    run_training(data, root / "routed", "asymlora", max_steps=2)
-    return root
-
-
-def test_lmms_eval_cli_runs_a_task_head_checkpoint_through_the_plugin(checkpoints, tmp_path):
+def test_lmms_eval_cli_runs_a_task_head_checkpoint_through_the_plugin(trained_tiny, tmp_path):
     task_dir = tmp_path / "task"
     task_dir.mkdir()
     rows = write_task(task_dir)
-    ckpt = checkpoints / "tasks" / "checkpoint-2"
+    ckpt = trained_tiny("asymlora_tasks") / "checkpoint-2"
     proc = subprocess.run([sys.executable, "-m", "lmms_eval", "--model", "llava_asymlora", "--model_args",
                            f"pretrained={ckpt},task=color,conv_template=vicuna_v1", "--tasks", TASK,
                            "--include_path", str(task_dir), "--batch_size", "2", "--log_samples",
@@ -113,12 +101,12 @@ def test_lmms_eval_cli_runs_a_task_head_checkpoint_through_the_plugin(checkpoint
     assert responses(samples) == ours and any(ours.values())
 
 
-def test_simple_evaluate_on_a_routed_checkpoint_matches_generate(checkpoints, tmp_path):
+def test_simple_evaluate_on_a_routed_checkpoint_matches_generate(trained_tiny, tmp_path):
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
     rows = write_task(tmp_path)
-    ckpt = checkpoints / "routed" / "checkpoint-2"
+    ckpt = trained_tiny("asymlora") / "checkpoint-2"
     results = simple_evaluate(model="llava_asymlora", model_args=f"pretrained={ckpt}", tasks=[TASK], batch_size=3,
                               task_manager=TaskManager(include_path=str(tmp_path)), log_samples=True)
     assert responses(results["samples"][TASK]) == generate_answers(ckpt, rows, tmp_path)

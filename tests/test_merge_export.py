@@ -8,7 +8,7 @@ from llava.adapters import AdapterConfig, AdapterLinear, adapter_batch, export_p
 from llava.adapters.attached import adapter_config
 from llava.adapters.merge import main as merge_cli
 from llava.model.tiny import build_tiny
-from tests.test_adapter_family import tiny_inputs
+from tests.helpers.training import tiny_inputs
 
 
 def trained(config, seed=0):
@@ -87,13 +87,11 @@ def test_export_peft_refuses_mixtures(tmp_path):
         export_peft(model, str(tmp_path / "x"))
 
 
-def test_merge_cli_writes_a_plain_llava_hf_model(tmp_path, small_data):
+def test_merge_cli_writes_a_plain_llava_hf_model(tmp_path, trained_tiny):
     from llava.adapters.checkpoint import load_checkpoint_model
-    from tests.test_checkpoints import logits as ckpt_logits
-    from tests.test_checkpoints import run_training
+    from tests.helpers.training import logits as ckpt_logits
 
-    run_training(small_data, tmp_path / "run", "asymlora_tasks", max_steps=2)
-    ckpt = tmp_path / "run" / "checkpoint-2"
+    ckpt = trained_tiny("asymlora_tasks") / "checkpoint-2"
     merge_cli(["--checkpoint", str(ckpt), "--task", "color", "--out", str(tmp_path / "merged")])
     merged, tokenizer, _ = load_checkpoint_model(str(tmp_path / "merged"))
     unmerged, _, _ = load_checkpoint_model(str(ckpt))

@@ -12,7 +12,7 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from tests.recipe_runs import (
+from tests.helpers.recipe_runs import (
     ROOT,
     finetune,
     free_port,

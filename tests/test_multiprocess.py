@@ -9,7 +9,7 @@ import torch
 
 from llava.adapters.io import adapter_state_dict
 from llava.train.rank_record import tensor_digest
-from tests.recipe_runs import finetune, global_batches, probe_logits, recipe_parts
+from tests.helpers.recipe_runs import finetune, global_batches, probe_logits, recipe_parts
 
 pytestmark = pytest.mark.slow
 

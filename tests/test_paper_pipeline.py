@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tests.eval_fixtures import make_textvqa, make_vizwiz
-from tests.recipe_fixtures import make_raw
+from tests.helpers.eval_fixtures import make_textvqa, make_vizwiz
+from tests.helpers.recipe_fixtures import make_raw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

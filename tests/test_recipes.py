@@ -1,4 +1,4 @@
-"""The data recipes on the official download layouts (tests/recipe_fixtures.py): what each finds, what it reports as
+"""The data recipes on the official download layouts (tests/helpers/recipe_fixtures.py): what each finds, what it reports as
 absent, the conversations it writes, the manifest, the pre-flight, and one-line errors for a user's mistakes."""
 
 import json
@@ -10,7 +10,7 @@ import pytest
 
 from llava.data.recipes import mix665k
 from llava.data.recipes.__main__ import main
-from tests.recipe_fixtures import SHORT, make_raw
+from tests.helpers.recipe_fixtures import SHORT, make_raw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

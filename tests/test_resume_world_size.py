@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from llava.train.optimizer_state import FILE
-from tests.recipe_runs import finetune, recipe_parts
+from tests.helpers.recipe_runs import finetune, recipe_parts
 
 pytestmark = pytest.mark.slow
 STEPS = 6

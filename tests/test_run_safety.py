@@ -145,7 +145,7 @@ def test_a_pickle_that_would_run_code_is_refused_by_name(tmp_path):
 
 def test_a_malicious_model_pickle_is_refused_by_name(tmp_path):
     from llava.model.builder import load_model
-    from tests.model_parts import write_parts
+    from tests.helpers.model_parts import write_parts
 
     paths = write_parts(str(tmp_path))
     os.remove(os.path.join(paths["lm"], "model.safetensors"))
@@ -180,7 +180,7 @@ def test_an_out_of_memory_error_on_one_node_ends_every_node_within_seconds_namin
     node's launcher cannot stop rank 0 (another node); rank 0 stops within 15 s, DIST_TIMEOUT far away, saying why."""
     import time
 
-    from tests.recipe_runs import free_port
+    from tests.helpers.recipe_runs import free_port
 
     spec, folder = small_data
     port = free_port()

@@ -29,7 +29,7 @@ from safetensors import safe_open
 
 from llava.adapters.checkpoint import load_checkpoint_model
 from llava.inference import Generator
-from tests.recipe_runs import EXTENSIONS, GLOBAL_BATCH, ROOT, failure_lines, free_port, recipe_parts
+from tests.helpers.recipe_runs import EXTENSIONS, GLOBAL_BATCH, ROOT, failure_lines, free_port, recipe_parts
 
 pytestmark = pytest.mark.slow
 STEPS = 4

@@ -15,8 +15,8 @@ from PIL import Image
 
 from llava.adapters.attached import adapter_config
 from llava.eval.generate import main as generate_main
-from tests.recipe_runs import finetune, recipe_parts
-from tests.serve_helpers import data_url, png_bytes, start_server, stop_server
+from tests.helpers.recipe_runs import finetune, recipe_parts
+from tests.helpers.serve import data_url, png_bytes, start_server, stop_server
 
 openai = pytest.importorskip("openai", reason="the serve extra (openai client) is part of `make install` (dev)")
 KEY = "test-key"

@@ -11,11 +11,8 @@ from llava.serve.cli import Chat
 from llava.serve.cli import main as chat_cli
 
 
-def test_chat_streams_generates_answers_and_keeps_the_turns(tmp_path, small_data, monkeypatch, capsys):
-    from tests.test_checkpoints import run_training
-
-    run_training(small_data, tmp_path / "run", "asymlora_tasks", max_steps=2)
-    ckpt = str(tmp_path / "run" / "checkpoint-2")
+def test_chat_streams_generates_answers_and_keeps_the_turns(tmp_path, trained_tiny, monkeypatch, capsys):
+    ckpt = str(trained_tiny("asymlora_tasks") / "checkpoint-2")
     image = tmp_path / "red.png"
     Image.new("RGB", (40, 30), (200, 30, 40)).save(image)
 

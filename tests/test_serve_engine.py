@@ -15,19 +15,15 @@ from llava.serve.engine import Engine, Job
 from llava.serve.errors import Busy
 from llava.serve.models import ModelRegistry
 from llava.serve.prompt import render_conversation
-from tests.serve_helpers import data_url, png_bytes
-from tests.test_checkpoints import run_training
+from tests.helpers.serve import data_url, png_bytes
 
 pytest.importorskip("fastapi", reason="the serve extra is part of `make install` (dev)")
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    from tests.conftest import write_small_data
-
-    root = tmp_path_factory.mktemp("engine")
-    run_training(write_small_data(root), root / "asym", "asymlora", max_steps=2, extra=["--num_tasks", "-1"])
-    return ModelRegistry([f"asym={root / 'asym'}"]).start(background=False)
+def registry(trained_tiny):
+    asym = trained_tiny("asymlora", "--num_tasks", "-1", "--learning_rate", "5e-2")
+    return ModelRegistry([f"asym={asym}"]).start(background=False)
 
 
 def jobs_for(served, n, **kw):

@@ -5,19 +5,15 @@ import httpx
 import pytest
 
 from llava.serve.load import requests_for, run_load
-from tests.serve_helpers import start_server, stop_server
-from tests.test_checkpoints import run_training
+from tests.helpers.serve import start_server, stop_server
 
 pytest.importorskip("openai", reason="the serve extra is part of `make install` (dev)")
 
 
 @pytest.mark.slow
-def test_32_clients_get_the_answers_a_sequential_run_gets(tmp_path):
-    from tests.conftest import write_small_data
-
-    run_training(write_small_data(tmp_path), tmp_path / "asym", "asymlora", max_steps=2,
-                 extra=["--num_tasks", "-1", "--learning_rate", "5e-2"])
-    proc, url = start_server("llava.serve.api", ["--model-path", f"asym={tmp_path / 'asym'}"], tmp_path / "api.log")
+def test_32_clients_get_the_answers_a_sequential_run_gets(tmp_path, trained_tiny):
+    asym = trained_tiny("asymlora", "--num_tasks", "-1", "--learning_rate", "5e-2")
+    proc, url = start_server("llava.serve.api", ["--model-path", f"asym={asym}"], tmp_path / "api.log")
     try:
         requests = requests_for(["asym:shape", "asym:color", "asym:yesno"], 32 * 4)
         sequential = run_load(url, requests, clients=1)

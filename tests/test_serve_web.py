@@ -12,21 +12,17 @@ from PIL import Image
 
 from llava.serve.models import load_served
 from llava.serve.prompt import render_conversation
-from tests.serve_helpers import start_server, stop_server
-from tests.test_checkpoints import run_training
+from tests.helpers.serve import start_server, stop_server
 
 gradio_client = pytest.importorskip("gradio_client", reason="the serve extra is part of `make install` (dev)")
 QUESTION = "what shape is it?"
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory):
-    from tests.conftest import write_small_data
-
+def web(tmp_path_factory, trained_tiny):
     root = tmp_path_factory.mktemp("web")
-    data = write_small_data(root)
-    run_training(data, root / "asym", "asymlora", max_steps=2, extra=["--num_tasks", "-1", "--learning_rate", "5e-2"])
-    run_training(data, root / "lora", "lora", max_steps=2)
+    (root / "asym").symlink_to(trained_tiny("asymlora", "--num_tasks", "-1", "--learning_rate", "5e-2"))
+    (root / "lora").symlink_to(trained_tiny("lora"))
     Image.new("RGB", (48, 40), (200, 40, 40)).save(root / "red.png")
     Image.new("RGB", (3000, 20), (0, 0, 0)).save(root / "strip.png")
     proc, url = start_server("llava.serve.web", ["--model-path", f"asym={root / 'asym'}", "--model-path",
@@ -155,7 +151,7 @@ def test_odd_uploads_get_an_answer_or_a_message(web, tmp_path):
     logs no traceback."""
     from hypothesis import find, settings
 
-    from tests.fuzz_strategies import bomb_png, image_files
+    from tests.helpers.fuzz_strategies import bomb_png, image_files
 
     files = {"bomb.png": bomb_png()}
     for what in ("PNG I;16", "PNG P", "JPEG CMYK", "GIF P", "WEBP RGBA", "TIFF F", "truncate", "flip"):
@@ -188,7 +184,7 @@ def test_the_status_line_follows_loading_without_a_reload(tmp_path):
     from llava.serve.models import ModelRegistry
     from llava.serve.web import build_app
     from llava.serve.web_chat import WebChat
-    from tests.recipe_runs import free_port
+    from tests.helpers.recipe_runs import free_port
 
     registry = ModelRegistry(["late=tiny"])  # not started yet: the model is pending
     engine = Engine(1, 0.0, 4)

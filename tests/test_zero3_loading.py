@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tests.model_parts import write_parts
-from tests.recipe_runs import EXTENSIONS, free_port
+from tests.helpers.model_parts import write_parts
+from tests.helpers.recipe_runs import EXTENSIONS, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import time
 import httpx
 from PIL import Image
 
-from tests.recipe_runs import ROOT, free_port
+from tests.helpers.recipe_runs import ROOT, free_port
 
 
 def start_server(module: str, args: list[str], log_path, timeout: float = 120.0):

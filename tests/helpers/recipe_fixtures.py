@@ -1,7 +1,7 @@
 """The public downloads of the paper's three training sets, in their official layouts at toy size, with some images
 deliberately absent, for the recipe tests and for trying `scripts/paper/table.sh` on CPU.
 
-python -m tests.recipe_fixtures --root playground/data/paper_raw
+python -m tests.helpers.recipe_fixtures --root playground/data/paper_raw
 
 `make_raw(root)` returns what a correct recipe must find: records per task and source, absent images per source.
 """

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from llava.adapters.checkpoint import load_checkpoint_model
-from tests.model_parts import write_mixture, write_parts
+from tests.helpers.model_parts import write_mixture, write_parts
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # DeepSpeed's compiled CPU ops (make test builds them first); another torch (make test-lowest) keeps its own
 EXTENSIONS = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(ROOT, ".torch_extensions")
 GLOBAL_BATCH = 8

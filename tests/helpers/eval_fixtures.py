@@ -1,6 +1,6 @@
 """Tiny benchmark folders in the official layouts, for tests and for trying the eval scripts on CPU.
 
-python -m tests.eval_fixtures --root playground/data/eval
+python -m tests.helpers.eval_fixtures --root playground/data/eval
 """
 
 from __future__ import annotations

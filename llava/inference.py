@@ -34,8 +34,8 @@ def _contiguous(module, args):
 def contiguous_head_input(model) -> None:
     """Make the LM head's input contiguous (once per model). In prefill, generate keeps only the last position
     (hidden[:, -1:], a strided view), and torch's CPU linear on a strided 3-d bf16 input broadcasts the whole
-    [vocab, hidden] weight per row into a batched matmul: 9.8 s instead of 0.015 s for 64 rows of SmolLM2's head,
-    three quarters of the kit's evaluation time (bench/kit_eval_speed.py, docs/benchmarks.md)."""
+    [vocab, hidden] weight per row into a batched matmul, orders of magnitude slower than the contiguous input
+    (bench/kit_eval_speed.py; the numbers are in docs/benchmarks.md)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is not None and not getattr(head, "_llava_contiguous_input", False):
         head.register_forward_pre_hook(_contiguous)

@@ -7,8 +7,7 @@
 3. answers held-out questions and the paired yes/no benchmark, and prints per-task accuracy beside the blind
    (question-only) baseline, and the router load per task.
 
-160 steps of 2: yes/no is learnt after enough optimizer steps, not samples (measured with these conversations: 120 x 4
-reached paired acc+ 10.0, 130 x 2 55.0, 160 x 2 75.8, in less time than 120 x 4; docs/experiment_kit.md).
+160 steps of 2: yes/no is learnt after enough optimizer steps, not samples (docs/experiment_kit.md's History).
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """A small CLIP-architecture vision tower pre-trained on easy-vqa's train images as a shape / colour classifier.
 
 The `small` preset needs a tower whose features say something about the image: a random tower gives the language
-model almost nothing (colour 0.20 vs 0.15 majority, measured when the kit was planned), and no CLIP checkpoint can be
-downloaded here. This is NOT CLIP pre-training: it is supervised on the two attributes the kit's tasks ask about,
+model almost nothing (colour barely above the majority answer), and no CLIP checkpoint can be downloaded here. This is NOT CLIP pre-training: it is supervised on the two attributes the kit's tasks ask about,
 from the layer LLaVA reads (vision_feature_layer=-2, patch tokens, mean-pooled), so the frozen tower hands the
-language model what it needs and nothing more. Trained once per recipe (~30 s on 2 cores) and cached as an ordinary
+language model what it needs and nothing more. Trained once per recipe and cached as an ordinary
 CLIP vision directory (safetensors + preprocessor config) under the user cache, keyed by the recipe.
 """
 

@@ -1,8 +1,7 @@
 """A .gguf language model, converted once into a transformers directory in the user cache.
 
-transformers de-quantizes a GGUF file and rebuilds its tokenizer in Python on every load (SmolLM2-135M: ~23 s on
-2 cores, per process); the converted directory (safetensors + tokenizer files) loads in about a second and holds the
-same tensors, so every later run, rank and worker pays the conversion only once. Keyed by the file's path, size and
+transformers de-quantizes a GGUF file and rebuilds its tokenizer in Python on every load, in every process; the
+converted directory (safetensors + tokenizer files) loads far faster and holds the same tensors, so every later run, rank and worker pays the conversion only once. Keyed by the file's path, size and
 mtime; written to a temp dir and renamed, so concurrent ranks never read a half-written entry.
 """
 

@@ -28,10 +28,11 @@ def newest_checkpoint_note(output_dir: str) -> str:
     return f"The newest checkpoint, {found[0]}, holds finite weights (--resume_from_checkpoint {found[0]})."
 
 
-
 class NonFiniteGuard:
-    _guard_values: list
-    _guard_bad: torch.Tensor | None
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._guard_values: list[torch.Tensor] = []  # this optimizer step's losses, for the message
+        self._guard_bad: torch.Tensor | None = None  # this optimizer step's count of non-finite values
 
     def _flag_non_finite(self, loss, balance) -> None:
         values = loss.detach().float().reshape(1)

@@ -42,7 +42,6 @@ class LlavaTrainer(NonFiniteGuard, AdapterCheckpoints, Trainer):
         self.image_processor = image_processor
         self.base_info = base_info or {}
         self._loss_parts = {"lm_loss": [], "balance_loss": []}
-        self._guard_values, self._guard_bad = [], None  # the non-finite guard's flags of this optimizer step
         self.rank_record = RankRecord() if self.args.record_ranks else None
         has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
         self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None

@@ -50,6 +50,7 @@ class Generator:
         self.model = model.eval()
         contiguous_head_input(model)
         self.tokenizer = tokenizer
+        self.conv_mode = conv_mode
         self.template = get_template(conv_mode, tokenizer)
         if image_aspect_ratio is None:  # images reach the model as in training: pad (LLaVA-1.5) or resize (authors')
             image_aspect_ratio = (getattr(model, "llava_base_info", None) or {}).get("image_aspect_ratio", "pad")

@@ -17,6 +17,16 @@ def answers_file(tmp_path, mapping, name="answers.jsonl"):
     return str(path)
 
 
+def answer_questions(tmp_path, bench, replies, name="answers.jsonl", **convert):
+    """Answer the converted question file: replies[i] to its i-th question (ids as LLaVA's, prompts as asked)."""
+    bench.convert(str(tmp_path), str(tmp_path / "q.jsonl"), **convert)
+    questions = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert len(questions) == len(replies)
+    write_jsonl(({"question_id": q["question_id"], "prompt": q["text"], "text": r, "model_id": "t", "metadata": {}}
+                 for q, r in zip(questions, replies)), str(tmp_path / name))
+    return str(tmp_path / name)
+
+
 @pytest.mark.parametrize("raw,expected", [
     ("Two", "2"), ("a dog.", "dog"), ("The cat", "cat"), ("an apple", "apple"), ("It's red", "it 's red"),
     ("dont", "don't"), ("Isnt it", "isn't it"), ("yall", "y'all"), ("3,000", "3000"), ("yes!", "yes"),
@@ -42,16 +52,11 @@ def test_soft_accuracy_ten_humans():
 
 def test_mme_acc_and_acc_plus(tmp_path):
     make_mme(str(tmp_path))
-    qid = "{}/{}#{}".format
-    replies = {
-        qid("existence", "images/0000.jpg", 0): "Yes, there is.", qid("existence", "images/0000.jpg", 1): "no",
-        qid("existence", "images/0001.jpg", 0): "Yes", qid("existence", "images/0001.jpg", 1): "yes",
-        qid("color", "0000.png", 0): "No", qid("color", "0000.png", 1): "Nope",
-        qid("color", "0001.png", 0): "yes", qid("color", "0001.png", 1): "no.",
-        qid("code_reasoning", "0000.png", 0): "maybe", qid("code_reasoning", "0000.png", 1): "maybe",
-        qid("code_reasoning", "0001.png", 0): "maybe", qid("code_reasoning", "0001.png", 1): "maybe",
-    }
-    m = mme.score(str(tmp_path), answers_file(tmp_path, replies))
+    # in the converter's order: code_reasoning, color (2 images each, flat layout), existence (images/ layout)
+    replies = ["maybe", "maybe", "maybe", "maybe",
+               "No", "Nope", "yes", "no.",
+               "Yes, there is.", "no", "Yes", "yes"]
+    m = mme.score(str(tmp_path), answer_questions(tmp_path, mme, replies))
     # existence: 3/4 right, 1 of 2 images fully right -> 75 + 50; color likewise ("Nope" parses as no)
     assert m["subtasks"]["existence"] == {"acc": 75.0, "acc_plus": 50.0, "score": 125.0, "questions": 4}
     assert m["subtasks"]["color"]["score"] == 125.0
@@ -87,7 +92,7 @@ def test_textvqa_soft_accuracy(tmp_path):
     data = json.loads(path.read_text())
     data["data"][1]["answers"] = ["two", "2"] + ["3"] * 8
     path.write_text(json.dumps(data))
-    m = textvqa.score(str(tmp_path), answers_file(tmp_path, {34602: "Nokia", 34603: "two", 34604: "go"}))
+    m = textvqa.score(str(tmp_path), answer_questions(tmp_path, textvqa, ["Nokia", "two", "go"]))
     assert m["accuracy"] == pytest.approx(100 * (1.0 + 0.6 + 0.0) / 3, abs=0.01)
 
 
@@ -97,19 +102,17 @@ def test_textvqa_prompts_with_and_without_ocr(tmp_path):
     textvqa.convert(str(tmp_path), str(tmp_path / "plain.jsonl"), with_ocr=False)
     first_ocr = json.loads((tmp_path / "ocr.jsonl").read_text().splitlines()[0])
     first_plain = json.loads((tmp_path / "plain.jsonl").read_text().splitlines()[0])
-    assert first_ocr["text"] == ("what brand is this?\nReference OCR token: nokia, 3310\n"
+    assert first_ocr["text"] == ("What brand is this?\nReference OCR token: nokia, 3310\n"
                                  "Answer the question using a single word or phrase.")
-    assert first_plain["text"] == "what brand is this?\nAnswer the question using a single word or phrase."
+    assert first_plain["text"] == "What brand is this?\nAnswer the question using a single word or phrase."
+    assert first_ocr["question_id"] == "a1"  # LLaVA's id: the image's
 
 
 def test_vizwiz_by_answer_type_and_submission(tmp_path):
     make_vizwiz(str(tmp_path))
-    replies = {"VizWiz_val_00000000.jpg": "Unanswerable", "VizWiz_val_00000001.jpg": "no",
-               "VizWiz_val_00000002.jpg": "three", "VizWiz_val_00000003.jpg": "Blue."}
-    m = vizwiz.score(str(tmp_path), answers_file(tmp_path, replies))
+    m = vizwiz.score(str(tmp_path), answer_questions(tmp_path, vizwiz, ["Unanswerable", "no", "three", "Blue."]))
     assert (m["unanswerable"], m["yes/no"], m["number"], m["other"], m["average"]) == (100.0, 0.0, 100.0, 100.0, 75.0)
-    test_answers = answers_file(tmp_path, {"VizWiz_test_00000000.jpg": "A Dog.", "VizWiz_test_00000001.jpg": "Two"},
-                                "test.jsonl")
+    test_answers = answer_questions(tmp_path, vizwiz, ["A Dog.", "Two"], "test.jsonl", split="test")
     vizwiz.submission(str(tmp_path), test_answers, str(tmp_path / "upload.json"))
     assert json.loads((tmp_path / "upload.json").read_text()) == [
         {"image": "VizWiz_test_00000000.jpg", "answer": "dog"}, {"image": "VizWiz_test_00000001.jpg", "answer": "2"}]

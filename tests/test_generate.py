@@ -36,7 +36,31 @@ def test_stop_and_resume_answers_each_question_once(tmp_path, model):
     rows = lines(out)
     assert sorted(r["question_id"] for r in rows) == sorted(q["question_id"] for q in questions)
     assert run(m, tok, ip, questions, str(out), **kw) == 0  # nothing left to do
-    assert set(rows[0]) == {"question_id", "prompt", "text", "model_id", "metadata"}
+    assert list(rows[0]) == ["question_id", "prompt", "text", "answer_id", "model_id", "metadata"]  # LLaVA's
+
+
+def test_a_changed_prompt_is_answered_anew_and_only_it(tmp_path, model, capsys):
+    """Resuming reuses an answer only for the same id, prompt and image: edit one question of the file after
+    answering, and only that one is generated again (and said)."""
+    make_gqa(str(tmp_path))
+    qfile = tmp_path / "questions.jsonl"
+    gqa.convert(str(tmp_path), str(qfile))
+    questions = read_questions(str(qfile))
+    out = tmp_path / "answers.jsonl"
+    m, tok, ip = model
+    kw = dict(image_folder=str(tmp_path / "gqa" / "data" / "images"), batch_size=3, max_new_tokens=4, progress=False)
+    assert run(m, tok, ip, questions, str(out), **kw) == len(questions)
+    before = {r["answer_id"]: r for r in lines(out)}
+    questions[2] = {**questions[2], "text": questions[2]["text"].replace("shape", "form")}
+    capsys.readouterr()
+    assert run(m, tok, ip, questions, str(out), **kw) == 1
+    assert "discarded 1 answers" in capsys.readouterr().out
+    rows = lines(out)
+    assert [r["prompt"] for r in rows].count(questions[2]["text"]) == 1 and len(rows) == len(questions)
+    assert sum(r["answer_id"] in before for r in rows) == len(questions) - 1  # the others kept as they were
+    questions[3] = {**questions[3], "image": "img1.jpg" if questions[3]["image"] != "img1.jpg" else "img2.jpg"}
+    assert run(m, tok, ip, questions, str(out), **kw) == 1  # same id and prompt, another image: answered anew
+    assert run(m, tok, ip, questions, str(out), **kw) == 0
 
 
 def test_batched_equals_one_by_one(tmp_path, model):
@@ -60,15 +84,19 @@ ADAPTERS = {
 }
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 @pytest.mark.parametrize("name", list(ADAPTERS))
-def test_batched_equals_one_by_one_with_every_adapter(tmp_path, name):
+def test_batched_equals_one_by_one_with_every_adapter(tmp_path, name, dtype):
     """Routers see padded positions in a left-padded batch (token routers) or pool over the prompt (MixLoRA): the
-    greedy answers must still be those of one question at a time."""
+    greedy answers must still be those of one question at a time, also in fp16, LLaVA's evaluation dtype (adapters
+    cast to it once, as a checkpoint loads for inference)."""
     import torch
 
     from llava.adapters import AdapterConfig, inject_adapters
+    from llava.adapters.inject import cast_adapters
+    from llava.eval.generate import compute_dtype
 
-    m, tok, ip = load_model("tiny")
+    m, tok, ip = load_model("tiny", dtype=dtype)
     kw = ADAPTERS[name]
     config = AdapterConfig.paper_preset(**kw) if name == "asymlora_paper" else AdapterConfig(**kw)
     inject_adapters(m, config)
@@ -77,6 +105,9 @@ def test_batched_equals_one_by_one_with_every_adapter(tmp_path, name):
         for n, p in m.named_parameters():
             if n.endswith("lora_B"):
                 p.normal_(0, 0.5)  # adapters that move the answers (B starts at zero)
+    if dtype == "fp16":
+        cast_adapters(m, torch.float16)
+        assert compute_dtype(m) == "fp16"
     m.eval()
     make_gqa(str(tmp_path))
     qfile = tmp_path / "q.jsonl"
@@ -88,8 +119,9 @@ def test_batched_equals_one_by_one_with_every_adapter(tmp_path, name):
     batched = [r["text"] for r in lines(tmp_path / "batched.jsonl")]
     assert batched == [r["text"] for r in lines(tmp_path / "single.jsonl")]
     base = tmp_path / "base.jsonl"
-    run(*load_model("tiny"), questions, str(base), batch_size=4, **opts)
+    run(*load_model("tiny", dtype=dtype), questions, str(base), batch_size=4, **opts)
     assert batched != [r["text"] for r in lines(base)]  # the adapters changed the answers
+    assert {r["metadata"]["dtype"] for r in lines(tmp_path / "batched.jsonl")} == {dtype}
 
 
 def test_chunks_cover_everything_once():

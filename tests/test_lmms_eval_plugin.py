@@ -10,6 +10,7 @@ import textwrap
 import pytest
 from PIL import Image
 
+from llava.constants import SHORT_ANSWER
 from llava.eval.benchmarks import mme
 from llava.eval.generate import main as generate_cli
 from tests.helpers.eval_fixtures import make_mme
@@ -121,8 +122,9 @@ def test_lmms_eval_mme_scoring_agrees_with_ours(tmp_path):
     replies = ["Yes", "no.", "No, it is not", "The answer is yes", "yes", "nope", "No", "Yes, it is",
                "no", "yes", "YES", "n/a"]
     assert len(replies) == len(items) == 12
-    (tmp_path / "answers.jsonl").write_text("".join(json.dumps({"question_id": it["question_id"], "text": r}) + "\n"
-                                                    for it, r in zip(items, replies)))
+    (tmp_path / "answers.jsonl").write_text("".join(
+        json.dumps({"question_id": it["question_id"], "prompt": f"{it['question']}\n{SHORT_ANSWER}", "text": r}) + "\n"
+        for it, r in zip(items, replies)))
     ours = mme.score(str(tmp_path), str(tmp_path / "answers.jsonl"))
     per_key: dict[str, list] = {}
     for it, reply in zip(items, replies):

@@ -55,21 +55,36 @@ def score_task(task: str, rows: list[dict], replies: dict) -> dict[str, float]:
     return {k: percent(v) for k, v in task_outcomes(task, rows, replies).items()}
 
 
-def pair_outcomes(root: str, replies: dict) -> dict[str, dict[str, bool]]:
-    """{"acc": {question_id: right}, "acc_plus": {image: both right}} by the project's MME scorer's parse. Both
-    subtasks hold as many images, so the mean over all units equals MME's mean of the two subtasks' scores."""
-    right = mme.outcomes(mme.load(root), replies)
-    images: dict[str, list[bool]] = collections.defaultdict(list)
+def _units(root: str) -> list[tuple[str, dict]]:
+    """(unit id, MME item) per question of the paired benchmark. MME's ids (LLaVA's) name the image, shared by both
+    of its questions; the kit's tests pair questions across schemes, so each gets a unit id of its own: the image id
+    and the question's place in its image ("#0", "#1")."""
+    seen: collections.Counter = collections.Counter()
+    units = []
     for item in mme.load(root):
-        images[item["image"]].append(right[item["question_id"]])
+        units.append((f"{item['question_id']}#{seen[item['question_id']]}", item))
+        seen[item["question_id"]] += 1
+    return units
+
+
+def pair_outcomes(root: str, replies: dict) -> dict[str, dict[str, bool]]:
+    """{"acc": {unit: right}, "acc_plus": {image: both right}} by the project's MME scorer's parse. Both
+    subtasks hold as many images, so the mean over all units equals MME's mean of the two subtasks' scores."""
+    units = _units(root)
+    right_by_key = mme.outcomes([item for _, item in units], {mme.key(item): replies[u] for u, item in units})
+    right = {u: right_by_key[mme.key(item)] for u, item in units}
+    images: dict[str, list[bool]] = collections.defaultdict(list)
+    for u, item in units:
+        images[item["image"]].append(right[u])
     return {"acc": right, "acc_plus": {image: all(v) for image, v in images.items()}}
 
 
 def score_pairs(root: str, replies: dict) -> dict[str, float]:
-    """MME acc and acc+ (mean over the `color` and `existence` subtasks) for {question_id: reply}."""
+    """MME acc and acc+ (mean over the `color` and `existence` subtasks) for {unit: reply}."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "answers.jsonl")
-        write_jsonl(({"question_id": k, "text": v} for k, v in replies.items()), path)
+        write_jsonl(({"question_id": q["question_id"].rsplit("#", 1)[0], "prompt": q["text"], "text": replies[q["question_id"]]}
+                     for q in pair_questions(root)), path)
         metrics = mme.score(root, path)
     subtasks = metrics["subtasks"]
     out = {"acc": round(sum(s["acc"] for s in subtasks.values()) / len(subtasks), 2),
@@ -80,11 +95,13 @@ def score_pairs(root: str, replies: dict) -> dict[str, float]:
 
 
 def pair_questions(root: str) -> list[dict]:
-    """The paired benchmark as generation questions (MME's converter: question + short-answer instruction)."""
+    """The paired benchmark as generation questions (MME's converter: question + short-answer instruction), each
+    under its unit id."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "q.jsonl")
         mme.convert(root, path)
-        return list(read_jsonl(path))
+        rows = list(read_jsonl(path))
+    return [{**row, "question_id": unit} for row, (unit, _) in zip(rows, _units(root))]
 
 
 class BlindBaseline:

@@ -12,8 +12,15 @@ import json
 import os
 from collections import defaultdict
 
-from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require
-from llava.eval.jsonl import write_jsonl
+from llava.eval.benchmarks.common import (
+    SHORT_ANSWER,
+    missing_answers,
+    pct,
+    question_row,
+    read_answers,
+    require,
+    write_questions,
+)
 
 QUESTIONS = "testdev_balanced_questions.json"
 
@@ -25,14 +32,23 @@ def load(root: str) -> dict:
 
 
 def convert(root: str, out: str) -> int:
-    questions = load(root)
-    write_jsonl(({"question_id": qid, "image": f"{q['imageId']}.jpg", "category": q.get("types", {}).get("structural"),
-                  "text": f"{q['question']}\n{SHORT_ANSWER}"} for qid, q in questions.items()), out)
-    return len(questions)
+    """LLaVA's llava_gqa_testdev_balanced.jsonl: the question as released + the short-answer instruction."""
+    return write_questions((question_row(qid, f"{q['imageId']}.jpg", f"{q['question']}\n{SHORT_ANSWER}", "default")
+                            for qid, q in load(root).items()), out)
+
+
+def predictions(answers_file: str, out: str) -> int:
+    """The predictions file GQA's official eval.py reads, as LLaVA's convert_gqa_for_eval.py writes it:
+    [{"questionId", "prediction"}], the reply with trailing periods stripped and lower-cased."""
+    rows = [{"questionId": str(qid), "prediction": clean(text)} for qid, text in read_answers(answers_file).items()]
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(rows, f)
+    return len(rows)
 
 
 def clean(text: str) -> str:
-    return text.strip().rstrip(".").lower()
+    return text.rstrip(".").lower()  # LLaVA's convert_gqa_for_eval.py (its answers are stripped when generated)
 
 
 def chi_square(gold: dict, predicted: dict) -> float:
@@ -47,7 +63,7 @@ def chi_square(gold: dict, predicted: dict) -> float:
 
 def score(root: str, answers_file: str) -> dict:
     questions = load(root)
-    answers = read_answers(answers_file)
+    answers = read_answers(answers_file, lambda row: str(row["question_id"]))
     balanced = {qid: q for qid, q in questions.items() if q.get("isBalanced", True)}
     missing_answers(balanced, answers, "GQA")
     buckets = {"accuracy": [], "binary": [], "open": []}

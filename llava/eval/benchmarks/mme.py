@@ -2,6 +2,9 @@
 
 Layout (playground/data/eval/MME/MME_Benchmark_release_version/<subtask>/): either `images/` + `questions_answers_YN/`
 or image files next to same-named .txt files; each .txt line is `question<TAB>Yes|No`.
+Prompts are LLaVA-1.5's (its `llava_mme.jsonl`, and lmms-eval's MME task): MME's own " Please answer yes or no."
+(after one space or two) gives way to the short-answer instruction. Ids are LLaVA's: the image path under
+MME_Benchmark_release_version, shared by both questions of an image, so answers are keyed by (id, question).
 Score per subtask = acc + acc+ (both questions of an image right), in percent; perception = sum of its 10 subtasks
 (max 2000), cognition = sum of its 4 (max 800). Replies parse as the official calculation: "yes"/"no" as the whole
 (first-word) reply, else look for "yes" then "no" in the first 4 characters, else "other" (always wrong).
@@ -12,12 +15,30 @@ from __future__ import annotations
 import os
 import re
 
-from llava.eval.benchmarks.common import SHORT_ANSWER, missing_answers, pct, read_answers, require
-from llava.eval.jsonl import write_jsonl
+from llava.eval.benchmarks.common import (
+    SHORT_ANSWER,
+    missing_answers,
+    pct,
+    question_in_prompt,
+    question_row,
+    read_answer_rows,
+    read_answers,
+    require,
+    write_questions,
+)
 
 PERCEPTION = ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"]
 COGNITION = ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"]
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
+YES_NO = "Please answer yes or no."
+
+
+def llava_question(question: str) -> str:
+    """MME's question without its yes/no sentence, as LLaVA asks it."""
+    question = question.strip()
+    if question.endswith(YES_NO):
+        question = question[: -len(YES_NO)].rstrip()
+    return question
 
 
 def bench_dir(root: str) -> str:
@@ -59,19 +80,48 @@ def load(root: str) -> list[dict]:
                 if "\t" not in line:
                     raise ValueError(f"{txt}: line {i + 1} is not 'question<TAB>answer'")
                 question, answer = line.split("\t", 1)
-                items.append({"question_id": f"{subtask}/{image}#{i}", "subtask": subtask,
-                              "image": f"{subtask}/{image}", "question": question.strip(),
-                              "answer": answer.strip().lower()})
+                items.append({"question_id": f"{subtask}/{image}", "subtask": subtask,
+                              "image": f"{subtask}/{image}", "question": llava_question(question),
+                              "mme_question": question.strip(), "answer": answer.strip().lower(),
+                              "mme_answer": answer.strip()})
     if not items:
         raise FileNotFoundError(f"{base}: no MME subtask folders with questions")
     return items
 
 
 def convert(root: str, out: str) -> int:
-    items = load(root)
-    write_jsonl(({"question_id": it["question_id"], "image": it["image"], "category": it["subtask"],
-                  "text": f"{it['question']}\n{SHORT_ANSWER}"} for it in items), out)
-    return len(items)
+    return write_questions((question_row(it["question_id"], it["image"], f"{it['question']}\n{SHORT_ANSWER}",
+                                         it["subtask"]) for it in load(root)), out)
+
+
+def key(item: dict) -> tuple[str, str]:
+    return item["question_id"], item["question"]
+
+
+def answer_key(row: dict) -> tuple[str, str]:
+    return str(row["question_id"]), question_in_prompt(row["prompt"])
+
+
+def eval_tool(root: str, answers_file: str, out_dir: str) -> int:
+    """MME's eval_tool input, as LLaVA's convert_answer_to_mme.py writes it: <out_dir>/<subtask>.txt, a line per
+    answer "<image stem>.txt<TAB>MME's question<TAB>Yes|No<TAB>reply", in the answers file's order (tabs and line
+    breaks in a reply become spaces: one line per answer)."""
+    by_key = {key(it): it for it in load(root)}
+    per_subtask: dict[str, list[str]] = {}
+    for row in read_answer_rows(answers_file):
+        k = answer_key(row)
+        if k not in by_key:
+            raise ValueError(f"{answers_file}: answer to {k} matches no MME question under {bench_dir(root)}")
+        it = by_key[k]
+        stem = os.path.splitext(os.path.basename(it["image"]))[0]
+        reply = " ".join(row["text"].replace("\t", " ").splitlines())
+        per_subtask.setdefault(it["subtask"], []).append(
+            "\t".join([f"{stem}.txt", it["mme_question"], it["mme_answer"], reply]))
+    os.makedirs(out_dir, exist_ok=True)
+    for subtask, lines in per_subtask.items():
+        with open(os.path.join(out_dir, f"{subtask}.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+    return sum(len(v) for v in per_subtask.values())
 
 
 def parse_yes_no(reply: str) -> str:
@@ -89,16 +139,16 @@ def parse_yes_no(reply: str) -> str:
 
 def outcomes(items: list[dict], answers: dict) -> dict[str, bool]:
     """{question_id: right} by the official parse; every item must have an answer."""
-    missing_answers([it["question_id"] for it in items], answers, "MME")
-    return {it["question_id"]: parse_yes_no(answers[it["question_id"]]) == it["answer"] for it in items}
+    missing_answers([key(it) for it in items], answers, "MME")
+    return {key(it): parse_yes_no(answers[key(it)]) == it["answer"] for it in items}
 
 
 def score(root: str, answers_file: str) -> dict:
     items = load(root)
-    right_by_id = outcomes(items, read_answers(answers_file))
+    right_by_id = outcomes(items, read_answers(answers_file, answer_key))
     per_subtask: dict[str, dict] = {}
     for it in items:
-        right = right_by_id[it["question_id"]]
+        right = right_by_id[key(it)]
         sub = per_subtask.setdefault(it["subtask"], {"correct": [], "images": {}})
         sub["correct"].append(right)
         sub["images"].setdefault(it["image"], []).append(right)

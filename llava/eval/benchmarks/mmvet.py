@@ -3,7 +3,9 @@ math) and in total, in percent.
 
 Layout: playground/data/eval/mm-vet/mm-vet.json ({"v1_0": {"imagename", "capability", "question", "answer"}, ...})
 and images/. LLaVA-1.5 asks MM-Vet questions as they are (no short-answer instruction) and lets answers run to 1024
-new tokens. Grading is MM-Vet's official protocol as lmms-eval runs it (mmvet_grader.py).
+new tokens. Ids are LLaVA's (its `llava-mm-vet.jsonl`): the number n of MM-Vet's key "v1_n". Grading is MM-Vet's
+official protocol as lmms-eval runs it (mmvet_grader.py); `results` writes the {"v1_n": answer} file that MM-Vet's
+own grader reads, as LLaVA's convert_mmvet_for_eval.py does.
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ import json
 import os
 
 from llava.eval.benchmarks import mmvet_grader as grader
-from llava.eval.benchmarks.common import missing_answers, pct, read_answers, require, unanswered_ids
-from llava.eval.jsonl import write_jsonl
+from llava.eval.benchmarks.common import (
+    missing_answers,
+    pct,
+    question_row,
+    read_answers,
+    require,
+    unanswered_ids,
+    write_questions,
+)
 from llava.eval.judge import Judge
 
 CAPABILITIES = ["rec", "ocr", "know", "gen", "spat", "math"]
@@ -25,20 +34,37 @@ def load(root: str) -> dict:
         return json.load(f)
 
 
+def number(key: str) -> int | str:
+    """MM-Vet's "v1_12" -> LLaVA's question_id 12 (a key of another form stays as it is)."""
+    return int(key[3:]) if key.startswith("v1_") and key[3:].isdigit() else key
+
+
+def mmvet_key(question_id) -> str:
+    return f"v1_{question_id}" if isinstance(question_id, int) or str(question_id).isdigit() else str(question_id)
+
+
 def convert(root: str, out: str) -> int:
-    data = load(root)
-    write_jsonl(({"question_id": qid, "image": row["imagename"], "category": ",".join(row["capability"]),
-                  "text": row["question"]} for qid, row in data.items()), out)
-    return len(data)
+    rows = (question_row(number(qid), row["imagename"], row["question"], "conv") for qid, row in load(root).items())
+    # LLaVA's file holds MM-Vet's keys in the order image, text, category, question_id
+    return write_questions(({k: r[k] for k in ("image", "text", "category", "question_id")} for r in rows), out)
+
+
+def results(answers_file: str, out: str) -> int:
+    """{"v1_n": answer} for MM-Vet's official grader (its notebook or the online evaluator)."""
+    answers = read_answers(answers_file, lambda row: mmvet_key(row["question_id"]))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(answers, f, indent=2)
+    return len(answers)
 
 
 def score(root: str, answers_file: str, cache_path: str | None = None, judge: Judge | None = None) -> dict:
     data = load(root)
-    answers = read_answers(answers_file)
+    answers = read_answers(answers_file, lambda row: mmvet_key(row["question_id"]))
     missing_answers(data, answers, "MM-Vet")
     grader.official_prompt()  # before any judge is asked: lmms-eval must be installed
     judge = judge or Judge(cache_path=cache_path or answers_file + ".judge_cache.jsonl")
-    unanswered = set(unanswered_ids(answers_file))
+    unanswered = {mmvet_key(q) for q in unanswered_ids(answers_file)}
     grades, unparseable, cached = {}, [], 0
     for qid, row in data.items():
         if qid in unanswered:  # image missing at generation: 0, and never sent to the judge

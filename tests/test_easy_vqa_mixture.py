@@ -134,7 +134,8 @@ def test_scores_and_blind_baseline(mixture, tmp_path):
     assert score_task("vqg", vqg[:1], {vqg[0]["question_id"]: f"what color is the {other}?"}) == {"vqg": 0.0}
 
     questions = pair_questions(str(out))
-    truth = {it["question_id"]: it["answer"] for it in mme.load(str(out))}
+    truth = {q["question_id"]: it["answer"] for q, it in zip(questions, mme.load(str(out)))}  # units: image#place
+    assert len(truth) == len(questions) == 2 * len({it["image"] for it in mme.load(str(out))})
     assert score_pairs(str(out), truth)["acc_plus"] == 100.0
     all_yes = score_pairs(str(out), {q: "Yes" for q in truth})
     assert (all_yes["acc"], all_yes["acc_plus"]) == (50.0, 0.0)  # MME: one of each pair right, no pair right

@@ -76,6 +76,6 @@ run_benchmark() {  # needs BENCH, BENCH_DIR, OUR_QUESTIONS, IMAGES; optional LLA
         --out-dir "$RUNS_DIR/$NAME" ${SCORE_ARGS:-}
     if [ -n "${EXPORT:-}" ]; then
         "$PYTHON" -m llava.eval.benchmark export "$BENCH" --root "$EVAL_ROOT" --answers "$answers" \
-            --out "$RUNS_DIR/$NAME/$EXPORT"
+            --out "$RUNS_DIR/$NAME/official/$EXPORT"
     fi
 }

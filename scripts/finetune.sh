@@ -82,7 +82,9 @@ fi
 # PRESET=authors: the run settings of the AsymLoRA authors' released script (HydraLoRA repository,
 # MLLM-HydraLoRA/MLLM_HydraLoRA.sh): from the finished llava-v1.5-7b (an original LLaVA checkpoint, its projector
 # included), one GPU without DeepSpeed, per-device batch 1 x accumulation 2, `resize` images, tf32 off, 2 dataloader
-# workers, rank 32 / alpha 64 unless the scheme's script says otherwise, a checkpoint every 1000 steps with one kept.
+# workers, rank 32 / alpha 64 unless the scheme's script says otherwise, a checkpoint every 1000 steps with one kept,
+# adapters and routers kept and updated in bf16 with no fp32 copy (their plain `python` run of LLaVA's train.py, which
+# casts the LoRA layers to bf16; ADAPTER_DTYPE=fp32 for fp32 masters).
 # Their global batch 2 is kept on 1 or 2 processes (accumulation 2 or 1); on more it cannot be, and the run says so.
 # With MODEL=tiny only the model (and its demo data) changes. Without PRESET: LLaVA-1.5's LoRA recipe (below).
 case "${PRESET:-}" in
@@ -99,7 +101,8 @@ case "${PRESET:-}" in
         EPOCHS=${EPOCHS:-1} WARMUP=${WARMUP:-0.03} MAX_LEN=${MAX_LEN:-2048} GRAD_CKPT=${GRAD_CKPT:-True}
         PRECISION=${PRECISION:-bf16} TF32=${TF32:-False} ASPECT=${ASPECT:-resize} VERSION=${VERSION:-v1}
         GROUP_BY_LENGTH=${GROUP_BY_LENGTH:-True} WEIGHT_DECAY=${WEIGHT_DECAY:-0.} WORKERS=${WORKERS:-2}
-        SAVE_STEPS=${SAVE_STEPS:-1000} SAVE_TOTAL_LIMIT=${SAVE_TOTAL_LIMIT:-1} LOGGING_STEPS=${LOGGING_STEPS:-1} ;;
+        SAVE_STEPS=${SAVE_STEPS:-1000} SAVE_TOTAL_LIMIT=${SAVE_TOTAL_LIMIT:-1} LOGGING_STEPS=${LOGGING_STEPS:-1}
+        ADAPTER_DTYPE=${ADAPTER_DTYPE:-base} ;;
     *) echo "error: PRESET must be paper or authors, got '$PRESET'" >&2; exit 2 ;;
 esac
 MODEL=${MODEL:-./checkpoints/vicuna-7b-v1.5}
@@ -190,7 +193,7 @@ args=(
     --lora_enable True --adapter_scheme "$SCHEME" --lora_r "$R" --lora_alpha "$ALPHA" --lora_dropout "$DROPOUT"
     --num_experts "${NUM_EXPERTS:-1}" --num_tasks "${NUM_TASKS:-1}" --router "${ROUTER:-dense}" --top_k "${TOP_K:-1}"
     --router_scope "${ROUTER_SCOPE:-module}" --balance_coef "${BALANCE_COEF:-0.0}"
-    --balance_loss "${BALANCE_LOSS:-hydra}" --router_bias "${ROUTER_BIAS:-False}"
+    --balance_loss "${BALANCE_LOSS:-hydra}" --router_bias "${ROUTER_BIAS:-False}" --adapter_dtype "${ADAPTER_DTYPE:-auto}"
     --mm_projector_lr "$PROJECTOR_LR" --learning_rate "$LR" --weight_decay "${WEIGHT_DECAY:-0.}" --warmup_ratio "$WARMUP"
     --lr_scheduler_type cosine --num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH"
     --gradient_accumulation_steps "$GRAD_ACCUM" --model_max_length "$MAX_LEN" --activation_checkpointing "$GRAD_CKPT"

@@ -64,6 +64,8 @@ AUTHORS = [
     ("--dataloader_num_workers 2", "dataloader_num_workers", 2),
     ("--lazy_preprocess True", "lazy_preprocess", True),
     ("CUDA_VISIBLE_DEVICES=1 python (one GPU, no DeepSpeed)", "deepspeed", None),
+    ("LLaVA's train.py under --bf16 casts the LoRA layers to bf16: no fp32 copy without DeepSpeed", "adapter_dtype",
+     "base"),
 ]
 
 
@@ -118,6 +120,7 @@ def test_authors_preset_trains_on_tiny_and_evaluates_with_resize(tmp_path):
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert sum("loss" in h for h in history) == 6 and all("balance_loss" in h for h in history if "loss" in h)
     assert json.loads((out / "llava_base.json").read_text())["image_aspect_ratio"] == "resize"
+    assert json.loads((out / "llava_adapters.json").read_text())["adapter_dtype"] == "base"  # bf16, no fp32 copy
     model, tokenizer, processor = load_checkpoint_model(str(out))
     assert Generator(model, tokenizer, processor).transform.aspect_ratio == "resize"  # evaluated as it was trained
 

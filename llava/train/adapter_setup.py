@@ -29,11 +29,21 @@ def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> 
         mixture_targets=mixture, balance_coef=args.balance_coef, balance_loss=args.balance_loss,
         router_bias=args.router_bias,
         task_names=task_names if (task_heads and num_tasks > 1) else [],
-        # DeepSpeed keeps fp32 master weights and optimizer state of every trainable tensor and flattens them into
-        # buffers of one dtype: under bf16/fp16 the adapters take the model's dtype (as LLaVA's trainable tensors
-        # do); without DeepSpeed they stay fp32 masters, computed in the activation dtype.
-        adapter_dtype="base" if (args.deepspeed and (args.bf16 or args.fp16)) else "fp32",
+        adapter_dtype=adapter_dtype(args),
     )
+
+
+def adapter_dtype(args: TrainingArguments) -> str:
+    """Where the adapters' weights live. auto: DeepSpeed keeps fp32 master weights and optimizer state of every
+    trainable tensor and flattens them into buffers of one dtype, so under bf16/fp16 the adapters take the model's
+    dtype (as LLaVA's trainable tensors do); without DeepSpeed they stay fp32 masters, computed in the activation
+    dtype. base without DeepSpeed: the optimizer updates bf16/fp16 weights directly (LLaVA's train.py casting LoRA
+    layers to bf16, as the AsymLoRA authors' plain-python run did)."""
+    if args.adapter_dtype not in ("auto", "fp32", "base"):
+        raise ValueError(f"--adapter_dtype must be auto, fp32 or base, got {args.adapter_dtype!r}")
+    if args.adapter_dtype != "auto":
+        return args.adapter_dtype
+    return "base" if (args.deepspeed and (args.bf16 or args.fp16)) else "fp32"
 
 
 def initial_adapters(model, args: TrainingArguments, task_names: list[str]) -> AdapterConfig:

@@ -60,6 +60,11 @@ class TrainingArguments(transformers.TrainingArguments):
     balance_loss: str = field(default="hydra", metadata={"help": "hydra (AsymLoRA authors', per sample over all "
                                                                  "routed layers) | switch (per router)"})
     router_bias: bool = field(default=False, metadata={"help": "routers with a bias (the AsymLoRA authors')"})
+    adapter_dtype: str = field(default="auto", metadata={"help": "auto (fp32 masters without DeepSpeed; the model's "
+                                                                  "dtype under DeepSpeed bf16/fp16, whose optimizer "
+                                                                  "keeps fp32 masters) | fp32 | base (the base's "
+                                                                  "dtype: without DeepSpeed updated in bf16 with no "
+                                                                  "fp32 copy, as the AsymLoRA authors' script)"})
     init_adapters: str | None = field(default=None, metadata={"help": "start from this adapter checkpoint (its "
                                                                        "scheme and weights; the scheme flags are "
                                                                        "ignored), e.g. combined LoRA experts"})

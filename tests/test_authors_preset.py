@@ -121,6 +121,9 @@ def test_authors_preset_trains_on_tiny_and_evaluates_with_resize(tmp_path):
     assert sum("loss" in h for h in history) == 6 and all("balance_loss" in h for h in history if "loss" in h)
     assert json.loads((out / "llava_base.json").read_text())["image_aspect_ratio"] == "resize"
     assert json.loads((out / "llava_adapters.json").read_text())["adapter_dtype"] == "base"  # bf16, no fp32 copy
+    summary = json.loads((out / "run_summary.json").read_text())  # what the report's notes say of the run
+    assert (summary["optimizer_steps"], summary["global_batch"], summary["world_size"]) == (6, 2, 1)
+    assert summary["adapter_precision"] == "bf16, updated with no fp32 copy"
     model, tokenizer, processor = load_checkpoint_model(str(out))
     assert Generator(model, tokenizer, processor).transform.aspect_ratio == "resize"  # evaluated as it was trained
 

@@ -43,7 +43,9 @@ PAPER_ROWS = {
           "asymlora": ("AsymLoRA", None)},
 }
 RUN_INFO = "run.json"
+RUN_SUMMARY = "run_summary.json"  # written by training beside its checkpoint (llava.train.run_report)
 START = {"llava": "llava-v1.5-7b", "vicuna": "Vicuna-7B + stage-1 projector"}
+AUTHORS_GLOBAL_BATCH = 2  # their script: one GPU, 1 per device x 2 accumulation
 
 
 def paper_row(table: str, scheme: str) -> tuple[str, str | None] | None:
@@ -69,6 +71,43 @@ def load_runs(runs_dir: str) -> dict[str, dict[str, dict]]:
                 key = "run" if fname == RUN_INFO else metrics.get("benchmark", fname[:-5])
                 runs.setdefault(name, {})[key] = metrics
     return runs
+
+
+def read_summary(checkpoint: str | None) -> dict:
+    path = os.path.join(checkpoint, RUN_SUMMARY) if checkpoint else None
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def row_notes(name: str, metrics: dict[str, dict]) -> list[str]:
+    """Every way a run of ours may differ from the paper's numbers, said per row: start checkpoint and run settings,
+    adapter precision, global batch and optimizer steps, evaluation dtype and batch, VizWiz split, MM-Vet judge."""
+    info = metrics.get("run", {})
+    notes = []
+    if info.get("start"):
+        notes.append(f"from {info.get('model')} (START={info['start']}: {START.get(info['start'], '')}), "
+                     f"PRESET={info.get('preset', '')}")
+    summary = read_summary(info.get("checkpoint"))
+    if summary:
+        batch = f"global batch {summary['global_batch']} ({summary['world_size']} processes)"
+        if info.get("preset") == "authors" and summary["global_batch"] != AUTHORS_GLOBAL_BATCH:
+            batch += f", the authors' {AUTHORS_GLOBAL_BATCH}"
+        notes.append(f"trained: {summary['optimizer_steps']:,} optimizer steps, {batch}; adapters "
+                     f"{summary['adapter_precision']}")
+    generation = {bench: m["generation"] for bench, m in metrics.items() if isinstance(m, dict) and m.get("generation")}
+    settings = sorted({f"{g.get('dtype', '?')}, batch {g.get('batch_size', '?')}" for g in generation.values()})
+    if settings:
+        notes.append("answered in " + "; ".join(settings) + " (LLaVA-1.5: fp16, one question at a time)")
+    if "vizwiz" in metrics:
+        notes.append(f"VizWiz: {metrics['vizwiz'].get('split', 'val')}, scored here; the paper's columns are EvalAI's "
+                     "test-dev breakdown, so no difference to the paper is shown for them")
+    if info.get("vizwiz_upload"):
+        notes.append(f"VizWiz test-dev answers for EvalAI in {info['vizwiz_upload']}")
+    if metrics.get("mmvet", {}).get("judge_model"):
+        notes.append(f"MM-Vet judge: {metrics['mmvet']['judge_model']} (the paper: GPT-4, MM-Vet's grader)")
+    return [f"{name}: {n}" for n in notes]
 
 
 def run_values(columns: list[str], metrics: dict[str, dict]) -> list[float | None]:
@@ -101,22 +140,17 @@ def render(table: dict, runs: dict[str, dict[str, dict]], number: str = "") -> t
             continue
         label = f"{name} (ours)"
         rows.append((label, values))
-        if info.get("start"):
-            notes.append(f"{name}: from {info.get('model')} (START={info['start']}: {START.get(info['start'], '')}), "
-                         f"PRESET={info.get('preset', '')}")
-        if info.get("vizwiz_upload"):
-            notes.append(f"{name}: VizWiz test-dev answers for EvalAI in {info['vizwiz_upload']}")
+        notes += row_notes(name, metrics)
         cells = ["pending" if v is None and COLUMNS[c][0] in pending else "" if v is None else f"{v:.2f}"
                  for c, v in zip(columns, values)]
         lines.append("| " + " | ".join([label] + ([""] if has_data else []) + cells) + " |")
         row = paper_row(str(info.get("table", number)), info.get("scheme", ""))
         reference = paper.get(row) if row else None
         if reference is not None:
-            diffs = ["" if v is None else f"{v - ref:+.2f}" for v, ref in zip(values, reference)]
+            diffs = ["" if v is None or c.startswith("VizWiz") else f"{v - ref:+.2f}"
+                     for c, v, ref in zip(columns, values, reference)]
             what = row[0] + (f", {row[1]}" if row[1] else "")
             lines.append("| " + " | ".join([f"{name} - {what} (paper)"] + ([""] if has_data else []) + diffs) + " |")
-    if any(c.startswith("VizWiz") for c in columns):
-        notes.append("VizWiz columns: ours on val, scored locally; the paper does not say which split it reports")
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines), rows

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from llava.adapters.attached import adapter_config, routing_state
 from llava.adapters.state import load_table
 from llava.train.plots import plot_losses, plot_router_health, plot_router_load
 
+SUMMARY = "run_summary.json"
+
+
+def run_summary(trainer, model) -> dict:
+    """What a reader comparing this run with a published one needs and the flags alone do not say: the optimizer
+    steps taken, the global batch they took (processes included), and the precision the adapters were kept in."""
+    args = trainer.args
+    config = adapter_config(model)
+    dtype = config.adapter_dtype if config is not None else None
+    compute = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    if dtype == "base" and not args.deepspeed:
+        adapters = f"{compute}, updated with no fp32 copy" if compute != "fp32" else "fp32"
+    elif dtype == "base":
+        adapters = f"{compute} in the model, fp32 masters in DeepSpeed's optimizer"
+    else:
+        adapters = "fp32 masters" + (f", computed in {compute}" if compute != "fp32" else "")
+    return {"optimizer_steps": trainer.state.global_step, "world_size": args.world_size,
+            "global_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+            "precision": compute, "adapter_precision": adapters, "deepspeed": bool(args.deepspeed)}
+
 
 def write_run_report(trainer, model, dataset, collator) -> None:
     args = trainer.args
+    if args.should_save:
+        with open(os.path.join(args.output_dir, SUMMARY), "w") as f:
+            json.dump(run_summary(trainer, model), f, indent=1)
     lines = [f"samples truncated to model_max_length={args.model_max_length}: {dataset.truncated}",
              f"bad samples skipped: {dataset.report.total() + dataset.preflight_skipped} before training "
              f"(OUTPUT/skipped_samples.jsonl), {collator.dropped} at fetch"]

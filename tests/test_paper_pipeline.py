@@ -36,11 +36,19 @@ def test_dry_run_of_table_3_with_nothing_downloaded(tmp_path):
     assert out.count("--nproc_per_node 8") == 3 and "missing: MODEL=./checkpoints/llava-v1.5-7b" in out
     assert "start: llava-v1.5-7b (./checkpoints/llava-v1.5-7b), as the authors' script; the authors' run settings" in out
     assert "time on 8 x H100" in out and "assumed: 665,298 records" in out
+    # the authors' preset on 8 GPUs: global batch 8, so 665,298 records take 83,162 optimizer steps, and the notes say it
+    assert "train asymlora   1 epoch, 83,162 steps of 8:" in out
+    assert "global batch 8, the authors' 2 (one GPU, 1 x 2 accumulation)" in out
+    assert "adapters and routers: bf16, updated with no fp32 copy" in out
+    assert "VizWiz: val scored here" in out and "evaluation: LLaVA-1.5's question files and prompts, fp16" in out
     total = [line for line in out.splitlines() if line.strip().startswith("total:")]
     assert len(total) == 1 and "GPU-hours" in total[0]
     assert not (tmp_path / "work").exists()  # a dry run writes nothing
-    with_judge = table(3, {**env, "OPENAI_BASE_URL": "http://127.0.0.1:9", "OPENAI_API_KEY": "k", "SCHEMES": "asymlora"})
+    with_judge = table(3, {**env, "OPENAI_BASE_URL": "http://127.0.0.1:9", "OPENAI_API_KEY": "k", "SCHEMES": "asymlora",
+                           "NUM_GPUS": "1"})
     assert with_judge.returncode == 0 and "would run eval asymlora mmvet:" in with_judge.stdout
+    assert "train asymlora   1 epoch, 332,649 steps of 2:" in with_judge.stdout  # the authors' batch, kept on 1 GPU
+    assert "the authors' 2 (" not in with_judge.stdout
 
 
 def dry_run(number, tmp_path, **extra):
@@ -67,19 +75,23 @@ def test_dry_run_of_table_4_starts_from_llava_and_builds_the_papers_moe_lora(tmp
     out = dry_run(4, tmp_path)
     runs = commands(out)
     trains = [k for k in runs if k.startswith("train ")]
-    assert trains == ["train lora", "train lora_vqa", "train lora_gen", "train moe_lora_experts", "train moe_lora",
-                      "train asymlora"]
+    assert trains == ["train lora", "train lora_vqa", "train lora_llava", "train lora_vqg", "train moe_lora_experts",
+                      "train moe_lora", "train asymlora"]
     for what in trains:
         assert "--model_name_or_path ./checkpoints/llava-v1.5-7b" in runs[what], what
     work = tmp_path / "work"
     assert f"--data_path {work}/data/task-vqa.json" in runs["train lora_vqa"]
-    assert r"--tasks llava\,vqg" in runs["data gen"] and f"--out {work}/data/task-gen.json" in runs["data gen"]
-    assert (rf"--experts {work}/checkpoints/lora_vqa\,{work}/checkpoints/lora_gen "
+    assert "--tasks vqg" in runs["data vqg"] and f"--out {work}/data/task-vqg.json" in runs["data vqg"]
+    # the paper's MoE-LoRA: N=3, one LoRA per data set of Table 4 (VQA, LLaVA-15k, VQG)
+    assert (rf"--experts {work}/checkpoints/lora_vqa\,{work}/checkpoints/lora_llava\,{work}/checkpoints/lora_vqg "
             f"--out {work}/checkpoints/moe_lora_experts-combined") in runs["combine moe_lora_experts"]
+    assert "moe_lora_experts: 3 LoRA experts, one per data set (vqa=vqa llava=llava vqg=vqg); the paper: N=3" in out
     assert (f"--init_adapters {work}/checkpoints/moe_lora_experts-combined --train_routers_only True "
             "--freeze_mm_mlp_adapter True") in runs["train moe_lora_experts"]
     assert "global batch 8 instead of 2" in out  # the authors' batch cannot be kept on 8 GPUs: said
     assert "rows: lora -> LoRA; moe_lora_experts -> MoE-LoRA; moe_lora -> a row of ours" in out
+    assert (rf"--select work-lora\,work-moe_lora_experts\,work-moe_lora\,work-asymlora --out {work}/report" in out
+            or rf"--out {work}/report --select work-lora\,work-moe_lora_experts\,work-moe_lora\,work-asymlora" in out)
     vicuna = dry_run(4, tmp_path, START="vicuna", SCHEMES="asymlora", PRESET="paper")
     assert "--model_name_or_path ./checkpoints/vicuna-7b-v1.5" in commands(vicuna)["train asymlora"]
     assert "start: Vicuna-7B + the stage-1 projector" in vicuna and "PRESET=paper" in vicuna
@@ -97,11 +109,20 @@ def test_every_flag_the_pipeline_sets_has_its_source_in_docs_paper(tmp_path):
 
 
 def test_dry_run_of_table_1_lists_its_rows(tmp_path):
-    out = dry_run(1, tmp_path)
+    out = dry_run(1, tmp_path, WORK="")
     assert ("rows: lora_vqa -> Single LoRA (VQA); lora_gen -> Single LoRA (Gen); lora -> Single LoRA (VQA+Gen); "
             "moe_lora_experts -> Multiple LoRA (MoE) (VQA+Gen); asymlora -> a row of ours") in out
-    assert [k for k in commands(out) if k.startswith("train ")] == [
-        "train lora_vqa", "train lora_gen", "train lora", "train moe_lora_experts", "train asymlora"]
+    runs = commands(out)
+    # Tables 1 and 4 share one WORK by default (the same data): trainings and evaluations are made once; each
+    # report lists its own table's rows
+    assert "--out ./runs/paper/multidomain/checkpoints/moe_lora_experts-combined" in out
+    assert "bash scripts/eval/mme.sh ./runs/paper/multidomain/checkpoints/asymlora multidomain-asymlora" in out
+    assert (r"--select multidomain-lora_vqa\,multidomain-lora_gen\,multidomain-lora\,multidomain-moe_lora_experts\,"
+            "multidomain-asymlora") in out
+    assert [k for k in runs if k.startswith("train ")] == [
+        "train lora_vqa", "train lora_gen", "train lora", "train lora_llava", "train lora_vqg", "train moe_lora_experts",
+        "train asymlora"]
+    assert r"--tasks llava\,vqg" in runs["data gen"] and "task-gen.json" in runs["data gen"]
 
 
 @pytest.mark.slow
@@ -118,7 +139,7 @@ def test_table_4_end_to_end_resumes_after_a_failed_stage_and_a_kill(tmp_path):
     log = work / "logs" / "eval-asymlora-textvqa.log"
     assert f"error: stage 'eval asymlora textvqa' failed (exit 1); log: {log}" in first.stderr
     assert "TextVQA_0.5.1_val.json" in log.read_text()
-    assert (work / "eval" / "t4-asymlora" / "vizwiz.json").exists()
+    assert (work / "eval" / "work-asymlora" / "vizwiz.json").exists()
     trained = work / "checkpoints" / "asymlora" / "llava_adapters.safetensors"
     stamp = trained.stat().st_mtime_ns
 
@@ -133,7 +154,7 @@ def test_table_4_end_to_end_resumes_after_a_failed_stage_and_a_kill(tmp_path):
             break
     second.wait(timeout=60)
     assert second.returncode == -signal.SIGKILL, seen
-    assert not (work / "eval" / "t4-asymlora" / "textvqa.json").exists()
+    assert not (work / "eval" / "work-asymlora" / "textvqa.json").exists()
 
     third = table(4, env)
     assert third.returncode == 0, third.stderr[-3000:]
@@ -142,19 +163,21 @@ def test_table_4_end_to_end_resumes_after_a_failed_stage_and_a_kill(tmp_path):
     assert "eval asymlora mmvet: pending" in third.stdout
     report = (work / "report" / "table4.md").read_text()
     assert "| AsymLoRA (paper) | 23.65 | 78.1 | 34.8 | 41.35 | 38.1 | 54.25 |" in report
-    ours = [line for line in report.splitlines() if line.startswith("| t4-asymlora (ours) |")]
-    diff = [line for line in report.splitlines() if line.startswith("| t4-asymlora - AsymLoRA (paper) |")]
+    ours = [line for line in report.splitlines() if line.startswith("| work-asymlora (ours) |")]
+    diff = [line for line in report.splitlines() if line.startswith("| work-asymlora - AsymLoRA (paper) |")]
     assert len(ours) == 1 and len(diff) == 1 and "|  |" not in ours[0]  # every column of Table 4 measured
     assert (work / "report" / "table4.png").stat().st_size > 5000
-    assert (work / "answers" / "textvqa" / "t4-asymlora.jsonl").exists()  # answers kept with the run
+    assert (work / "answers" / "textvqa" / "work-asymlora.jsonl").exists()  # answers kept with the run
     # the paper's MoE-LoRA: per-task LoRAs, combined, routers trained; laid beside the paper's MoE-LoRA row
     assert "train moe_lora_experts: done" in third.stdout and "combine moe_lora_experts: done" in third.stdout
-    assert any(line.startswith("| t4-moe_lora_experts - MoE-LoRA (paper) |") for line in report.splitlines())
+    assert any(line.startswith("| work-moe_lora_experts - MoE-LoRA (paper) |") for line in report.splitlines())
     experts = json.loads((work / "checkpoints" / "moe_lora_experts" / "llava_adapters.json").read_text())
-    assert experts["scheme"] == "moe_lora" and experts["num_experts"] == 2
+    assert experts["scheme"] == "moe_lora" and experts["num_experts"] == 3
     # VizWiz test-dev in EvalAI's upload format, named in the report
-    upload = json.loads((evals / "vizwiz" / "answers_upload" / "t4-asymlora.json").read_text())
+    upload = json.loads((evals / "vizwiz" / "answers_upload" / "work-asymlora.json").read_text())
     assert [set(row) for row in upload] == [{"image", "answer"}] * 2
     assert [row["image"] for row in upload] == ["VizWiz_test_00000000.jpg", "VizWiz_test_00000001.jpg"]
-    assert f"t4-asymlora: VizWiz test-dev answers for EvalAI in {evals}/vizwiz/answers_upload/t4-asymlora.json" in report
-    assert "t4-asymlora: from tiny (START=llava: llava-v1.5-7b), PRESET=authors" in report
+    assert f"work-asymlora: VizWiz test-dev answers for EvalAI in {evals}/vizwiz/answers_upload/work-asymlora.json" in report
+    assert "work-asymlora: from tiny (START=llava: llava-v1.5-7b), PRESET=authors" in report
+    assert "work-asymlora: trained: 4 optimizer steps, global batch 2 (1 processes); adapters bf16, updated with no " \
+           "fp32 copy" in report

@@ -144,7 +144,7 @@ def render(table: dict, runs: dict[str, dict[str, dict]], number: str = "") -> t
         cells = ["pending" if v is None and COLUMNS[c][0] in pending else "" if v is None else f"{v:.2f}"
                  for c, v in zip(columns, values)]
         lines.append("| " + " | ".join([label] + ([""] if has_data else []) + cells) + " |")
-        row = paper_row(str(info.get("table", number)), info.get("scheme", ""))
+        row = paper_row(number or str(info.get("table", "")), info.get("scheme", ""))
         reference = paper.get(row) if row else None
         if reference is not None:
             diffs = ["" if v is None or c.startswith("VizWiz") else f"{v - ref:+.2f}"
@@ -197,6 +197,8 @@ def main(argv=None):
     ap.add_argument("--paper", default="eval/paper_tables.json")
     ap.add_argument("--out", default="eval/report", help="folder for table<N>.md and table<N>.png")
     ap.add_argument("--rows", help="comma-separated schemes: print which paper row each reproduces, and exit")
+    ap.add_argument("--select", help="comma-separated run names: lay only these beside the paper (runs of another "
+                                     "table that share the folder stay out)")
     args = ap.parse_args(argv)
     if args.rows is not None:
         print(rows_line(args.table, [s for s in args.rows.split(",") if s]))
@@ -205,7 +207,11 @@ def main(argv=None):
         raise FileNotFoundError(f"{args.paper} not found: run from the repository root or pass --paper")
     with open(args.paper) as f:
         table = json.load(f)["tables"][args.table]
-    text, rows = render(table, load_runs(args.runs), args.table)
+    runs = load_runs(args.runs)
+    if args.select is not None:
+        wanted = [name for name in args.select.split(",") if name]
+        runs = {name: runs[name] for name in wanted if name in runs}
+    text, rows = render(table, runs, args.table)
     os.makedirs(args.out, exist_ok=True)
     md_path = os.path.join(args.out, f"table{args.table}.md")
     png_path = os.path.join(args.out, f"table{args.table}.png")

@@ -6,9 +6,11 @@
 #          paper's setting), into WORK/checkpoints/<scheme>. By default as the authors ran it: from the finished
 #          llava-v1.5-7b with their run settings (PRESET=authors); START=vicuna trains LLaVA-1.5's stage 2 instead
 #          (Vicuna-7B + the stage-1 projector), PRESET=paper LLaVA-1.5's LoRA run settings.
-#          lora_<name>: a single LoRA on the tasks EXPERTS names <name> (Table 1's VQA-only, Gen-only rows);
-#          moe_lora_experts: the paper's MoE-LoRA baseline, those single LoRAs combined as the experts of one MoE
-#          (llava.adapters.combine_experts) and its routers trained alone on the whole data
+#          lora_<name>: a single LoRA on the tasks SINGLE (or EXPERTS) names <name> (Table 1's VQA-only, Gen-only
+#          rows); moe_lora_experts: the paper's MoE-LoRA baseline, one LoRA per data set of EXPERTS (N=3, the
+#          paper's: VQA, LLaVA-15k, VQG) combined as the experts of one MoE (llava.adapters.combine_experts) and its
+#          routers trained alone on the whole data. Tables 1 and 4 share one WORK (same data): a training or an
+#          evaluation one table made is the other's too, and each report lists its own table's rows only.
 #   eval   scripts/eval/<bench>.sh for each of BENCHMARKS (MM-Vet only with a judge: OPENAI_BASE_URL and
 #          OPENAI_API_KEY; else marked pending), scores under WORK/eval/<name>/; VizWiz is scored on val and, when
 #          EVAL_ROOT holds test.json, its test-dev answers are written in EvalAI's upload format too
@@ -16,8 +18,9 @@
 # Every stage whose output is complete is skipped, so a re-run after a crash continues where it stopped (a training
 # killed part-way resumes from its newest complete checkpoint). A failing stage stops the pipeline with its name and
 # log (WORK/logs/). DRY_RUN=1 prints every command, what data or weights are missing and the GPU-hours estimate.
-# Knobs: RAW (./playground/data), WORK (./runs/paper/tableN), SCHEMES (per table, below), EXPERTS ("vqa=vqa
-# gen=llava,vqg": name=tasks of each single-task LoRA), BENCHMARKS ("mme gqa textvqa vizwiz mmvet"), EVAL_ROOT,
+# Knobs: RAW (./playground/data), WORK (./runs/paper/tableN; tables 1 and 4: ./runs/paper/multidomain), SCHEMES (per
+# table, below), SINGLE ("vqa=vqa gen=llava,vqg": name=tasks of Table 1's single-task LoRAs), EXPERTS ("vqa=vqa
+# llava=llava vqg=vqg": the LoRA experts of moe_lora_experts), BENCHMARKS ("mme gqa textvqa vizwiz mmvet"), EVAL_ROOT,
 # START (llava | vicuna), PRESET (authors | paper), NUM_GPUS (per node; also the evaluation's NUM_CHUNKS), NNODES,
 # GPU (a100|h100|h200, for the estimate), RECIPE_ARGS (e.g. mix665k's --tasks '...'), and everything
 # scripts/finetune.sh reads (MODEL, VISION_TOWER, PROJECTOR, DEEPSPEED, EXTRA_ARGS...).
@@ -54,10 +57,12 @@ case "$PRESET" in
     *) echo "error: PRESET must be authors or paper, got '$PRESET'" >&2; exit 2 ;;
 esac
 [ "$START" = "llava" ] || SUFFIX="$SUFFIX-$START"
-WORK=${WORK:-./runs/paper/table$TABLE$SUFFIX}
+case "$TABLE" in 1|4) DEFAULT_WORK=./runs/paper/multidomain$SUFFIX ;; *) DEFAULT_WORK=./runs/paper/table$TABLE$SUFFIX ;; esac
+WORK=${WORK:-$DEFAULT_WORK}
 SCHEMES=${SCHEMES:-$DEFAULT_SCHEMES}
 SCHEMES=${SCHEMES//,/ }
-EXPERTS=${EXPERTS:-vqa=vqa gen=llava,vqg}
+SINGLE=${SINGLE:-vqa=vqa gen=llava,vqg}
+EXPERTS=${EXPERTS:-vqa=vqa llava=llava vqg=vqg}
 BENCHMARKS=${BENCHMARKS:-mme gqa textvqa vizwiz mmvet}
 BENCHMARKS=${BENCHMARKS//,/ }
 EVAL_ROOT=${EVAL_ROOT:-./playground/data/eval}
@@ -125,11 +130,18 @@ else
 fi
 
 # ---- train every scheme (on every node), then evaluate (on the first node only)
-expert_tasks() {  # the tasks of expert NAME in EXPERTS ("vqa=vqa gen=llava,vqg"), or nothing
+expert_tasks() {  # the tasks of single-task LoRA NAME in SINGLE or EXPERTS ("vqa=vqa gen=llava,vqg"), or nothing
     local pair
-    for pair in $EXPERTS; do [ "${pair%%=*}" = "$1" ] && echo "${pair#*=}"; done
+    for pair in $SINGLE $EXPERTS; do [ "${pair%%=*}" = "$1" ] && { echo "${pair#*=}"; return 0; }; done
     return 0
 }
+for pair in $SINGLE; do  # one name, one task list: lora_<name> is trained once for both
+    for other in $EXPERTS; do
+        if [ "${pair%%=*}" = "${other%%=*}" ] && [ "$pair" != "$other" ]; then
+            echo "error: lora_${pair%%=*} is $pair in SINGLE but $other in EXPERTS" >&2; exit 2
+        fi
+    done
+done
 UNITS=()  # what trains, in order: single-task LoRAs before the MoE that combines them
 add_unit() { case " ${UNITS[*]-} " in *" $1 "*) ;; *) UNITS+=("$1") ;; esac; }
 for scheme in $SCHEMES; do
@@ -141,7 +153,7 @@ for scheme in $SCHEMES; do
             add_unit moe_lora_experts ;;
         lora_*)
             [ -n "$(expert_tasks "${scheme#lora_}")" ] || {
-                echo "error: $scheme: no expert '${scheme#lora_}' in EXPERTS=\"$EXPERTS\" (name=task,task ...)" >&2; exit 2; }
+                echo "error: $scheme: no '${scheme#lora_}' in SINGLE=\"$SINGLE\" or EXPERTS=\"$EXPERTS\" (name=task,task ...)" >&2; exit 2; }
             add_unit "$scheme" ;;
         *)  [ -f "scripts/finetune_$scheme.sh" ] || { echo "error: no scripts/finetune_$scheme.sh (SCHEMES=$SCHEMES)" >&2; exit 2; }
             add_unit "$scheme" ;;
@@ -179,9 +191,12 @@ train_unit() {
     fi
     if [ "$DRY_RUN" = "1" ]; then
         say "would run train $unit:"
-        DATA=$data IMAGE_FOLDER=$RAW OUTPUT=$ckpt R=${R:-32} ALPHA=${ALPHA:-64} \
-            EXTRA_ARGS="${EXTRA_ARGS:-} $extra $resume" DRY_RUN=1 bash "scripts/$script" 2>&1 \
-            | sed -e 's/^command: /    /' -e 's/^missing: /    missing: /' -e 's/^llava-asymlora: note: /    note: /' \
+        local out
+        out=$(DATA=$data IMAGE_FOLDER=$RAW OUTPUT=$ckpt R=${R:-32} ALPHA=${ALPHA:-64} \
+            EXTRA_ARGS="${EXTRA_ARGS:-} $extra $resume" DRY_RUN=1 bash "scripts/$script" 2>&1)
+        # the run's own global batch (processes and accumulation included), for the step count of the estimate
+        RUN_GLOBAL_BATCH=$(sed -n 's/.*; global batch \([0-9]*\) = .*/\1/p' <<< "$out" | head -n 1)
+        sed -e 's/^command: /    /' -e 's/^missing: /    missing: /' -e 's/^llava-asymlora: note: /    note: /' <<< "$out" \
             | grep -v '^llava-asymlora: '
     else
         run_stage "train $unit" "$WORK/logs/train-$unit.log" env DATA="$data" IMAGE_FOLDER="$RAW" OUTPUT="$ckpt" \
@@ -212,13 +227,16 @@ if [ "${NODE_RANK:-0}" != "0" ]; then
     say "node $NODE_RANK: training done; the first node evaluates"
     exit 0
 fi
+RUN_NAMES=""  # this table's runs, for its report
 judge=0
 [ -n "${OPENAI_BASE_URL:-}" ] && [ -n "${OPENAI_API_KEY:-}" ] && judge=1
 vizwiz_test=0
 [ -f "$EVAL_ROOT/vizwiz/test.json" ] && vizwiz_test=1
 for scheme in $SCHEMES; do
     ckpt=$WORK/checkpoints/$scheme
-    name=t$TABLE-$scheme$SUFFIX
+    name=${WORK%/}
+    name=${name##*/}-$scheme  # one evaluation per training, whichever table asked for it
+    RUN_NAMES="$RUN_NAMES${RUN_NAMES:+,}$name"
     pending=()
     upload=$EVAL_ROOT/vizwiz/answers_upload/$name.json
     if [[ " $BENCHMARKS " == *" vizwiz "* ]]; then
@@ -258,23 +276,53 @@ print(json.dumps({**info, "table": int(info["table"]), "pending": sys.argv[8:]})
     fi
 done
 
+# What the report's notes will say of every row, known before anything runs: how this run differs from the paper's.
+dry_run_notes() {
+    say "notes (the report repeats them per row, with what the runs measured):"
+    say "  start: $START_LINE; $SETTINGS_LINE"
+    if [ "$PRESET" = "authors" ]; then
+        local adapters="bf16, updated with no fp32 copy (the authors' plain-python run; ADAPTER_DTYPE=fp32 for fp32 masters)"
+        [ "${ADAPTER_DTYPE:-base}" = "base" ] || adapters="ADAPTER_DTYPE=$ADAPTER_DTYPE (the authors': bf16 with no fp32 copy)"
+        say "  adapters and routers: $adapters"
+        [ "${RUN_GLOBAL_BATCH:-2}" = "2" ] || say "  global batch $RUN_GLOBAL_BATCH, the authors' 2 (one GPU, 1 x 2 accumulation): $((RUN_GLOBAL_BATCH / 2))x fewer optimizer steps, learning rate unchanged"
+    else
+        say "  adapters: fp32 masters (DeepSpeed's, or ours without it), computed in bf16"
+    fi
+    say "  global batch ${RUN_GLOBAL_BATCH:-?} per optimizer step (the estimate's step count uses it)"
+    say "  evaluation: LLaVA-1.5's question files and prompts, fp16 on the GPU (DTYPE=bf16 to change), batch ${BATCH:-8} (answers equal one at a time)"
+    case " $BENCHMARKS " in *" vizwiz "*)
+        say "  VizWiz: val scored here; test-dev answers for EvalAI only when $EVAL_ROOT/vizwiz/test.json is there (the paper's columns are test-dev's)" ;;
+    esac
+    case " $BENCHMARKS " in *" mmvet "*)
+        local judge_model=${MMVET_JUDGE_MODEL:-}
+        [ -n "$judge_model" ] || judge_model="the judge's default model"
+        say "  MM-Vet judge: $judge_model (the paper: GPT-4 through MM-Vet's grader)" ;;
+    esac
+    case " ${UNITS[*]} " in *" moe_lora_experts "*)
+        say "  moe_lora_experts: $(wc -w <<< "$EXPERTS") LoRA experts, one per data set ($EXPERTS); the paper: N=3" ;;
+    esac
+}
+
 # ---- report (always: cheap, and it reflects whatever is scored so far)
 if [ "$DRY_RUN" = "1" ]; then
     run_stage "report" "$WORK/logs/report.log" "$PYTHON" -m llava.eval.report --table "$TABLE" --runs "$WORK/eval" \
-        --out "$WORK/report"
+        --out "$WORK/report" --select "$RUN_NAMES"
     data_arg=(--recipe "$RECIPE")
     [ -f "$DATA_DIR/train.json" ] && data_arg=(--data "$DATA_DIR/train.json")
-    say "estimate (python -m llava.train.plan ${data_arg[*]} --gpu $GPU --gpus $((NUM_GPUS * NNODES))):"
+    batch=${RUN_GLOBAL_BATCH:-128}
+    say "estimate (python -m llava.train.plan ${data_arg[*]} --gpu $GPU --gpus $((NUM_GPUS * NNODES)) --global-batch $batch):"
     "$PYTHON" -m llava.train.plan --r "${R:-32}" "${data_arg[@]}" --gpu "$GPU" --gpus $((NUM_GPUS * NNODES)) \
+        --global-batch "$batch" \
         --schemes "$(printf '%s\n' "${UNITS[@]}" | sed -e 's/^lora_.*/lora/' -e 's/^moe_lora_experts$/moe_lora/' | paste -sd,)" --benchmarks "$(echo "$BENCHMARKS" | tr ' ' ',')" 2>/dev/null \
         | sed -n '/^time on/,$p'
     case " ${UNITS[*]} " in *" lora_"*|*" moe_lora_experts "*)
         say "the estimate counts one training per adapter kind: add about one lora training for the single-task" \
             "LoRAs (their tasks split the data) and one moe_lora training for moe_lora_experts' router run" ;;
     esac
+    dry_run_notes
     exit 0
 fi
 run_stage "report" "$WORK/logs/report.log" "$PYTHON" -m llava.eval.report --table "$TABLE" --runs "$WORK/eval" \
-    --out "$WORK/report"
+    --out "$WORK/report" --select "$RUN_NAMES"
 cat "$WORK/report/table$TABLE.md"
 say "done: $WORK/report/table$TABLE.md"

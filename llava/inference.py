@@ -27,6 +27,15 @@ def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]
     return device, dtype
 
 
+def resolve_eval_device(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """As resolve_device, but auto on a GPU is fp16: LLaVA-1.5's evaluation numerics (its model_vqa_loader);
+    bf16 when asked, to answer as training ran."""
+    device, resolved = resolve_device(device, dtype)
+    if dtype == "auto" and device.startswith("cuda"):
+        resolved = "fp16"
+    return device, resolved
+
+
 def _contiguous(module, args):
     return (args[0].contiguous(), *args[1:])
 
@@ -74,8 +83,11 @@ class Generator:
         return cls(model, tokenizer, image_processor, conv_mode or info.get("version", "vicuna_v1"),
                    image_aspect_ratio, task_id)
 
-    def prompt_for(self, question: str, has_image: bool) -> str:
-        question = question.replace(DEFAULT_IMAGE_TOKEN, "").strip()
+    def prompt_for(self, question: str, has_image: bool, exact: bool = False) -> str:
+        """The template around `question`, the image token first. exact: the question's text kept byte for byte, as
+        LLaVA's model_vqa_loader sends a question file's text (a chat message is stripped)."""
+        question = question.replace(DEFAULT_IMAGE_TOKEN, "")
+        question = question if exact else question.strip()
         if has_image:
             question = f"{DEFAULT_IMAGE_TOKEN}\n{question}"
         return self.template.prompt(question)

@@ -189,3 +189,19 @@ def test_the_lm_head_sees_a_contiguous_input_and_computes_the_same_logits():
     contiguous_head_input(m)  # once per model
     assert torch.equal(head(strided), before) and seen == [True]
     assert len(head._forward_pre_hooks) == 1
+
+
+def test_the_model_is_sent_the_question_files_text_as_llava_sends_it(tmp_path, model):
+    """LLaVA's model_vqa_loader sends "<image>\\n" + the file's text inside the vicuna_v1 conversation, the text
+    untouched (no strip): the full prompt recorded with each answer is that string, byte for byte."""
+    make_gqa(str(tmp_path))
+    text = "  Is the box red? \nAnswer the question using a single word or phrase. "
+    questions = [{"question_id": "q1", "image": "img1.jpg", "text": text, "category": "default"}]
+    m, tok, ip = model
+    run(m, tok, ip, questions, str(tmp_path / "a.jsonl"), image_folder=str(tmp_path / "gqa" / "data" / "images"),
+        conv_mode="vicuna_v1", max_new_tokens=2, progress=False)
+    row = lines(tmp_path / "a.jsonl")[0]
+    # LLaVA's conv_vicuna_v1 (SeparatorStyle.TWO: system, sep " ", "USER: " message sep, "ASSISTANT:")
+    llava_v1 = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+                "detailed, and polite answers to the user's questions. USER: <image>\n" + text + " ASSISTANT:")
+    assert row["metadata"]["full_prompt"] == llava_v1 and row["prompt"] == text

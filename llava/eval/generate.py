@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from llava.eval.jsonl import read_jsonl, write_jsonl
-from llava.inference import Generator, resolve_device
+from llava.inference import Generator, resolve_eval_device
 from llava.model.image import to_rgb
 
 
@@ -195,7 +195,7 @@ def answer_questions(gen: Generator, questions: list[dict], answers_file: str, i
                         images.append(to_rgb(im))
                 else:
                     images.append(None)
-            prompts = [gen.prompt_for(q["text"], im is not None) for q, im in zip(batch, images)]
+            prompts = [gen.prompt_for(q["text"], im is not None, exact=True) for q, im in zip(batch, images)]
             texts = gen.generate(prompts, images, max_new_tokens, temperature)
             for q, prompt, text in zip(batch, prompts, texts):
                 out.write(json.dumps(row(q, text, prompt)) + "\n")
@@ -234,9 +234,7 @@ def main(argv=None):
         raise SystemExit(f"{len(absent)} of {len(questions)} questions have no image file:\n{listing}"
                          + (f"\n  ... and {len(absent) - 20} more" if len(absent) > 20 else "")
                          + "\npass --skip-missing-images to answer the rest (the missing ones count as unanswered)")
-    device, dtype = resolve_device(args.device, args.dtype)
-    if args.dtype == "auto" and device.startswith("cuda"):
-        dtype = "fp16"  # LLaVA's model_vqa_loader answers in fp16; --dtype bf16 to answer as training ran
+    device, dtype = resolve_eval_device(args.device, args.dtype)
     gen = Generator.from_checkpoint(args.model_path, device, dtype, args.task, args.conv_mode, args.image_aspect_ratio)
     n = answer_questions(gen, questions, args.answers_file, args.image_folder, args.batch_size, args.max_new_tokens,
                          args.temperature, os.path.basename(args.model_path.rstrip("/")), args.limit,

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from llava.adapters.attached import adapter_batch, routing_state
 from llava.data.preprocess import encode_prompt
-from llava.inference import Generator, resolve_device
+from llava.inference import Generator, resolve_eval_device
 from llava.model.image import to_rgb
 
 MODEL_ID = "llava_asymlora"
@@ -57,7 +57,7 @@ class LlavaAsymLoRA(lmms):
     def __init__(self, pretrained: str, task: str | None = None, conv_template: str | None = None,
                  batch_size: int | str = 1, device: str = "auto", dtype: str = "auto", **kwargs):
         super().__init__()
-        device, dtype = resolve_device(device, dtype)
+        device, dtype = resolve_eval_device(device, dtype)  # fp16 on a GPU, as LLaVA-1.5 and lmms-eval evaluate
         self.generator = Generator.from_checkpoint(pretrained, device, dtype, task, conv_template)
         self.batch_size_per_gpu = int(batch_size)
         self.device = device

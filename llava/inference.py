@@ -86,8 +86,9 @@ class Generator:
     def prompt_for(self, question: str, has_image: bool, exact: bool = False) -> str:
         """The template around `question`, the image token first. exact: the question's text kept byte for byte, as
         LLaVA's model_vqa_loader sends a question file's text (a chat message is stripped)."""
+        laid_out = DEFAULT_IMAGE_TOKEN in question  # a text that places the image itself: the token goes first
         question = question.replace(DEFAULT_IMAGE_TOKEN, "")
-        question = question if exact else question.strip()
+        question = question.strip() if (laid_out or not exact) else question
         if has_image:
             question = f"{DEFAULT_IMAGE_TOKEN}\n{question}"
         return self.template.prompt(question)

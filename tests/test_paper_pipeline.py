@@ -181,3 +181,5 @@ def test_table_4_end_to_end_resumes_after_a_failed_stage_and_a_kill(tmp_path):
     assert "work-asymlora: from tiny (START=llava: llava-v1.5-7b), PRESET=authors" in report
     assert "work-asymlora: trained: 4 optimizer steps, global batch 2 (1 processes); adapters bf16, updated with no " \
            "fp32 copy" in report
+    assert "work-asymlora: answered in fp32, batch 8 (LLaVA-1.5: fp16, one question at a time)" in report
+    assert "work-asymlora: VizWiz: val, scored here; the paper's columns are EvalAI's test-dev breakdown" in report

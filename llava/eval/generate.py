@@ -120,6 +120,16 @@ def run(model, tokenizer, image_processor, questions: list[dict], answers_file: 
                             model_id, limit, progress, skip_missing_images)
 
 
+def load_image(question: dict, image_folder: str) -> Image.Image | None:
+    if not question.get("image"):
+        return None
+    path = os.path.join(image_folder, question["image"])
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"question {question['question_id']}: image {path} not found")
+    with Image.open(path) as im:
+        return to_rgb(im)
+
+
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -185,16 +195,7 @@ def answer_questions(gen: Generator, questions: list[dict], answers_file: str, i
         bar.update(len(missing))
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            images = []
-            for q in batch:
-                if q.get("image"):
-                    path = os.path.join(image_folder, q["image"])
-                    if not os.path.exists(path):
-                        raise FileNotFoundError(f"question {q['question_id']}: image {path} not found")
-                    with Image.open(path) as im:
-                        images.append(to_rgb(im))
-                else:
-                    images.append(None)
+            images = [load_image(q, image_folder) for q in batch]
             prompts = [gen.prompt_for(q["text"], im is not None, exact=True) for q, im in zip(batch, images)]
             texts = gen.generate(prompts, images, max_new_tokens, temperature)
             for q, prompt, text in zip(batch, prompts, texts):

@@ -26,7 +26,7 @@ SCHEMES = {  # the recipes of scripts/finetune_*.sh
     "asymlora": dict(scheme="asymlora", r=32, alpha=64, num_experts=3, router_scope="mlp_block",
                      mixture_targets=list(MLP), router_bias=True),
     "moe_lora": dict(scheme="moe_lora", r=32, alpha=64, num_experts=3, router_scope="mlp_block",
-                     mixture_targets=list(MLP), router_bias=True),
+                     mixture_targets=list(MLP)),
     "mixlora": dict(scheme="mixlora", r=8, alpha=16, num_experts=32),  # every target, as finetune_mixlora.sh
 }
 FROZEN_BYTES = {16: 2.0, 8: 1.0, 4: 0.5 + 1 / 64 + 4 / (64 * 256)}  # nf4 + double-quantized block scales

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from llava.adapters.config import AdapterConfig
 from llava.adapters.io import PROJECTOR_PREFIX, WEIGHTS_NAME, atomic_save_file, weights_path
 from llava.adapters.routing import Router
+from llava.console import progress_bars_only_on_a_terminal
 
 BASE_INFO = "llava_base.json"
 
@@ -87,6 +88,7 @@ def combine(expert_dirs: list[str], out: str, balance_coef: float = 0.05, seed: 
 
 
 def main(argv=None) -> None:
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--experts", required=True, help="comma-separated LoRA checkpoint directories, one per task")
     ap.add_argument("--out", required=True, help="where the combined moe_lora checkpoint goes")

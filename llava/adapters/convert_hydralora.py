@@ -22,6 +22,7 @@ import torch
 
 from llava.adapters.config import ATTENTION, MLP, AdapterConfig
 from llava.adapters.io import WEIGHTS_NAME, atomic_save_file
+from llava.console import progress_bars_only_on_a_terminal
 
 PROJ = {"0": "linear_1", "2": "linear_2"}
 
@@ -94,6 +95,7 @@ def convert(state: dict[str, torch.Tensor], alpha: float) -> tuple[dict[str, tor
 
 
 def main(argv=None):
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     from llava.model.checkpoint import write_base_info  # an entry point may reach up a layer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

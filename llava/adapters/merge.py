@@ -13,6 +13,7 @@ from llava.adapters.attached import adapter_config, detach
 from llava.adapters.inject import adapter_modules
 from llava.adapters.layer import AdapterLinear
 from llava.adapters.routing import BlockRouter
+from llava.console import progress_bars_only_on_a_terminal
 
 
 def merge_adapters(model, task: str | int | None = None):
@@ -48,6 +49,7 @@ def unload_adapters(model):
 
 
 def main(argv=None):
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     # An entry point may reach up a layer: rebuilding the frozen base is the model package's job.
     from llava.adapters.checkpoint import load_checkpoint_model
     from llava.adapters.io import load_adapters

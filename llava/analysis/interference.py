@@ -29,6 +29,7 @@ from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.routing import label_router_layers
 from llava.adapters.state import load_shares
 from llava.analysis.heatmaps import plot_interference
+from llava.console import progress_bars_only_on_a_terminal
 from llava.data.collator import SupervisedCollator
 from llava.data.dataset import SupervisedDataset
 from llava.model.image import ImageTransform
@@ -144,6 +145,7 @@ def analyse(checkpoint: str, data: str, image_folder: str, out: str, batch_size:
 
 
 def main(argv=None):
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", required=True, help="the training mixture spec: name=file.json,name=file.json")

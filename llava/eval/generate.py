@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from llava.console import on_a_terminal, progress_bars_only_on_a_terminal
 from llava.eval.jsonl import read_jsonl, write_jsonl
 from llava.inference import Generator, resolve_eval_device
 from llava.model.image import to_rgb
@@ -207,6 +208,7 @@ def answer_questions(gen: Generator, questions: list[dict], answers_file: str, i
 
 
 def main(argv=None):
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-path", required=True, help="checkpoint dir, merged/llava-hf dir, or a preset (tiny, small)")
     ap.add_argument("--question-file", required=True)
@@ -239,7 +241,7 @@ def main(argv=None):
     gen = Generator.from_checkpoint(args.model_path, device, dtype, args.task, args.conv_mode, args.image_aspect_ratio)
     n = answer_questions(gen, questions, args.answers_file, args.image_folder, args.batch_size, args.max_new_tokens,
                          args.temperature, os.path.basename(args.model_path.rstrip("/")), args.limit,
-                         skip_missing_images=args.skip_missing_images)
+                         progress=on_a_terminal(), skip_missing_images=args.skip_missing_images)
     print(f"answered {n} questions -> {args.answers_file}")
 
 

@@ -32,6 +32,7 @@ from safetensors import safe_open
 
 from llava.adapters.io import weights_path
 from llava.analysis.interference import analyse
+from llava.console import progress_bars_only_on_a_terminal
 from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.kit.evaluate import blind_outcomes, blind_scores, evaluate
 from llava.kit.plots import plot_comparison
@@ -176,6 +177,7 @@ def read_outcomes(root: str, scheme: str, seeds: list[int]) -> list[dict]:
 
 
 def main(argv=None):
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     args = parser().parse_args(argv)
     start = time.time()
     schemes = args.schemes.split(",")

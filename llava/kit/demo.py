@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from llava.console import progress_bars_only_on_a_terminal
 from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.kit.evaluate import blind_scores, evaluate, headline
 from llava.kit.shape_tower import pretrained_tower
@@ -48,6 +49,7 @@ def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0)
 
 
 def main() -> None:
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     t0 = time.time()
     shutil.rmtree(OUTPUT, ignore_errors=True)  # a fresh run, not a resume of the last demo
     torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -28,6 +28,7 @@ from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.routing import label_router_layers
 from llava.analysis.interference import task_batches
+from llava.console import progress_bars_only_on_a_terminal
 from llava.constants import IGNORE_INDEX
 from llava.data.dataset import SupervisedDataset
 from llava.kit.compare import (
@@ -153,6 +154,7 @@ def costs(rows: list[dict]) -> str:
 
 
 def main(argv=None):
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/router")
     ap.add_argument("--compare", default="runs/compare",

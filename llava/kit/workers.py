@@ -11,6 +11,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import torch
 from tqdm import tqdm
 
+from llava.console import on_a_terminal
+
 
 def _share_cores(threads: int) -> None:
     """Worker start-up: this worker and the training processes it starts use `threads` threads."""
@@ -25,7 +27,7 @@ def in_workers(jobs: list[tuple], workers: int, desc: str, follow: dict[int, tup
     with every thread."""
     follow = follow or {}
     if workers == 1:
-        results = [fn(*args) for fn, *args in tqdm(jobs, desc=desc, unit="job")]
+        results = [fn(*args) for fn, *args in tqdm(jobs, desc=desc, unit="job", disable=not on_a_terminal())]
         for fn, *args in follow.values():
             fn(*args)
         return results
@@ -34,7 +36,7 @@ def in_workers(jobs: list[tuple], workers: int, desc: str, follow: dict[int, tup
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_share_cores,
                              initargs=(threads,)) as pool:
         pending = {pool.submit(fn, *args): k for k, (fn, *args) in enumerate(jobs)}
-        with tqdm(total=len(jobs) + len(follow), desc=desc, unit="job") as bar:
+        with tqdm(total=len(jobs) + len(follow), desc=desc, unit="job", disable=not on_a_terminal()) as bar:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:

@@ -22,6 +22,7 @@ import sys
 import torch
 from safetensors.torch import save_file
 
+from llava.console import progress_bars_only_on_a_terminal
 from llava.kit.easy_vqa_mixture import build
 from llava.kit.evaluate import blind_scores, evaluate, headline
 from llava.kit.shape_tower import TowerRecipe
@@ -69,6 +70,7 @@ def train_args(data: str, images: str, out: str, steps: int, projector: str | No
 
 
 def main(argv=None):
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/yes_no")
     ap.add_argument("--data", default="playground/data/yes_no_ablation")

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 
+from llava.console import progress_bars_only_on_a_terminal
 from llava.kit.compare import check_settings, compare_settings, kit_manifest, parser, read_outcomes, run_one
 from llava.kit.evaluate import blind_outcomes
 from llava.kit.stats import as_array, paired_test
@@ -55,6 +56,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None):
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/yes_no_singles")
     ap.add_argument("--compare", default="runs/compare", help="`make compare`'s output (runs trained there if missing)")

@@ -16,6 +16,7 @@ import tempfile
 
 from transformers import LlavaProcessor
 
+from llava.console import progress_bars_only_on_a_terminal
 from llava.conversation import Template, get_template
 
 # Message content is a string or a list of {"type": "image"} / {"type": "text", "text": ...} items (transformers'
@@ -91,6 +92,7 @@ def save_llava_hf(model, tokenizer, image_processor, out: str, version: str = "v
 def main(argv=None):
     """`python -m llava.model.hf_export --model tiny|DIR [--vision-tower DIR] [--projector FILE] --out DIR`: any model
     source (the tiny preset, parts, an original LLaVA checkpoint) written as a complete llava-hf directory."""
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     import argparse
 
     from llava.model.builder import load_model

@@ -24,6 +24,7 @@ from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.kit.evaluate import blind_scores, evaluate, headline
 from llava.kit.shape_tower import pretrained_tower
 from llava.kit.small import SMALL_VERSION
+from llava.model.cpu_dtype import compute_dtype_line, cpu_compute_dtype
 from llava.train.train import train
 
 DATA = "playground/data/kit_demo"  # playground/data/demo holds the tiny preset scripts' data
@@ -43,7 +44,8 @@ def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0)
         "--lr_scheduler_type", "cosine", "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
         "--model_max_length", str(KIT_MAX_TOKENS), "--group_by_modality_length", "True", "--logging_steps", "20",
         "--save_steps", str(steps), "--save_total_limit", "1",
-        "--report_to", "tensorboard" if importlib.util.find_spec("tensorboard") else "none", "--output_dir", output, "--seed", str(seed), "--bf16", "True",
+        "--report_to", "tensorboard" if importlib.util.find_spec("tensorboard") else "none", "--output_dir", output, "--seed", str(seed),
+        "--bf16", str(torch.cuda.is_available() or cpu_compute_dtype() == "bf16"),
         "--use_cpu", str(not torch.cuda.is_available()),
     ]
 
@@ -53,6 +55,8 @@ def main() -> None:
     t0 = time.time()
     shutil.rmtree(OUTPUT, ignore_errors=True)  # a fresh run, not a resume of the last demo
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if not torch.cuda.is_available():
+        print(compute_dtype_line("the demo"))
     manifest = build(DATA, n_train=640, n_test=TEST, seed=0, train_sizes={"vqa": 2 * 640}, yes_no_turns=YES_NO_TURNS)
     mixture = ",".join(f"{t}={manifest['train'][t]}" for t in TASKS)
     manifest = {**manifest, "tasks": list(TASKS), "eval": {t: manifest["eval"][t] for t in TASKS}}

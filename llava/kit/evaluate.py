@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 
+import torch
+
 from llava.adapters.attached import adapter_config
 from llava.adapters.checkpoint import load_checkpoint_model
 from llava.eval.generate import read_questions, run
@@ -23,6 +25,7 @@ from llava.kit.scores import (
     score_task,
     task_outcomes,
 )
+from llava.model.cpu_dtype import cpu_compute_dtype
 
 MAX_NEW_TOKENS = {"vqa": 6, "vqa_hex": 8, "caption": 16, "vqg": 16, "pairs": 3}
 
@@ -44,8 +47,9 @@ def _answer(model, tokenizer, image_processor, questions, path, image_folder, ta
 def evaluate(checkpoint: str, manifest: dict, out: str, batch_size: int = 64) -> dict:
     """{task: {metric: percent}} for every eval task of the manifest and `pairs`; also written to out/scores.json,
     and every question's outcome per table column to out/outcomes.json (what the intervals and tests use)."""
-    # as the kit trains: bf16 base, fp32 adapters
-    model, tokenizer, image_processor = load_checkpoint_model(checkpoint, dtype="bf16")
+    # as the kit trains: a bf16 base where the CPU runs bf16 natively (else fp32), fp32 adapters
+    dtype = "bf16" if torch.cuda.is_available() or cpu_compute_dtype() == "bf16" else "fp32"
+    model, tokenizer, image_processor = load_checkpoint_model(checkpoint, dtype=dtype)
     version = model.llava_base_info["version"]
     folder = os.path.dirname(manifest["train"][manifest["tasks"][0]])
     os.makedirs(out, exist_ok=True)

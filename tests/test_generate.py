@@ -20,14 +20,18 @@ def lines(path):
     return [json.loads(line) for line in open(path)]
 
 
-def test_stop_and_resume_answers_each_question_once(tmp_path, model):
+def gqa_run(tmp_path):
+    """The GQA fixture's questions, an answers path and the run settings the resume tests share."""
     make_gqa(str(tmp_path))
     qfile = tmp_path / "questions.jsonl"
     gqa.convert(str(tmp_path), str(qfile))
-    questions = read_questions(str(qfile))
-    out = tmp_path / "answers.jsonl"
-    m, tok, ip = model
     kw = dict(image_folder=str(tmp_path / "gqa" / "data" / "images"), batch_size=3, max_new_tokens=4, progress=False)
+    return read_questions(str(qfile)), tmp_path / "answers.jsonl", kw
+
+
+def test_stop_and_resume_answers_each_question_once(tmp_path, model):
+    questions, out, kw = gqa_run(tmp_path)
+    m, tok, ip = model
     assert run(m, tok, ip, questions, str(out), limit=2, **kw) == 2  # stopped after 2 items
     with open(out, "a") as f:
         f.write('{"question_id": "203", "text": "half a li')  # killed mid-write
@@ -42,13 +46,8 @@ def test_stop_and_resume_answers_each_question_once(tmp_path, model):
 def test_a_changed_prompt_is_answered_anew_and_only_it(tmp_path, model, capsys):
     """Resuming reuses an answer only for the same id, prompt and image: edit one question of the file after
     answering, and only that one is generated again (and said)."""
-    make_gqa(str(tmp_path))
-    qfile = tmp_path / "questions.jsonl"
-    gqa.convert(str(tmp_path), str(qfile))
-    questions = read_questions(str(qfile))
-    out = tmp_path / "answers.jsonl"
+    questions, out, kw = gqa_run(tmp_path)
     m, tok, ip = model
-    kw = dict(image_folder=str(tmp_path / "gqa" / "data" / "images"), batch_size=3, max_new_tokens=4, progress=False)
     assert run(m, tok, ip, questions, str(out), **kw) == len(questions)
     before = {r["answer_id"]: r for r in lines(out)}
     questions[2] = {**questions[2], "text": questions[2]["text"].replace("shape", "form")}

@@ -2,7 +2,8 @@
 # Shared body of scripts/finetune_*.sh. Every knob is an environment variable; defaults are LLaVA-1.5-7B stage 2.
 # MODEL=tiny switches every default to the embedded tiny preset on CPU (demo data, no DeepSpeed).
 # An empty value means "none": VISION_TOWER= (a llava-hf MODEL has its own), PROJECTOR= (projector from scratch),
-# DEEPSPEED= (no DeepSpeed). GLOBAL_BATCH (LLaVA's 128) is kept whatever NUM_GPUS: the script sets
+# DEEPSPEED= (no DeepSpeed). GLOBAL_BATCH (LLaVA's 128; MODEL=tiny: BATCH x all processes, no accumulation) is
+# kept whatever NUM_GPUS: the script sets
 # GRAD_ACCUM = GLOBAL_BATCH / (BATCH x NUM_GPUS x NNODES) unless GRAD_ACCUM is given. NUM_GPUS is processes per
 # node. Several nodes (docs/multinode.md) run the same command on every node: static (NNODES, NODE_RANK=0..NNODES-1,
 # MASTER_ADDR/MASTER_PORT of node 0), c10d rendezvous (NNODES, RDZV_ENDPOINT=host:port, RDZV_ID), or DeepSpeed's
@@ -117,8 +118,7 @@ if [ "$MODEL" = "tiny" ]; then
     DEEPSPEED=${DEEPSPEED-}
     PRECISION=${PRECISION:-fp32}
     EPOCHS=${EPOCHS:-3}
-    BATCH=${BATCH:-16}
-    GLOBAL_BATCH=${GLOBAL_BATCH:-$BATCH}
+    BATCH=${BATCH:-16}  # GLOBAL_BATCH: BATCH x processes (one optimizer step per batch) unless set
     LR=${LR:-3e-3}
     PROJECTOR_LR=${PROJECTOR_LR:-3e-3}
     MAX_LEN=${MAX_LEN:-256}
@@ -174,8 +174,14 @@ if [ "${PRESET:-}" = "authors" ] && [ -z "${GRAD_ACCUM:-}" ] && [ $((BATCH * NUM
 fi
 if [ -z "${GRAD_ACCUM:-}" ]; then
     per_step=$((BATCH * NUM_GPUS * NNODES))
+    GLOBAL_BATCH=${GLOBAL_BATCH:-$per_step}  # a preset without a recipe's global batch (tiny): no accumulation
     if [ $((GLOBAL_BATCH % per_step)) -ne 0 ]; then
-        echo "error: GLOBAL_BATCH=$GLOBAL_BATCH is not a multiple of BATCH=$BATCH x NUM_GPUS=$NUM_GPUS x NNODES=$NNODES; set BATCH or GRAD_ACCUM" >&2
+        fits=""  # the largest per-device batch that does fit, to suggest
+        for b in $(seq "$BATCH" -1 1); do
+            if [ $((GLOBAL_BATCH % (b * NUM_GPUS * NNODES))) -eq 0 ]; then fits=$b; break; fi
+        done
+        echo "error: GLOBAL_BATCH=$GLOBAL_BATCH is not a multiple of BATCH=$BATCH x NUM_GPUS=$NUM_GPUS x NNODES=$NNODES;" \
+             "${fits:+set BATCH=$fits, }set GLOBAL_BATCH to a multiple of $per_step, or set GRAD_ACCUM" >&2
         exit 2
     fi
     GRAD_ACCUM=$((GLOBAL_BATCH / per_step))

@@ -90,6 +90,29 @@ def test_dry_run_prints_the_launch_with_nodes_in_the_global_batch(tmp_path):
     assert "no CUDA device on this machine" in proc.stderr
 
 
+def _dry_run_batch(**env):
+    full = {**os.environ, "DRY_RUN": "1", "MODEL": "tiny", "PYTHON": sys.executable, "HAS_CUDA": "0", **env}
+    proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=full, capture_output=True,
+                          text=True, timeout=60)
+    said = re.search(r"global batch (\d+) = (\d+) per device x (\d+) processes x (\d+) nodes x (\d+) accumulation",
+                     proc.stdout)
+    return proc, said and tuple(int(g) for g in said.groups())
+
+
+def test_the_tiny_preset_derives_its_global_batch_from_the_processes_unless_set():
+    assert _dry_run_batch()[1] == (16, 16, 1, 1, 1)
+    assert _dry_run_batch(NUM_GPUS="2")[1] == (32, 16, 2, 1, 1)  # no accumulation: BATCH x processes
+    assert _dry_run_batch(NUM_GPUS="2", BATCH="4")[1] == (8, 4, 2, 1, 1)
+    assert _dry_run_batch(NUM_GPUS="2", NNODES="2", BATCH="2")[1] == (8, 2, 2, 2, 1)
+    # a global batch the user set is kept; one that cannot be is refused with advice that works
+    assert _dry_run_batch(NUM_GPUS="2", BATCH="4", GLOBAL_BATCH="32")[1] == (32, 4, 2, 1, 4)
+    proc, said = _dry_run_batch(NUM_GPUS="2", GLOBAL_BATCH="16")
+    assert proc.returncode == 2 and said is None
+    assert proc.stderr.strip() == ("error: GLOBAL_BATCH=16 is not a multiple of BATCH=16 x NUM_GPUS=2 x NNODES=1; "
+                                   "set BATCH=8, set GLOBAL_BATCH to a multiple of 32, or set GRAD_ACCUM")
+    assert _dry_run_batch(NUM_GPUS="2", GLOBAL_BATCH="16", BATCH="8")[1] == (16, 8, 2, 1, 1)
+
+
 def _device_run(tmp_path, **env):
     data = tmp_path / "d.json"
     data.write_text("[]")

@@ -67,7 +67,7 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     model, _, _ = load_model(args.model, dtype="bf16")
-    inject_adapters(model, AdapterConfig.paper_preset(r=8, alpha=16))
+    inject_adapters(model, AdapterConfig.preset("asymlora", r=8, alpha=16))
     model.config.use_cache = model.config.text_config.use_cache = False
     before, after = copy.deepcopy(model), copy.deepcopy(model)  # both copies: neither keeps the original's layout
     for m in (before, after):

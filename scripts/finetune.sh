@@ -83,7 +83,7 @@ fi
 # PRESET=authors: the run settings of the AsymLoRA authors' released script (HydraLoRA repository,
 # MLLM-HydraLoRA/MLLM_HydraLoRA.sh): from the finished llava-v1.5-7b (an original LLaVA checkpoint, its projector
 # included), one GPU without DeepSpeed, per-device batch 1 x accumulation 2, `resize` images, tf32 off, 2 dataloader
-# workers, rank 32 / alpha 64 unless the scheme's script says otherwise, a checkpoint every 1000 steps with one kept,
+# workers, the scheme's preset (their asymlora is ours), a checkpoint every 1000 steps with one kept,
 # adapters and routers kept and updated in bf16 with no fp32 copy (their plain `python` run of LLaVA's train.py, which
 # casts the LoRA layers to bf16; ADAPTER_DTYPE=fp32 for fp32 masters).
 # Their global batch 2 is kept on 1 or 2 processes (accumulation 2 or 1); on more it cannot be, and the run says so.
@@ -97,7 +97,7 @@ case "${PRESET:-}" in
             OUTPUT=${OUTPUT:-./checkpoints/llava-v1.5-7b-${SCHEME:-lora}-authors}
         fi
         PROJECTOR=${PROJECTOR-} DEEPSPEED=${DEEPSPEED-}
-        R=${R:-32} ALPHA=${ALPHA:-64} DROPOUT=${DROPOUT:-0.05} LR=${LR:-2e-4} PROJECTOR_LR=${PROJECTOR_LR:-2e-5}
+        DROPOUT=${DROPOUT:-0.05} LR=${LR:-2e-4} PROJECTOR_LR=${PROJECTOR_LR:-2e-5}
         NUM_GPUS=${NUM_GPUS:-1} BATCH=${BATCH:-1} GLOBAL_BATCH=${GLOBAL_BATCH:-2}
         EPOCHS=${EPOCHS:-1} WARMUP=${WARMUP:-0.03} MAX_LEN=${MAX_LEN:-2048} GRAD_CKPT=${GRAD_CKPT:-True}
         PRECISION=${PRECISION:-bf16} TF32=${TF32:-False} ASPECT=${ASPECT:-resize} VERSION=${VERSION:-v1}
@@ -108,6 +108,12 @@ case "${PRESET:-}" in
 esac
 MODEL=${MODEL:-./checkpoints/vicuna-7b-v1.5}
 SCHEME=${SCHEME:-lora}
+# The scheme's preset (rank, alpha, experts, router placement, balance): llava/adapters/presets.py, its one home; a
+# variable set here (R=8, NUM_EXPERTS=4, ...) wins over it. MODEL=tiny takes the tiny sizes, except under
+# PRESET=authors, which changes only the model and data.
+size=$( [ "$MODEL" = "tiny" ] && [ "${PRESET:-}" != "authors" ] && echo tiny || echo 7b )
+preset=$("$PYTHON" -m llava.adapters.presets shell "$SCHEME" "$size") || exit 2
+eval "$preset"
 
 if [ "$MODEL" = "tiny" ]; then
     DATA=${DATA:-shape=playground/data/demo/train_shape.json,color=playground/data/demo/train_color.json,yesno=playground/data/demo/train_yesno.json}
@@ -127,8 +133,6 @@ if [ "$MODEL" = "tiny" ]; then
     GRAD_CKPT=${GRAD_CKPT:-False}
     WORKERS=${WORKERS:-0}
     OUTPUT=${OUTPUT:-./checkpoints/tiny-$SCHEME}
-    R=${R:-16}
-    ALPHA=${ALPHA:-32}
     DROPOUT=${DROPOUT:-0.0}
     WARMUP=${WARMUP:-0.03}
 else
@@ -149,6 +153,8 @@ else
     GRAD_CKPT=${GRAD_CKPT:-True}
     WORKERS=${WORKERS:-4}
     OUTPUT=${OUTPUT:-./checkpoints/llava-v1.5-7b-$SCHEME}
+    LR=${LR:-2e-4}
+    PROJECTOR_LR=${PROJECTOR_LR:-2e-5}
     DROPOUT=${DROPOUT:-0.05}
     WARMUP=${WARMUP:-0.03}
 fi
@@ -197,9 +203,6 @@ args=(
     --data_path "$DATA" --image_folder "$IMAGE_FOLDER" --image_aspect_ratio "${ASPECT:-pad}"
     --group_by_modality_length "${GROUP_BY_LENGTH:-True}"
     --lora_enable True --adapter_scheme "$SCHEME" --lora_r "$R" --lora_alpha "$ALPHA" --lora_dropout "$DROPOUT"
-    --num_experts "${NUM_EXPERTS:-1}" --num_tasks "${NUM_TASKS:-1}" --router "${ROUTER:-dense}" --top_k "${TOP_K:-1}"
-    --router_scope "${ROUTER_SCOPE:-module}" --balance_coef "${BALANCE_COEF:-0.0}"
-    --balance_loss "${BALANCE_LOSS:-hydra}" --router_bias "${ROUTER_BIAS:-False}" --adapter_dtype "${ADAPTER_DTYPE:-auto}"
     --mm_projector_lr "$PROJECTOR_LR" --learning_rate "$LR" --weight_decay "${WEIGHT_DECAY:-0.}" --warmup_ratio "$WARMUP"
     --lr_scheduler_type cosine --num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH"
     --gradient_accumulation_steps "$GRAD_ACCUM" --model_max_length "$MAX_LEN" --activation_checkpointing "$GRAD_CKPT"
@@ -207,7 +210,13 @@ args=(
     --dataloader_num_workers "$WORKERS" --lazy_preprocess True --report_to "$REPORT_TO" --output_dir "$OUTPUT"
     --bits "$BITS"
 )
-[ -n "${MIXTURE_TARGETS:-}" ] && args+=(--mixture_targets "$MIXTURE_TARGETS")
+# the other adapter settings: passed where the preset or the user set them, else the training CLI's defaults
+for knob in NUM_EXPERTS:num_experts NUM_TASKS:num_tasks ROUTER:router TOP_K:top_k ROUTER_SCOPE:router_scope \
+            MIXTURE_TARGETS:mixture_targets BALANCE_COEF:balance_coef BALANCE_LOSS:balance_loss \
+            ROUTER_BIAS:router_bias ADAPTER_DTYPE:adapter_dtype; do
+    name=${knob%%:*}
+    if [ -n "${!name:-}" ]; then args+=("--${knob#*:}" "${!name}"); fi
+done
 [ -n "$VISION_TOWER" ] && args+=(--vision_tower "$VISION_TOWER")
 [ -n "$PROJECTOR" ] && args+=(--pretrain_mm_mlp_adapter "$PROJECTOR")
 [ -n "$DEEPSPEED" ] && args+=(--deepspeed "$DEEPSPEED")

@@ -62,7 +62,7 @@ def test_asymlora_with_one_head_is_lora():
 
 CONFIGS = {
     "lora": AdapterConfig(r=4),
-    "asymlora": AdapterConfig.paper_preset(r=4),
+    "asymlora": AdapterConfig.preset("asymlora", r=4),
     "asymlora_module_topk": AdapterConfig(scheme="asymlora", r=4, num_experts=3, router="topk", top_k=2),
     "asymlora_tasks": AdapterConfig(scheme="asymlora", r=4, num_tasks=3, num_experts=2, task_names=["a", "b", "c"]),
     "moe_lora": AdapterConfig(scheme="moe_lora", r=4, num_experts=3),

@@ -33,7 +33,7 @@ def reference_loss(kind, inputs, routers, mask):
 def model_for(kind):
     model, _ = build_tiny(seed=0)
     torch.manual_seed(5)
-    inject_adapters(model, AdapterConfig.paper_preset(r=4, dropout=0.0, balance_loss=kind))  # fresh B = 0
+    inject_adapters(model, AdapterConfig.preset("asymlora", r=4, dropout=0.0, balance_loss=kind))  # fresh B = 0
     routers = [m for m in model.modules() if isinstance(m, BlockRouter)]
     assert len(routers) == 2  # two decoder layers, one router per MLP block
     return model.train(), routers

@@ -23,7 +23,7 @@ from llava.adapters.attached import routing_state
 
 def adapted_tiny(reentrant: bool, only_language_inputs: bool):
     model, _ = build_tiny(seed=0)
-    inject_adapters(model, AdapterConfig.paper_preset(r=4, alpha=8, dropout=0.0))
+    inject_adapters(model, AdapterConfig.preset("asymlora", r=4, alpha=8, dropout=0.0))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:

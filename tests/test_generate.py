@@ -77,7 +77,7 @@ def test_batched_equals_one_by_one(tmp_path, model):
 
 ADAPTERS = {
     "lora": dict(scheme="lora", r=4, alpha=8),
-    "asymlora_paper": dict(r=4, alpha=8),  # AdapterConfig.paper_preset: routed B heads per MLP block
+    "asymlora_paper": dict(r=4, alpha=8),  # AdapterConfig.preset("asymlora"): routed B heads per MLP block
     "moe_lora": dict(scheme="moe_lora", r=4, alpha=8, num_experts=3, router="topk", top_k=2),
     "mixlora": dict(scheme="mixlora", r=2, alpha=4, num_experts=8),
 }
@@ -97,7 +97,7 @@ def test_batched_equals_one_by_one_with_every_adapter(tmp_path, name, dtype):
 
     m, tok, ip = load_model("tiny", dtype=dtype)
     kw = ADAPTERS[name]
-    config = AdapterConfig.paper_preset(**kw) if name == "asymlora_paper" else AdapterConfig(**kw)
+    config = AdapterConfig.preset("asymlora", **kw) if name == "asymlora_paper" else AdapterConfig(**kw)
     inject_adapters(m, config)
     torch.manual_seed(0)
     with torch.no_grad():

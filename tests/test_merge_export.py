@@ -57,7 +57,7 @@ def test_task_heads_need_a_task_to_merge():
         merge_adapters(model)
 
 
-@pytest.mark.parametrize("config", [AdapterConfig.paper_preset(r=4),
+@pytest.mark.parametrize("config", [AdapterConfig.preset("asymlora", r=4),
                                     AdapterConfig(scheme="moe_lora", r=4, num_experts=2),
                                     AdapterConfig(scheme="mixlora", r=2, num_experts=4)])
 def test_routed_adapters_refuse_to_merge(config):
@@ -82,7 +82,7 @@ def test_export_peft_loads_with_peft_and_matches(tmp_path):
 
 
 def test_export_peft_refuses_mixtures(tmp_path):
-    model, _ = trained(AdapterConfig.paper_preset(r=4))
+    model, _ = trained(AdapterConfig.preset("asymlora", r=4))
     with pytest.raises(ValueError, match="only plain lora"):
         export_peft(model, str(tmp_path / "x"))
 

@@ -27,7 +27,7 @@ def dequantized(linear) -> torch.Tensor:
 @pytest.mark.parametrize("bits,cls,tol", [(4, "Linear4bit", 3e-2), (8, "Linear8bitLt", 5e-2)])
 def test_adapter_on_quantized_linear_matches_dequantized_reference(bits, cls, tol):
     model, _, _ = load_model("tiny", bits=bits)
-    inject_adapters(model, AdapterConfig.paper_preset(r=4, alpha=8, dropout=0.0))
+    inject_adapters(model, AdapterConfig.preset("asymlora", r=4, alpha=8, dropout=0.0))
     layer = model.model.language_model.layers[0].self_attn.q_proj  # plain lora on attention
     assert type(layer.base).__name__ == cls and not layer.base.weight.dtype.is_floating_point
     assert layer.lora_A.dtype == layer.lora_B.dtype == torch.float32 and layer.lora_A.requires_grad

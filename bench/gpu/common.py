@@ -15,29 +15,20 @@ import time
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-from llava.adapters import AdapterConfig, inject_adapters
-from llava.adapters.config import ATTENTION, MLP
+from llava.adapters import AdapterConfig, inject_adapters, presets
 from llava.adapters.merge import unload_adapters
 from llava.train import plan_model
 
-# The adapter settings of scripts/finetune_{lora,moe_lora,asymlora,mixlora}.sh at 7B: the planner's, plus the
-# scripts' balance losses; dropout 0.05 everywhere.
-BALANCE = {"moe_lora": dict(balance_coef=0.05), "asymlora": dict(balance_coef=0.05, balance_loss="hydra")}
-SCHEMES = {name: dict(plan_model.SCHEMES[name], **BALANCE.get(name, {})) for name in ("lora", "moe_lora", "asymlora",
-                                                                                  "mixlora")}
-# --cpu-smoke: the same schemes at toy ranks (MODEL=tiny's: scripts/finetune_*.sh)
-SMOKE_RANKS = {"lora": dict(r=16, alpha=32), "moe_lora": dict(r=8, alpha=16), "asymlora": dict(r=8, alpha=16),
-               "mixlora": dict(r=4, alpha=8, num_experts=16)}
+# The adapter settings of scripts/finetune_{lora,moe_lora,asymlora,mixlora}.sh: their presets at 7B; --cpu-smoke: at
+# MODEL=tiny's (llava/adapters/presets.py)
+SCHEMES = tuple(presets.PRESETS["7b"])
 # Dense bf16 tensor-core peak by the vendors' datasheets (SXM parts), FLOP/s; MFU is against this.
 DATASHEET_BF16 = {"H200": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 SXM": 989.4e12, "H100 NVL": 835.5e12,
                   "H100 PCIe": 756.0e12, "A100": 312.0e12, "L40S": 362.05e12, "GH200": 989.4e12}
 
 
 def adapter_config(name: str, smoke: bool) -> AdapterConfig:
-    settings = dict(SCHEMES[name], dropout=0.05, targets=ATTENTION + MLP)
-    if smoke:
-        settings.update(SMOKE_RANKS[name])
-    return AdapterConfig(**settings)
+    return AdapterConfig.preset(name, "tiny" if smoke else "7b")
 
 
 def llava_config(smoke: bool) -> LlavaConfig:

@@ -12,11 +12,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from llava.adapters import presets
 from llava.adapters.balance import KINDS as BALANCE_KINDS
+from llava.adapters.presets import ATTENTION, MLP
 from llava.adapters.schemes import Scheme, scheme
 
-ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
-MLP = ["gate_proj", "up_proj", "down_proj"]
+__all__ = ["AdapterConfig", "ATTENTION", "MLP", "CONFIG_NAME", "config_path"]
 CONFIG_NAME = "llava_adapters.json"
 LEGACY_CONFIG_NAME = "adapter_config.json"  # what earlier versions wrote (PEFT's name, this project's schema)
 
@@ -139,13 +140,10 @@ class AdapterConfig:
         return self.task_names.index(name)
 
     @classmethod
-    def paper_preset(cls, **overrides) -> AdapterConfig:
-        """What the AsymLoRA authors' code trains: routed B heads on the MLP, plain LoRA on attention."""
-        base = dict(scheme="asymlora", r=32, alpha=64.0, dropout=0.05, num_experts=3, num_tasks=1, router="dense",
-                    router_scope="mlp_block", targets=ATTENTION + MLP, mixture_targets=list(MLP), balance_coef=0.05,
-                    balance_loss="hydra", router_bias=True)
-        base.update(overrides)
-        return cls(**base)
+    def preset(cls, scheme_name: str = "asymlora", size: str = "7b", **overrides) -> AdapterConfig:
+        """A scheme's preset (adapters/presets.py; asymlora: what the AsymLoRA authors' code trains), `overrides` on
+        top."""
+        return cls(**presets.preset(scheme_name, size, **overrides))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -89,7 +89,7 @@ def convert(state: dict[str, torch.Tensor], alpha: float) -> tuple[dict[str, tor
     for (layer, proj), by_index in heads.items():
         out[f"model.language_model.layers.{layer}.mlp.{proj}_proj.lora_B"] = torch.cat(
             [by_index[i] for i in range(num_experts)], dim=1)
-    config = AdapterConfig.paper_preset(r=rank, alpha=alpha, num_experts=num_experts, dropout=0.05,
+    config = AdapterConfig.preset("asymlora", r=rank, alpha=alpha, num_experts=num_experts, dropout=0.05,
                                         targets=ATTENTION + MLP, mixture_targets=list(MLP))
     return out, config
 

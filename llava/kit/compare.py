@@ -30,6 +30,7 @@ import time
 import torch
 from safetensors import safe_open
 
+from llava.adapters import presets
 from llava.adapters.io import weights_path
 from llava.analysis.interference import analyse
 from llava.console import progress_bars_only_on_a_terminal
@@ -40,29 +41,28 @@ from llava.kit.small import SMALL_VERSION
 from llava.kit.table import summarise
 from llava.kit.workers import in_workers
 from llava.model.cpu_dtype import cpu_compute_dtype
+from llava.train.args import adapter_flags
 
-MLP = "gate_proj,up_proj,down_proj"
-ROUTED = ["--router_scope", "mlp_block", "--mixture_targets", MLP, "--balance_coef", "0.05", "--router_bias", "True"]
-# rank, then scheme arguments; ranks matched to ~140k adapter weights per transformer layer (counts measured below)
-SCHEMES: dict[str, tuple[int, list[str]]] = {
-    "lora": (14, ["--adapter_scheme", "lora"]),
-    "moe_lora": (6, ["--adapter_scheme", "moe_lora", "--num_experts", "3", *ROUTED]),
-    "asymlora": (8, ["--adapter_scheme", "asymlora", "--num_experts", "3", *ROUTED]),
-    "asymlora_tasks": (7, ["--adapter_scheme", "asymlora", "--num_tasks", "-1", "--mixture_targets", MLP]),
-    "asymlora_task_experts": (4, ["--adapter_scheme", "asymlora", "--num_tasks", "-1", "--num_experts", "2",
-                                  *ROUTED]),
-    "mixlora": (8, ["--adapter_scheme", "mixlora", "--num_experts", "10", "--mixture_targets", MLP]),
+# Each arm's adapter settings: a scheme's preset placement (llava.adapters.presets) at a rank matched to ~140k adapter
+# weights per transformer layer (counts measured below); alpha = 2r throughout.
+SCHEMES: dict[str, dict] = {
+    "lora": presets.variant("lora", 14),
+    "moe_lora": presets.variant("moe_lora", 6, router_bias=True),  # AsymLoRA's biased router, one difference fewer
+    "asymlora": presets.variant("asymlora", 8),
+    # one B head per data task and no routers (so no router placement): the mixture on the MLP, as the others
+    "asymlora_tasks": dict(scheme="asymlora", r=7, alpha=14, num_tasks=-1, mixture_targets=list(presets.MLP)),
+    "asymlora_task_experts": presets.variant("asymlora", 4, num_tasks=-1, num_experts=2),
+    "mixlora": presets.variant("mixlora", 8, num_experts=10, mixture_targets=list(presets.MLP)),
 }
 INTERFERENCE_SCHEMES = ("lora", "asymlora")
 
 
 def train_args(scheme: str, mixture: str, images: str, out: str, seed: int, steps: int, model: str = "small",
                batch: int = 8) -> list[str]:
-    rank, extra = SCHEMES[scheme]
     version = SMALL_VERSION if model == "small" else "v1"
     args = ["--model_name_or_path", model, "--version", version, "--data_path", mixture,
-            "--image_folder", images, "--lora_enable", "True", "--lora_r", str(rank), "--lora_alpha", str(2 * rank),
-            "--lora_dropout", "0.0", *extra, "--learning_rate", "2e-3",
+            "--image_folder", images, "--lora_enable", "True", *adapter_flags(dict(SCHEMES[scheme], dropout=0.0)),
+            "--learning_rate", "2e-3",
             "--warmup_ratio", "0.05", "--lr_scheduler_type", "cosine", "--max_steps", str(steps),
             "--per_device_train_batch_size", str(batch), "--model_max_length", str(KIT_MAX_TOKENS),
             "--group_by_modality_length", "True", "--logging_steps", "10",

@@ -19,12 +19,14 @@ import time
 
 import torch
 
+from llava.adapters import presets
 from llava.console import progress_bars_only_on_a_terminal
 from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.kit.evaluate import blind_scores, evaluate, headline
 from llava.kit.shape_tower import pretrained_tower
 from llava.kit.small import SMALL_VERSION
 from llava.model.cpu_dtype import compute_dtype_line, cpu_compute_dtype
+from llava.train.args import adapter_flags
 from llava.train.train import train
 
 DATA = "playground/data/kit_demo"  # playground/data/demo holds the tiny preset scripts' data
@@ -37,10 +39,8 @@ YES_NO_TURNS, TEST = 8, 40  # questions per training yes/no conversation; held-o
 def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0) -> list[str]:
     return [
         "--model_name_or_path", "small", "--version", SMALL_VERSION, "--data_path", mixture,
-        "--image_folder", DATA, "--lora_enable", "True", "--adapter_scheme", "asymlora", "--lora_r", "8",
-        "--lora_alpha", "16", "--lora_dropout", "0.0", "--num_experts", "3", "--router_scope", "mlp_block",
-        "--mixture_targets", "gate_proj,up_proj,down_proj", "--balance_coef", "0.05", "--router_bias", "True",
-        "--learning_rate", "2e-3", "--freeze_mm_mlp_adapter", "True", "--warmup_ratio", "0.05",
+        "--image_folder", DATA, "--lora_enable", "True",
+        *adapter_flags(presets.variant("asymlora", 8, dropout=0.0)), "--learning_rate", "2e-3", "--freeze_mm_mlp_adapter", "True", "--warmup_ratio", "0.05",
         "--lr_scheduler_type", "cosine", "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
         "--model_max_length", str(KIT_MAX_TOKENS), "--group_by_modality_length", "True", "--logging_steps", "20",
         "--save_steps", str(steps), "--save_total_limit", "1",

@@ -24,6 +24,7 @@ import os
 
 import torch
 
+from llava.adapters import presets
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.routing import label_router_layers
@@ -32,7 +33,6 @@ from llava.console import progress_bars_only_on_a_terminal
 from llava.constants import IGNORE_INDEX
 from llava.data.dataset import SupervisedDataset
 from llava.kit.compare import (
-    ROUTED,
     SCHEMES,
     check_settings,
     compare_settings,
@@ -47,8 +47,8 @@ from llava.kit.workers import in_workers
 from llava.model.image import ImageTransform
 from llava.train.plots import plot_router_load
 
-ROUTED_SCHEMES = [s for s, (_, extra) in SCHEMES.items() if "--balance_coef" in extra]
-PRESET_COEF = float(ROUTED[ROUTED.index("--balance_coef") + 1])
+ROUTED_SCHEMES = [s for s, settings in SCHEMES.items() if settings.get("balance_coef")]
+PRESET_COEF = presets.preset("asymlora")["balance_coef"]
 
 
 def mutual_information(counts: torch.Tensor) -> float:

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 import torch
 import transformers
 
+from llava.adapters.config import AdapterConfig
+
+_DEFAULT = AdapterConfig()  # the adapter flags' defaults are the config's: one set of defaults, not two
+
 
 @dataclass
 class ModelArguments:
@@ -40,26 +44,26 @@ class DataArguments:
 class TrainingArguments(transformers.TrainingArguments):
     model_max_length: int = field(default=2048, metadata={"help": "sequences are truncated (and counted) past this"})
     lora_enable: bool = field(default=False, metadata={"help": "train adapters on the language model"})
-    lora_r: int = field(default=64, metadata={"help": "adapter rank r (the paper: 32)"})
-    lora_alpha: float = field(default=16, metadata={"help": "scale alpha: the update is (alpha / r) B A x"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the adapter input"})
+    lora_r: int = field(default=_DEFAULT.r, metadata={"help": "adapter rank r (the presets: llava.adapters.presets)"})
+    lora_alpha: float = field(default=_DEFAULT.alpha, metadata={"help": "scale alpha: the update is (alpha / r) B A x"})
+    lora_dropout: float = field(default=_DEFAULT.dropout, metadata={"help": "dropout on the adapter input"})
     lora_bias: str = field(default="none", metadata={"help": "only 'none' is supported"})
     mm_projector_lr: float | None = field(default=None, metadata={"help": "projector learning rate (own group)"})
     freeze_mm_mlp_adapter: bool = field(default=False, metadata={"help": "keep the projector frozen"})
     group_by_modality_length: bool = field(default=False, metadata={"help": "batches of one modality, similar length"})
-    adapter_scheme: str = field(default="lora", metadata={"help": "lora | asymlora | moe_lora | mixlora"})
-    num_experts: int = field(default=1, metadata={"help": "routed B heads / experts / mixlora factor pool size"})
-    num_tasks: int = field(default=1, metadata={"help": "asymlora task heads; -1: one per data task"})
-    router: str = field(default="dense", metadata={"help": "dense | topk"})
-    top_k: int = field(default=1, metadata={"help": "experts per token with --router topk"})
-    router_scope: str = field(default="module", metadata={"help": "module | mlp_block (paper preset)"})
-    lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+    adapter_scheme: str = field(default=_DEFAULT.scheme, metadata={"help": "lora | asymlora | moe_lora | mixlora"})
+    num_experts: int = field(default=_DEFAULT.num_experts, metadata={"help": "routed B heads / experts / mixlora factor pool size"})
+    num_tasks: int = field(default=_DEFAULT.num_tasks, metadata={"help": "asymlora task heads; -1: one per data task"})
+    router: str = field(default=_DEFAULT.router, metadata={"help": "dense | topk"})
+    top_k: int = field(default=_DEFAULT.top_k, metadata={"help": "experts per token with --router topk"})
+    router_scope: str = field(default=_DEFAULT.router_scope, metadata={"help": "module | mlp_block (paper preset)"})
+    lora_targets: str = field(default=",".join(_DEFAULT.targets),
                               metadata={"help": "language-model linear layers that get adapters"})
     mixture_targets: str | None = field(default=None, metadata={"help": "targets that get the mixture; rest: lora"})
-    balance_coef: float = field(default=0.0, metadata={"help": "load-balancing loss coefficient"})
-    balance_loss: str = field(default="hydra", metadata={"help": "hydra (AsymLoRA authors', per sample over all "
+    balance_coef: float = field(default=_DEFAULT.balance_coef, metadata={"help": "load-balancing loss coefficient"})
+    balance_loss: str = field(default=_DEFAULT.balance_loss, metadata={"help": "hydra (AsymLoRA authors', per sample over all "
                                                                  "routed layers) | switch (per router)"})
-    router_bias: bool = field(default=False, metadata={"help": "routers with a bias (the AsymLoRA authors')"})
+    router_bias: bool = field(default=_DEFAULT.router_bias, metadata={"help": "routers with a bias (the AsymLoRA authors')"})
     adapter_dtype: str = field(default="auto", metadata={"help": "auto (fp32 masters without DeepSpeed; the model's "
                                                                   "dtype under DeepSpeed bf16/fp16, whose optimizer "
                                                                   "keeps fp32 masters) | fp32 | base (the base's "
@@ -87,3 +91,17 @@ class TrainingArguments(transformers.TrainingArguments):
         super().__post_init__()
         if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
             self.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every epoch
+
+
+_FLAG_NAMES = {"scheme": "adapter_scheme", "r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
+               "targets": "lora_targets"}
+
+
+def adapter_flags(settings: dict) -> list[str]:
+    """AdapterConfig keyword arguments (a preset, llava.adapters.presets) as the training command's flags."""
+    flags = []
+    for name, value in settings.items():
+        if name not in AdapterConfig.__dataclass_fields__:
+            raise ValueError(f"{name!r} is not an adapter setting")
+        flags += [f"--{_FLAG_NAMES.get(name, name)}", ",".join(value) if isinstance(value, list) else str(value)]
+    return flags

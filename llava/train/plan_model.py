@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-from llava.adapters import AdapterConfig, inject_adapters
-from llava.adapters.config import ATTENTION, MLP
+from llava.adapters import AdapterConfig, inject_adapters, presets
 from llava.adapters.inject import adapter_modules
 
 GIB = 1024**3
@@ -21,14 +20,7 @@ LLAMA = {"7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers
 CLIP_L_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                   image_size=336, patch_size=14, projection_dim=768)
 VOCAB = 32064
-SCHEMES = {  # the recipes of scripts/finetune_*.sh
-    "lora": dict(scheme="lora", r=128, alpha=256),
-    "asymlora": dict(scheme="asymlora", r=32, alpha=64, num_experts=3, router_scope="mlp_block",
-                     mixture_targets=list(MLP), router_bias=True),
-    "moe_lora": dict(scheme="moe_lora", r=32, alpha=64, num_experts=3, router_scope="mlp_block",
-                     mixture_targets=list(MLP)),
-    "mixlora": dict(scheme="mixlora", r=8, alpha=16, num_experts=32),  # every target, as finetune_mixlora.sh
-}
+SCHEMES = tuple(presets.PRESETS["7b"])  # each at its preset (adapters/presets.py), as the scripts train it
 FROZEN_BYTES = {16: 2.0, 8: 1.0, 4: 0.5 + 1 / 64 + 4 / (64 * 256)}  # nf4 + double-quantized block scales
 
 
@@ -42,10 +34,8 @@ def llava_config(model: str) -> LlavaConfig:
 def meta_model(model: str, scheme: str, r: int | None = None):
     with torch.device("meta"):
         llava = LlavaForConditionalGeneration(llava_config(model))
-        overrides = dict(SCHEMES[scheme], targets=ATTENTION + MLP)
-        if r is not None:
-            overrides.update(r=r, alpha=2 * r)
-        inject_adapters(llava, AdapterConfig(**overrides))
+        settings = presets.preset(scheme) if r is None else presets.variant(scheme, r)
+        inject_adapters(llava, AdapterConfig(**settings))
     return llava
 
 

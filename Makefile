@@ -53,7 +53,7 @@ test: install $(DS_OPS)
 # DeepSpeed's CPU ops (CPU Adam for offload, shared-memory collectives) compile on first use (about a minute): built
 # once here, into the folder the tests point TORCH_EXTENSIONS_DIR at, rather than inside whichever test runs first.
 $(DS_OPS): $(STAMP)
-	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions $(BIN)/python -m tests.build_ds_ops
+	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions $(BIN)/python -m tests.scripts.build_ds_ops
 	touch $@
 
 # The lowest versions pyproject.toml allows (uv's lowest-direct resolution: every direct dependency at its floor, torch
@@ -72,7 +72,7 @@ test-lowest:
 	$(LOWEST)/bin/uv pip install -q --python $(LOWEST)/bin/python pytest pytest-xdist hypothesis easy-vqa peft  # test tools
 	$(LOWEST)/bin/python -c "import torch, transformers, accelerate, datasets, tokenizers, deepspeed; \
 		print('lowest:', *(f'{m.__name__} {m.__version__}' for m in (torch, transformers, accelerate, datasets, tokenizers, deepspeed)))"
-	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions-lowest $(LOWEST)/bin/python -m tests.build_ds_ops
+	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions-lowest $(LOWEST)/bin/python -m tests.scripts.build_ds_ops
 	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions-lowest \
 		$(LOWEST)/bin/python -m pytest -q -ra -n 2 --dist loadfile -p no:cacheprovider -k "not wandb and not official_processor" $(LOWEST_TESTS)
 

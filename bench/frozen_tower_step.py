@@ -5,7 +5,7 @@ python bench/frozen_tower_step.py [--model small|tiny] [--batch 4] [--rounds 7]
 Before: what transformers' `activation_checkpointing_enable()` does by itself (`enable_input_require_grads()`: the
 input embeddings of every sub-model hooked, CLIP's patch embedding included), so the frozen tower builds a graph, is
 checkpointed, recomputed and back-propagated every step. After: only the language model's input embeddings hooked
-(llava/train/checkpointing.py, what LlavaTrainer does), as LLaVA runs the tower without grad. Two copies of the same model (asymlora, the
+(llava/train/activation_checkpointing.py, what LlavaTrainer does), as LLaVA runs the tower without grad. Two copies of the same model (asymlora, the
 paper preset's adapters, bf16 base) run the same image batch, forward + backward, side by side in rounds; the last
 line is a JSON object with the median per-round ratio before / after and how often a backward hook on the tower's
 encoder layers fired in each.
@@ -23,7 +23,7 @@ import torch
 
 from llava.adapters import AdapterConfig, inject_adapters
 from llava.model.builder import load_model
-from llava.train.checkpointing import language_inputs_require_grad
+from llava.train.activation_checkpointing import language_inputs_require_grad
 
 
 def image_batch(model, batch: int, text: int = 48):

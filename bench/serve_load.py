@@ -25,7 +25,7 @@ import time
 import httpx
 from PIL import Image
 
-from llava.serve.load import requests_for, run_load
+from llava.serve.load_generator import requests_for, run_load
 from llava.train.train import train
 
 

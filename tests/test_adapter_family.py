@@ -9,7 +9,7 @@ from llava.adapters.attached import routing_state
 from llava.adapters.reference import loop_delta
 from llava.adapters.schemes import MixLoRA
 from llava.adapters.state import RoutingState
-from llava.train.checkpointing import language_inputs_require_grad
+from llava.train.activation_checkpointing import language_inputs_require_grad
 from tests.helpers.training import tiny_inputs
 
 

@@ -10,7 +10,7 @@ from llava.adapters import AdapterConfig, inject_adapters
 from llava.adapters.attached import routing_state
 from llava.adapters.routing import BlockRouter
 from llava.model.tiny import build_tiny
-from llava.train.checkpointing import language_inputs_require_grad
+from llava.train.activation_checkpointing import language_inputs_require_grad
 
 
 def reference_loss(kind, inputs, routers, mask):

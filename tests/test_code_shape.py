@@ -2,6 +2,7 @@
 layout excepted, by name), and what the adapters attach to a model read only through llava/adapters/attached.py."""
 
 import ast
+import configparser
 import pathlib
 import re
 
@@ -50,3 +51,12 @@ def test_the_checks_see_a_violation(tmp_path):
     assert long_modules(tmp_path) == {"bad.py": 272}
     assert long_functions(tmp_path) == {"bad.py:f": 72}
     assert attribute_reads(tmp_path) == ["bad.py:72"]
+
+
+def test_every_top_level_module_is_in_the_layers_contract():
+    contract = configparser.ConfigParser()
+    contract.read(ROOT.parent / ".importlinter")
+    layered = set(re.findall(r"llava\.(\w+)", contract["importlinter:contract:layers"]["layers"]))
+    top_level = {p.stem for p in ROOT.glob("*.py") if p.stem != "__init__"} | {
+        p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert top_level - layered == set()

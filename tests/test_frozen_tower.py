@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 
 from llava.adapters import AdapterConfig, inject_adapters
 from llava.model.tiny import build_tiny
-from llava.train.checkpointing import language_inputs_require_grad
+from llava.train.activation_checkpointing import language_inputs_require_grad
 from llava.train.train import train
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_nan_at_step_k_stops_the_run_and_leaves_finite_checkpoints(tmp_path, small_data):
     spec, folder = small_data
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "tests/fault_run.py", "nan", "6", str(out), spec, folder], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "tests/scripts/fault_run.py", "nan", "6", str(out), spec, folder], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "step 6: the loss is not finite" in proc.stderr and "checkpoint-4" in proc.stderr
@@ -37,7 +37,7 @@ def test_nan_at_step_k_stops_the_run_and_leaves_finite_checkpoints(tmp_path, sma
 @pytest.mark.slow
 def test_a_non_finite_gradient_stops_the_run_before_the_update(tmp_path, small_data):
     spec, folder = small_data
-    proc = subprocess.run([sys.executable, "tests/fault_run.py", "infgrad", "3", str(tmp_path / "run"), spec, folder],
+    proc = subprocess.run([sys.executable, "tests/scripts/fault_run.py", "infgrad", "3", str(tmp_path / "run"), spec, folder],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "step 3: a gradient is not finite" in proc.stderr
     model, _, _ = load_checkpoint_model(str(tmp_path / "run" / "checkpoint-2"))
@@ -48,7 +48,7 @@ def test_a_non_finite_gradient_stops_the_run_before_the_update(tmp_path, small_d
 def test_no_checkpoint_is_written_from_non_finite_weights(tmp_path, small_data):
     """The fault lands right before a save (after step 4, save_steps 2): the save refuses, checkpoint-2 stays."""
     spec, folder = small_data
-    proc = subprocess.run([sys.executable, "tests/fault_run.py", "nan", "5", str(tmp_path / "run"), spec, folder], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "tests/scripts/fault_run.py", "nan", "5", str(tmp_path / "run"), spec, folder], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "step 4: 1 trainable tensors are not finite" in proc.stderr
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2"]
@@ -98,7 +98,7 @@ def _losses(out):
 @pytest.mark.slow
 def test_kill_during_a_save_then_resume_last_continues_exactly(tmp_path, small_data):
     spec, folder = small_data
-    run = [sys.executable, "tests/fault_run.py"]
+    run = [sys.executable, "tests/scripts/fault_run.py"]
     full = subprocess.run(run + ["plain", "0", str(tmp_path / "full"), spec, folder], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert full.returncode == 0, full.stderr[-2000:]
@@ -191,7 +191,7 @@ def test_an_out_of_memory_error_on_one_node_ends_every_node_within_seconds_namin
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
              "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
-             "tests/fault_run.py", "oom", "2", str(tmp_path / "run"), spec, folder, "--ddp_timeout", "300"],
+             "tests/scripts/fault_run.py", "oom", "2", str(tmp_path / "run"), spec, folder, "--ddp_timeout", "300"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     try:
         code1 = procs[1].wait(timeout=300)

@@ -1,6 +1,6 @@
 """Every adapter scheme under every execution mode in bf16, through the scripts' own command lines.
 
-Each launch trains the six schemes below one after another in one job (tests/scheme_matrix.py, the scripts' own
+Each launch trains the six schemes below one after another in one job (tests/scripts/scheme_matrix.py, the scripts' own
 command lines), 4 optimizer steps of 2 accumulated micro-steps each, bf16, a model built from parts; under ZeRO-3
 `stage3_param_persistence_threshold: 0`, so every adapter and router tensor is partitioned as at 7B. Cells:
 
@@ -89,7 +89,7 @@ def train_every_scheme(parts, tmp_path, nproc: int, stage: str | None, resume: s
     plan_path.write_text(json.dumps(plan))
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS}
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-              "--master_port", str(free_port()), "-m", "tests.scheme_matrix", str(plan_path)]
+              "--master_port", str(free_port()), "-m", "tests.scripts.scheme_matrix", str(plan_path)]
     proc = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + "\n".join(failure_lines(proc.stderr))
     losses = {}

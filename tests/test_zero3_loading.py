@@ -31,7 +31,7 @@ def results(tmp_path_factory):
     (tmp / "paths.json").write_text(json.dumps(paths))
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           str(free_port()), "tests/zero3_load_check.py", ",".join(SOURCES), str(out),
+                           str(free_port()), "tests/scripts/zero3_load_check.py", ",".join(SOURCES), str(out),
                            str(tmp / "paths.json")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(out.read_text())

@@ -37,7 +37,7 @@ from llava.adapters.inject import adapter_modules, language_model, projector
 from llava.adapters.routing import label_router_layers
 from llava.data.token_count import DataTokens
 from llava.train import estimate, plan, plan_model
-from llava.train.checkpointing import language_inputs_require_grad
+from llava.train.activation_checkpointing import language_inputs_require_grad
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
 
 GIB = 1024**3

@@ -8,7 +8,7 @@
 * data parallelism as one big batch: N processes x b samples give the loss, gradients and logs of 1 process x N*b;
 * a text-only batch still runs the vision path (model/vision_keepalive.py), so ranks issue the same collectives;
 * per-layer router health (load, gate entropy, weight change, gradient norm) to the trackers (router_health.py);
-* with activation checkpointing, only the language model's input embeddings are hooked (train/checkpointing.py):
+* with activation checkpointing, only the language model's input embeddings are hooked (train/activation_checkpointing.py):
   the frozen tower is not back-propagated;
 * a non-finite loss or gradient stops the run before the weights change (non_finite_guard.py);
 * complete checkpoints: adapters + routers + projector + configs + tokenizer + image processor, in every
@@ -25,7 +25,7 @@ from llava.adapters.io import PROJECTOR_PREFIX
 from llava.adapters.state import load_shares
 from llava.data.sampler import ModalityLengthGroupedSampler
 from llava.model.vision_keepalive import VisionKeepalive
-from llava.train.checkpointing import LanguageInputsOnly
+from llava.train.activation_checkpointing import LanguageInputsOnly
 from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
 from llava.train.non_finite_guard import NonFiniteGuard, NonFiniteLossError
 from llava.train.rank_record import RankRecord

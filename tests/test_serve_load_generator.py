@@ -4,7 +4,7 @@ sent alone, and the requests were batched (fewer generate calls than requests). 
 import httpx
 import pytest
 
-from llava.serve.load import requests_for, run_load
+from llava.serve.load_generator import requests_for, run_load
 from tests.helpers.serve import start_server, stop_server
 
 pytest.importorskip("openai", reason="the serve extra is part of `make install` (dev)")

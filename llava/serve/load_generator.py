@@ -1,4 +1,4 @@
-"""Load an OpenAI-compatible server: `python -m llava.serve.load --url http://127.0.0.1:8000 --model ID`.
+"""Load an OpenAI-compatible server: `python -m llava.serve.load_generator --url http://127.0.0.1:8000 --model ID`.
 
 C clients, each sending its share of the requests one after another, all at the same moment (the official `openai`
 client, async). Prints p50 / p95 latency and throughput; the answers come back in request order so two runs (say,

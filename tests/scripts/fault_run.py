@@ -1,14 +1,14 @@
 """Tiny training runs with a fault injected, for tests/test_run_safety.py:
 
-  python tests/fault_run.py nan K OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]   one projector weight turns NaN after
+  python tests/scripts/fault_run.py nan K OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]   one projector weight turns NaN after
                                                                                  optimizer step K-1
-  python tests/fault_run.py plain 0 OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]  no fault
-  python tests/fault_run.py infgrad K ...                                      the projector's gradient is inf
+  python tests/scripts/fault_run.py plain 0 OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]  no fault
+  python tests/scripts/fault_run.py infgrad K ...                                      the projector's gradient is inf
                                                                                  from step K on
-  python tests/fault_run.py kill K OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]  SIGKILL in the middle of saving
+  python tests/scripts/fault_run.py kill K OUTPUT DATA_SPEC IMAGE_FOLDER [extra args]  SIGKILL in the middle of saving
                                                                                  checkpoint-K (weights and optimizer
                                                                                  written, RNG and trainer state not)
-  torchrun ... tests/fault_run.py oom K OUTPUT DATA_SPEC IMAGE_FOLDER [extra]  rank 1 raises CUDA's out-of-memory
+  torchrun ... tests/scripts/fault_run.py oom K OUTPUT DATA_SPEC IMAGE_FOLDER [extra]  rank 1 raises CUDA's out-of-memory
                                                                                  error at step K, through llava-train's
                                                                                  own entry point (main)
 """

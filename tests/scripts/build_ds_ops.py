@@ -5,8 +5,8 @@ test would be charged to whichever test ran first."""
 import os
 
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)),
-                                                           ".torch_extensions"))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(ROOT, ".torch_extensions"))
 
 from deepspeed.accelerator import get_accelerator  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Each run's arguments are the scripts' own (their DRY_RUN command line); one process start-up (torch, transformers,
 DeepSpeed, the process group) serves every scheme of a cell, which is what keeps the matrix inside the suite's time.
-Usage: python -m torch.distributed.run ... -m tests.scheme_matrix PLAN.json ([{"name": ..., "argv": [...]}, ...])
+Usage: python -m torch.distributed.run ... -m tests.scripts.scheme_matrix PLAN.json ([{"name": ..., "argv": [...]}, ...])
 """
 
 import json

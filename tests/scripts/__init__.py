@@ -1,0 +1,1 @@
+"""Helper programs the tests launch as subprocesses (under torchrun or plain python); they hold no tests."""

@@ -24,7 +24,7 @@ from collections import defaultdict
 
 import torch
 
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model, template_of
 from llava.eval.generate import read_questions, run
 from llava.kit.easy_vqa_mixture import MME_SUBDIR
 from llava.kit.evaluate import MAX_NEW_TOKENS, task_id_for
@@ -91,7 +91,7 @@ def main(argv=None):
     model, tokenizer, image_processor = load_checkpoint_model(args.checkpoint, dtype="bf16")
     print(f"model load: {time.perf_counter() - t0:.1f} s; threads {torch.get_num_threads()}")
     head_layout(model, [int(b) for b in args.batch_sizes.split(",")])
-    version = model.llava_base_info["version"]
+    version = template_of(model)
     folder = os.path.dirname(manifest["train"][manifest["tasks"][0]])
     tasks = {t: (read_questions(p)[:args.questions], folder) for t, p in manifest["eval"].items()}
     tasks["pairs"] = (pair_questions(manifest["pairs_root"])[:args.questions],

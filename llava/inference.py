@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import image_aspect_ratio_of, load_checkpoint_model, template_of
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import get_template
 from llava.data.preprocess import encode_prompt
@@ -62,7 +62,7 @@ class Generator:
         self.conv_mode = conv_mode
         self.template = get_template(conv_mode, tokenizer)
         if image_aspect_ratio is None:  # images reach the model as in training: pad (LLaVA-1.5) or resize (authors')
-            image_aspect_ratio = (getattr(model, "llava_base_info", None) or {}).get("image_aspect_ratio", "pad")
+            image_aspect_ratio = image_aspect_ratio_of(model)
         self.transform = ImageTransform(image_processor, image_aspect_ratio)
         self.task_id = task_id
         self.image_seq_length = model.config.image_seq_length
@@ -77,10 +77,9 @@ class Generator:
         model, tokenizer, image_processor = load_checkpoint_model(path, dtype=dtype, bits=bits)
         if bits is None:  # bitsandbytes places quantized weights itself
             model.to(device)
-        info = getattr(model, "llava_base_info", None) or {}
         config = adapter_config(model)
         task_id = config.task_id(task) if (config is not None and task is not None) else None
-        return cls(model, tokenizer, image_processor, conv_mode or info.get("version", "vicuna_v1"),
+        return cls(model, tokenizer, image_processor, conv_mode or template_of(model),
                    image_aspect_ratio, task_id)
 
     def prompt_for(self, question: str, has_image: bool, exact: bool = False) -> str:

@@ -12,7 +12,7 @@ import sys
 import pytest
 import transformers
 
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model
 from llava.inference import Generator
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from llava.adapters import export_peft
-from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.config import AdapterConfig
+from llava.checkpoint import load_checkpoint_model
 from llava.inference import Generator
 from llava.train.train import train
 

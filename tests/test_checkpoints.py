@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from llava.adapters import adapter_batch
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model
 from tests.helpers.training import SCHEMES, logits, run_training
 
 

@@ -1,5 +1,5 @@
 """The paper's MoE-LoRA baseline on the tiny preset: LoRAs trained separately per task, combined as the experts of
-one moe_lora adapter (llava.adapters.combine_experts), the routers then trained alone on the tasks' union."""
+one moe_lora adapter (llava.commands.combine_experts), the routers then trained alone on the tasks' union."""
 
 import json
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llava.adapters.checkpoint import load_checkpoint_model
-from llava.adapters.combine_experts import combine, main
 from llava.adapters.inject import adapter_modules
+from llava.checkpoint import load_checkpoint_model
+from llava.commands.combine_experts import combine, main
 from llava.train.train import train
 from tests.helpers.training import logits
 

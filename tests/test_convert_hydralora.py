@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from llava.adapters.attached import adapter_config
-from llava.adapters.checkpoint import load_checkpoint_model
-from llava.adapters.convert_hydralora import main as convert_cli
+from llava.checkpoint import load_checkpoint_model
+from llava.commands.convert_hydralora import main as convert_cli
 from llava.model.tiny import build_tiny
 from tests.helpers.training import tiny_inputs
 

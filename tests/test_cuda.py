@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from llava.adapters import adapter_batch
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model
 from llava.inference import Generator
 from llava.serve.engine import Engine, Job
 from llava.serve.models import ModelRegistry

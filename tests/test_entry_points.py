@@ -9,7 +9,7 @@ BIN = os.path.dirname(sys.executable)
 
 
 @pytest.mark.parametrize("name,module", [("llava-train", "llava.train.train"), ("llava-generate", "llava.eval.generate"),
-                                         ("llava-merge", "llava.adapters.merge"), ("llava-chat", "llava.serve.cli"),
+                                         ("llava-merge", "llava.commands.merge"), ("llava-chat", "llava.serve.cli"),
                                          ("llava-serve", "llava.serve.api"), ("llava-web", "llava.serve.web")])
 def test_console_scripts_are_installed(name, module):
     script = os.path.join(BIN, name)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from transformers import AutoProcessor, pipeline
 
-from llava.adapters.merge import main as merge_cli
+from llava.commands.merge import main as merge_cli
 from llava.conversation import get_template
 from llava.eval.generate import main as generate_cli
 from llava.model.hf_export import jinja_for

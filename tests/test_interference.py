@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from llava.adapters.checkpoint import load_checkpoint_model
 from llava.analysis.interference import adapter_params, analyse, batch_loss, task_batches
+from llava.checkpoint import load_checkpoint_model
 from llava.data.dataset import SupervisedDataset
 from llava.model.image import ImageTransform
 from llava.train.train import train

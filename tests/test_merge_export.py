@@ -6,7 +6,7 @@ from peft import PeftModel
 
 from llava.adapters import AdapterConfig, AdapterLinear, adapter_batch, export_peft, inject_adapters, merge_adapters
 from llava.adapters.attached import adapter_config
-from llava.adapters.merge import main as merge_cli
+from llava.commands.merge import main as merge_cli
 from llava.model.tiny import build_tiny
 from tests.helpers.training import tiny_inputs
 
@@ -88,7 +88,7 @@ def test_export_peft_refuses_mixtures(tmp_path):
 
 
 def test_merge_cli_writes_a_plain_llava_hf_model(tmp_path, trained_tiny):
-    from llava.adapters.checkpoint import load_checkpoint_model
+    from llava.checkpoint import load_checkpoint_model
     from tests.helpers.training import logits as ckpt_logits
 
     ckpt = trained_tiny("asymlora_tasks") / "checkpoint-2"

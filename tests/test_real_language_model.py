@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model
 from llava.constants import IGNORE_INDEX
 from llava.conversation import get_template
 from llava.data.preprocess import tokenize_conversation

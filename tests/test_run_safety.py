@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from llava.adapters import AdapterConfig, inject_adapters, save_adapters
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model
 from llava.model.tiny import build_tiny
 from llava.train.run_dir import RunDirError, claim_output_dir, resolve_resume
 from llava.train.train import train

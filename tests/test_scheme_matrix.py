@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model
 from llava.inference import Generator
 from tests.helpers.recipe_runs import EXTENSIONS, GLOBAL_BATCH, ROOT, failure_lines, free_port, recipe_parts
 

@@ -158,7 +158,7 @@ def test_bad_input_is_a_4xx_with_a_clear_message_and_the_server_goes_on(served):
 
 
 def test_multi_turn_equals_the_terminal_chat_and_the_stream_is_openai_sse(served):
-    from llava.adapters.checkpoint import load_checkpoint_model
+    from llava.checkpoint import load_checkpoint_model
     from llava.inference import Generator
     from llava.serve.cli import Chat
 

@@ -5,7 +5,7 @@ import io
 from PIL import Image
 
 from llava.adapters.attached import adapter_config
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model
 from llava.inference import Generator
 from llava.serve.cli import Chat
 from llava.serve.cli import main as chat_cli

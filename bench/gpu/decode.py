@@ -2,7 +2,7 @@
 
 Rows: the base alone ("merged": any adapter folded into W exactly - lora, task-head asymlora - decodes at this
 speed), then each scheme unmerged as llava.eval.generate and the server load it (adapter weights cast to bf16 once,
-at load: llava/model/checkpoint.py), and asymlora with fp32 adapter weights cast in every layer at every step (what
+at load: llava/checkpoint.py), and asymlora with fp32 adapter weights cast in every layer at every step (what
 loading did before). Decode time is the time of N new tokens minus the time of 1 (the prefill), so
 tokens/s counts decode steps only; each number is the best of 2 runs.
 """

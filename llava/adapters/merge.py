@@ -1,11 +1,9 @@
 """Fold adapters into the frozen weights where that is exact: lora, and asymlora per task when E=1.
 
-CLI: python -m llava.adapters.merge --checkpoint DIR [--task NAME] --out DIR
+CLI: llava-merge (llava/commands/merge.py)
 """
 
 from __future__ import annotations
-
-import argparse
 
 import torch
 
@@ -13,7 +11,6 @@ from llava.adapters.attached import adapter_config, detach
 from llava.adapters.inject import adapter_modules
 from llava.adapters.layer import AdapterLinear
 from llava.adapters.routing import BlockRouter
-from llava.console import progress_bars_only_on_a_terminal
 
 
 def merge_adapters(model, task: str | int | None = None):
@@ -46,28 +43,3 @@ def unload_adapters(model):
             delattr(parent, child)
     detach(model)
     return model
-
-
-def main(argv=None):
-    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
-    # An entry point may reach up a layer: rebuilding the frozen base is the model package's job.
-    from llava.adapters.checkpoint import load_checkpoint_model
-    from llava.adapters.io import load_adapters
-    from llava.model.hf_export import save_llava_hf
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, help="a training checkpoint or output directory")
-    ap.add_argument("--task", default=None, help="task name (or id) whose B head is merged (asymlora with task heads)")
-    ap.add_argument("--out", required=True, help="where the merged llava-hf model goes")
-    ap.add_argument("--dtype", default="fp32")
-    args = ap.parse_args(argv)
-    model, tokenizer, image_processor = load_checkpoint_model(args.checkpoint, dtype=args.dtype, load_weights=False)
-    load_adapters(model, args.checkpoint)
-    merge_adapters(model, args.task)
-    version = (getattr(model, "llava_base_info", None) or {}).get("version", "vicuna_v1")
-    save_llava_hf(model, tokenizer, image_processor, args.out, version)  # loads in AutoProcessor / pipeline as is
-    print(f"merged model written to {args.out}")
-
-
-if __name__ == "__main__":
-    main()

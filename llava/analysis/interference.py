@@ -25,10 +25,10 @@ import random
 import torch
 
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
-from llava.adapters.checkpoint import load_checkpoint_model
 from llava.adapters.routing import label_router_layers
 from llava.adapters.state import load_shares
 from llava.analysis.heatmaps import plot_interference
+from llava.checkpoint import checkpoint_of, load_checkpoint_model
 from llava.console import progress_bars_only_on_a_terminal
 from llava.data.collator import SupervisedCollator
 from llava.data.dataset import SupervisedDataset
@@ -114,11 +114,11 @@ def router_load(model, batches: dict[int, list[dict]], num_tasks: int):
 def analyse(checkpoint: str, data: str, image_folder: str, out: str, batch_size: int = 8, draws: int = 3,
             step_size: float = 1e-3, seed: int = 0) -> dict:
     model, tokenizer, image_processor = load_checkpoint_model(checkpoint)
-    info = model.llava_base_info
-    dataset = SupervisedDataset(data, tokenizer, ImageTransform(image_processor, info.get("image_aspect_ratio", "pad")),
-                                image_folder=image_folder, template=info["version"],
+    base = checkpoint_of(model).base
+    dataset = SupervisedDataset(data, tokenizer, ImageTransform(image_processor, base.image_aspect_ratio),
+                                image_folder=image_folder, template=base.template,
                                 image_seq_length=model.config.image_seq_length)
-    trained_tasks = info.get("task_names") or dataset.task_names
+    trained_tasks = base.task_names or dataset.task_names
     if list(dataset.task_names) != list(trained_tasks):
         raise ValueError(f"{data}: tasks {dataset.task_names} differ from the checkpoint's {trained_tasks} "
                          "(give the same mixture, same order)")

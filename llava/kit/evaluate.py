@@ -13,7 +13,7 @@ import os
 import torch
 
 from llava.adapters.attached import adapter_config
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model, template_of
 from llava.eval.generate import read_questions, run
 from llava.eval.jsonl import read_jsonl
 from llava.kit.easy_vqa_mixture import MME_SUBDIR
@@ -50,7 +50,7 @@ def evaluate(checkpoint: str, manifest: dict, out: str, batch_size: int = 64) ->
     # as the kit trains: a bf16 base where the CPU runs bf16 natively (else fp32), fp32 adapters
     dtype = "bf16" if torch.cuda.is_available() or cpu_compute_dtype() == "bf16" else "fp32"
     model, tokenizer, image_processor = load_checkpoint_model(checkpoint, dtype=dtype)
-    version = model.llava_base_info["version"]
+    version = template_of(model)
     folder = os.path.dirname(manifest["train"][manifest["tasks"][0]])
     os.makedirs(out, exist_ok=True)
     scores, replies = {}, {}

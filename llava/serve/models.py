@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from llava.adapters.attached import adapter_config
+from llava.checkpoint import image_aspect_ratio_of
 from llava.inference import Generator
 from llava.serve.errors import BadRequest, NotFound, Unavailable
 
@@ -53,10 +54,9 @@ class ServedModel:
         return [f"{self.name}:{t}" for t in self.task_names] or [self.name]
 
     def describe(self) -> dict:
-        info = getattr(self.generator.model, "llava_base_info", None) or {}
         return {"scheme": self.scheme, "template": self.generator.template.name, "routed": self.routed,
                 "experts": self.config.num_experts if self.config is not None else 0,
-                "task_heads": self.task_names, "image_aspect_ratio": info.get("image_aspect_ratio", "pad"),
+                "task_heads": self.task_names, "image_aspect_ratio": image_aspect_ratio_of(self.generator.model),
                 "context_length": self.context_length, "requires_image": self.requires_image}
 
 

@@ -17,9 +17,9 @@ import torch
 from safetensors import safe_open
 
 from llava.adapters.io import atomic_save_file
+from llava.checkpoint import OPTIMIZER_STATE as FILE
 from llava.model.zero import gathered_for_write
 
-FILE = "optimizer_state.safetensors"
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 

@@ -12,18 +12,11 @@ its earlier attempt wrote and resumes from the newest checkpoint complete on eve
 from __future__ import annotations
 
 import fcntl
-import glob
-import json
 import os
-import pickle
 
-import torch
-from transformers.trainer_pt_utils import safe_globals
-
-from llava.train.optimizer_state import FILE as OPTIMIZER_STATE
+from llava.checkpoint import checkpoint_problem, checkpoints_newest_first, newest_complete, trained_weight_files
 
 LOCK_NAME = ".llava_run.lock"
-FINAL_WEIGHTS = ("llava_adapters.safetensors", "adapter_model.safetensors", "mm_projector.safetensors")
 
 
 class RunDirError(RuntimeError):
@@ -31,8 +24,8 @@ class RunDirError(RuntimeError):
 
 
 def used_by_a_run(output_dir: str) -> list[str]:
-    found = sorted(os.path.basename(p) for p in glob.glob(os.path.join(output_dir, "checkpoint-*")))
-    return found + [f for f in FINAL_WEIGHTS if os.path.exists(os.path.join(output_dir, f))]
+    found = sorted(os.path.basename(p) for p in checkpoints_newest_first(output_dir))
+    return found + trained_weight_files(output_dir)
 
 
 def elastic_restart() -> int:
@@ -69,50 +62,6 @@ def claim_output_dir(output_dir: str, resume, overwrite: bool, is_main: bool, no
     return handle
 
 
-def checkpoints_newest_first(output_dir: str) -> list[str]:
-    """OUTPUT/checkpoint-N directories, highest N first."""
-    def step(path: str) -> int:
-        tail = path.rsplit("-", 1)[-1]
-        return int(tail) if tail.isdigit() else -1
-    return sorted(glob.glob(os.path.join(output_dir, "checkpoint-*")), key=step, reverse=True)
-
-
-def checkpoint_problem(path: str) -> str | None:
-    """Why `path` is not a complete checkpoint, or None. transformers writes a checkpoint in place and its
-    trainer_state.json last, so a save killed part-way leaves it without one (or with a cut one)."""
-    state = os.path.join(path, "trainer_state.json")
-    if not os.path.exists(state):
-        return "no trainer_state.json (the save did not finish)"
-    try:
-        with open(state) as f:
-            json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        return f"trainer_state.json is unreadable ({err})"
-    if not any(os.path.exists(os.path.join(path, f)) for f in FINAL_WEIGHTS):
-        return "no adapter or projector weights"
-    if not (os.path.exists(os.path.join(path, "optimizer.pt")) or os.path.exists(os.path.join(path, OPTIMIZER_STATE))
-            or glob.glob(os.path.join(path, "global_step*"))):
-        return "no optimizer state"
-    for name in ["optimizer.pt", "scheduler.pt", *sorted(os.path.basename(p) for p in
-                                                        glob.glob(os.path.join(path, "rng_state*.pth")))]:
-        refusal = _tensors_only_refusal(os.path.join(path, name))
-        if refusal:
-            return refusal
-    return None
-
-
-def _tensors_only_refusal(path: str) -> str | None:
-    """Resuming unpickles these files; check first (tensors-only, memory-mapped, no code runs) and name the file."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with safe_globals():  # the numpy RNG types transformers itself allows when it reloads rng_state.pth
-            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        return f"refused to load {path}: not a tensors-only checkpoint file ({type(err).__name__})"
-    return None
-
-
 def resolve_resume(output_dir: str, resume, log=print):
     """`last` (or true): the newest checkpoint-N complete on every node, saying which newer ones were skipped and
     why; a path: that checkpoint, refused with the reason if incomplete. None/False: no resume (on an elastic
@@ -121,7 +70,7 @@ def resolve_resume(output_dir: str, resume, log=print):
     if resume in (None, False, "", "False", "false"):
         if not restart:
             return None
-        found = _newest_complete(output_dir, log)
+        found = newest_complete(output_dir, log)
         log(f"elastic restart {restart}: " + (f"resuming from {found}" if found else
                                               "no complete checkpoint yet, starting over"))
         return found
@@ -131,31 +80,10 @@ def resolve_resume(output_dir: str, resume, log=print):
             raise RunDirError(f"cannot resume from {resume}: {problem}; --resume_from_checkpoint last picks the "
                               "newest complete one")
         return resume
-    path = _newest_complete(output_dir, log)
+    path = newest_complete(output_dir, log)
     if path is None:
         found = checkpoints_newest_first(output_dir)
         raise RunDirError(f"--resume_from_checkpoint last: no checkpoint-N complete on every node in {output_dir}"
                           + (f" (skipped {len(found)} here)" if found else ""))
     log(f"resuming from {path}")
     return path
-
-
-def _newest_complete(output_dir: str, log) -> str | None:
-    """The newest checkpoint-N complete here and on every other process's disk (they differ with node-local
-    saving, where a node killed mid-save holds one checkpoint fewer): every rank must resume from the same step."""
-    complete = []
-    for path in checkpoints_newest_first(output_dir):
-        problem = checkpoint_problem(path)
-        if problem is None:
-            complete.append(int(path.rsplit("-", 1)[-1]))
-        else:
-            log(f"skipping {path}: {problem}")
-    steps = set(complete)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        everyone: list = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(everyone, sorted(steps))
-        for other in everyone:
-            steps &= set(other)
-        for step in sorted(set(complete) - steps, reverse=True):
-            log(f"skipping checkpoint-{step}: not complete on every node")
-    return os.path.join(output_dir, f"checkpoint-{max(steps)}") if steps else None

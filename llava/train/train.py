@@ -9,6 +9,7 @@ import sys
 import torch
 import transformers
 
+from llava.checkpoint import Base
 from llava.console import on_a_terminal, progress_bars_only_on_a_terminal
 from llava.data import DataError, SupervisedCollator
 from llava.model.builder import load_model
@@ -77,12 +78,12 @@ def load_base_model(model_args, training_args):
     return model, tokenizer, image_processor
 
 
-def base_info(model_args, data_args, training_args, task_names: list[str]) -> dict:
+def base_record(model_args, data_args, training_args, task_names: list[str]) -> Base:
     """How to rebuild the frozen base: written as llava_base.json into every checkpoint."""
-    return dict(model_name_or_path=model_args.model_name_or_path, vision_tower=model_args.vision_tower,
+    return Base(model_name_or_path=model_args.model_name_or_path, vision_tower=model_args.vision_tower,
                 pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, model_seed=model_args.model_seed,
                 template=model_args.version, image_aspect_ratio=data_args.image_aspect_ratio,
-                task_names=task_names, bits=training_args.bits)
+                task_names=tuple(task_names), bits=training_args.bits)
 
 
 def save_final(trainer, model, training_args) -> None:
@@ -111,7 +112,7 @@ def train(argv=None, callbacks=None):
         collator = SupervisedCollator(tokenizer.pad_token_id)
         trainer = LlavaTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                                processing_class=tokenizer, image_processor=image_processor,
-                               base_info=base_info(model_args, data_args, training_args, dataset.task_names),
+                               base=base_record(model_args, data_args, training_args, dataset.task_names),
                                callbacks=callbacks)
         use_numeric_console(trainer)
         trainer.train(resume_from_checkpoint=resume)

@@ -1,4 +1,4 @@
-"""LlavaTrainer: transformers' Trainer plus what LLaVA fine-tuning needs.
+"""LlavaTrainer: transformers' Trainer plus what LLaVA fine-tuning needs, the whole training step in one file.
 
 * the projector in its own optimizer group at `--mm_projector_lr`;
 * task ids and the token mask handed to the adapter layers before each forward;
@@ -8,49 +8,68 @@
 * data parallelism as one big batch: N processes x b samples give the loss, gradients and logs of 1 process x N*b;
 * a text-only batch still runs the vision path (model/vision_keepalive.py), so ranks issue the same collectives;
 * per-layer router health (load, gate entropy, weight change, gradient norm) to the trackers (router_health.py);
-* with activation checkpointing, only the language model's input embeddings are hooked (train/activation_checkpointing.py):
-  the frozen tower is not back-propagated;
-* a non-finite loss or gradient stops the run before the weights change (non_finite_guard.py);
-* complete checkpoints: adapters + routers + projector + configs + tokenizer + image processor, in every
-  intermediate checkpoint too, written as safetensors; resuming reloads them (trainer_checkpoints.py).
+* with activation checkpointing, only the language model's input embeddings are hooked
+  (train/activation_checkpointing.py): the frozen tower is not back-propagated;
+* a non-finite loss or gradient stops the run before the weights change, and no checkpoint with non-finite weights
+  is written. Flags collect on the device over the accumulation micro-steps and are read once per optimizer step
+  (one all-reduce, one host read), on the micro-step after which the optimizer steps: every rank decides alike;
+* complete checkpoints (llava/checkpoint.py: adapters, routers, projector, configs, tokenizer, image processor as
+  safetensors; not the frozen base, also under ZeRO-3), in every intermediate checkpoint too; under DeepSpeed the
+  whole optimizer state in one file that resumes on any world size (optimizer_state.py).
+
+Past the house's 250 lines on purpose: the step is one concept, read in one sitting, as nanoGPT's loop.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+
 import torch
 from transformers import Trainer
+from transformers.integrations import is_deepspeed_zero3_enabled
+from transformers.trainer import SCHEDULER_NAME
 
 from llava.adapters.attached import adapter_config, routing_state
-from llava.adapters.io import PROJECTOR_PREFIX
+from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict
 from llava.adapters.state import load_shares
+from llava.checkpoint import Base, load_trained_weights, newest_checkpoint_note, save_checkpoint
 from llava.data.sampler import ModalityLengthGroupedSampler
 from llava.model.vision_keepalive import VisionKeepalive
+from llava.model.zero import gathered
+from llava.train import optimizer_state
 from llava.train.activation_checkpointing import LanguageInputsOnly
 from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
-from llava.train.non_finite_guard import NonFiniteGuard, NonFiniteLossError
 from llava.train.rank_record import RankRecord
 from llava.train.router_health import RouterHealth
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
-from llava.train.trainer_checkpoints import AdapterCheckpoints
 
 __all__ = ["LlavaTrainer", "NonFiniteLossError"]
+logger = logging.getLogger(__name__)
 
 
-class LlavaTrainer(NonFiniteGuard, AdapterCheckpoints, Trainer):
-    def __init__(self, *args, image_processor=None, base_info: dict | None = None, **kwargs):
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class LlavaTrainer(Trainer):
+    def __init__(self, *args, image_processor=None, base: Base | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.image_processor = image_processor
-        self.base_info = base_info or {}
+        self.base = base
         self._loss_parts = {"lm_loss": [], "balance_loss": []}
         self.rank_record = RankRecord() if self.args.record_ranks else None
         has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
         self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
         self.add_callback(LanguageInputsOnly())  # with activation checkpointing: the frozen tower stays out of autograd
+        self._guard_values: list[torch.Tensor] = []  # this optimizer step's losses, for the message
+        self._guard_bad: torch.Tensor | None = None  # this optimizer step's count of non-finite values
         self.router_health = None
         state = routing_state(self.model)
         trackers = [r for r in (self.args.report_to or []) if r != "none"]
         if state is not None and state.load is not None and trackers:
-            self.router_health = RouterHealth(self.model, state, self.base_info.get("task_names") or [],
+            self.router_health = RouterHealth(self.model, state, list(base.task_names) if base else [],
                                               adapter_config(self.model).spec.load_unit,
                                               self._sum_over_ranks, self.is_deepspeed_enabled)
             self.add_callback(self.router_health)
@@ -154,6 +173,119 @@ class LlavaTrainer(NonFiniteGuard, AdapterCheckpoints, Trainer):
             self.control = self.callback_handler.on_log(self.args, self.state, self.control,
                                                         self.router_health.scalars())
 
+    # --- the non-finite guard ----------------------------------------------------------------------------------
+    def _flag_non_finite(self, loss, balance) -> None:
+        values = loss.detach().float().reshape(1)
+        if balance is not None:
+            values = torch.cat([values, balance.detach().float().reshape(1)])
+        self._guard_values.append(values)
+        bad = (~torch.isfinite(values)).sum()
+        self._guard_bad = bad if self._guard_bad is None else self._guard_bad + bad
+
+    def _stop_if_flagged(self, grad_bad=None) -> None:
+        """Stop before the optimizer step if any rank saw a non-finite loss (or `grad_bad`: gradients)."""
+        bad = self._guard_bad if grad_bad is None else self._guard_bad + grad_bad
+        values, self._guard_values, self._guard_bad = self._guard_values, [], None
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad.float().to(self.args.device), reduction="sum")
+        if bad.item() == 0:
+            return
+        step, note = self.state.global_step + 1, newest_checkpoint_note(self.args.output_dir)
+        losses = [float(v[0]) for v in values]
+        balances = [float(v[1]) for v in values if v.numel() > 1]
+        if not all(math.isfinite(x) for x in losses + balances):  # this rank's loss
+            loss = next((x for x in losses if not math.isfinite(x)), losses[-1])
+            balance = next((x for x in balances if not math.isfinite(x)), balances[-1] if balances else None)
+            Trainer.log(self, {"loss": loss, "balance_loss": balance if balance is not None else 0.0})
+            raise NonFiniteLossError(f"step {step}: the loss is not finite (loss {loss}, balance loss {balance}); "
+                                     f"stopped before updating the weights. {note}")
+        if grad_bad is not None and grad_bad.item() > 0:
+            raise NonFiniteLossError(f"step {step}: a gradient is not finite (loss {losses[-1]:.4g}); stopped "
+                                     f"before the optimizer applied it. {note}")
+        raise NonFiniteLossError(f"step {step}: another process's loss is not finite; stopped before updating the "
+                                 f"weights. {note}")
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """Under DeepSpeed the optimizer steps inside backward: the flags are read in compute_loss, before it. Without
+        DeepSpeed they are read after the last micro-step's backward, with the gradients' own check."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not self.is_deepspeed_enabled and self.accelerator.sync_gradients and self._guard_bad is not None:
+            grads = [p.grad for p in self.accelerator.unwrap_model(self.model).parameters()
+                     if p.requires_grad and p.grad is not None]
+            grad_bad = (~torch.isfinite(torch.stack([g.detach().float().abs().amax() for g in grads]))).sum() \
+                if grads else None
+            self._stop_if_flagged(grad_bad)
+        return loss
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+    def _save_checkpoint(self, model, trial):
+        """Refuse to write a checkpoint whose trainable weights are not finite (nothing is written)."""
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        params = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
+        with gathered(params.values()):
+            bad = [n for n, p in params.items() if not torch.isfinite(p.detach()).all()]
+        if bad:
+            raise NonFiniteLossError(f"step {self.state.global_step}: {len(bad)} trainable tensors are not finite "
+                                     f"(first: {bad[0]}); no checkpoint written. "
+                                     f"{newest_checkpoint_note(self.args.output_dir)}")
+        return super()._save_checkpoint(model, trial)
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        """Under ZeRO-3 gather only what a checkpoint holds (adapters, routers, projector), not the frozen base."""
+        model = self.accelerator.unwrap_model(self.model)
+        if self.is_deepspeed_enabled and is_deepspeed_zero3_enabled() and adapter_config(model):
+            params = adapter_state_dict(model)
+            with gathered(params.values()):
+                tensors = {k: v.detach().cpu().clone() for k, v in params.items()}
+            self._save(output_dir, state_dict=tensors)
+            return
+        super().save_model(output_dir, _internal_call)
+
+    def _save(self, output_dir=None, state_dict=None):
+        if self.args.should_save:
+            save_checkpoint(self.accelerator.unwrap_model(self.model), output_dir or self.args.output_dir, self.base,
+                            self.processing_class, self.image_processor, state_dict)
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        """Under DeepSpeed, the checkpoint holds only what trains: DeepSpeed's own save_checkpoint would write the
+        frozen base (ZeRO-1/2 module states) and per-rank optimizer partitions beside the whole state written here,
+        which alone resumes on any world size (train/optimizer_state.py)."""
+        if not self.is_deepspeed_enabled:
+            return super()._save_optimizer_and_scheduler(output_dir)
+        optimizer_state.save(self.model_wrapped, self.accelerator.unwrap_model(self.model), output_dir,
+                             self.args.world_size, self.args.should_save)
+        if self.args.should_save:
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
+
+    def _prepare_for_training(self, max_steps, train_dataloader, resume_from_checkpoint):
+        """Under DeepSpeed the engine starts empty and the checkpoint's whole state (optimizer_state.py) and the
+        scheduler are loaded into it, whatever world size wrote it. A checkpoint holding DeepSpeed's own files only
+        (written by an earlier version) resumes through DeepSpeed on the world size that wrote it."""
+        if not (self.is_deepspeed_enabled and resume_from_checkpoint):
+            return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+        saved = optimizer_state.saved_world_size(resume_from_checkpoint)
+        if not os.path.exists(os.path.join(resume_from_checkpoint, optimizer_state.FILE)):
+            if saved and saved != self.args.world_size:
+                raise optimizer_state.WorldSizeError(
+                    f"{resume_from_checkpoint} has no {optimizer_state.FILE} (written by an earlier version): resume "
+                    f"it on the number of processes that wrote it ({saved})")
+            return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+        model, train_dataloader = super()._prepare_for_training(max_steps, train_dataloader, None)
+        if saved != self.args.world_size:
+            logger.warning("resuming %s, written by %d processes, on %d", resume_from_checkpoint, saved,
+                           self.args.world_size)
+        optimizer_state.load(self.model_wrapped, self.accelerator.unwrap_model(self.model), resume_from_checkpoint)
+        self.model_wrapped.global_steps = self.state.global_step  # DeepSpeed's own step count (its logs, monitors)
+        self._load_optimizer_and_scheduler(resume_from_checkpoint)  # under DeepSpeed: the Trainer's scheduler
+        for group, lr in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
+            group["lr"] = lr  # a scheduler's state holds the rate; the groups' own were set by the optimizer's state
+        return model, train_dataloader
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        load_trained_weights(self.accelerator.unwrap_model(model if model is not None else self.model),
+                             resume_from_checkpoint)
+        logger.info("reloaded adapter and projector weights from %s", resume_from_checkpoint)
+
     def _log_router_load(self, logs) -> None:
         """The router load per task so far (shares; summed over ranks) as `router_load/TASK/expertE` scalars, so
         wandb/tensorboard chart it as it trains; the console line leaves them out (progress.py)."""
@@ -164,7 +296,7 @@ class LlavaTrainer(NonFiniteGuard, AdapterCheckpoints, Trainer):
         if self.accelerator.num_processes > 1:
             load = self.accelerator.reduce(load.to(self.args.device), reduction="sum")
         unit = adapter_config(self.model).spec.load_unit
-        names = (self.base_info or {}).get("task_names") or []
+        names = list(self.base.task_names) if self.base is not None else []
         for t, row in enumerate(load_shares(load)):
             if load[t].sum() > 0:
                 name = names[t] if t < len(names) else str(t)

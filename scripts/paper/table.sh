@@ -8,7 +8,7 @@
 #          (Vicuna-7B + the stage-1 projector), PRESET=paper LLaVA-1.5's LoRA run settings.
 #          lora_<name>: a single LoRA on the tasks SINGLE (or EXPERTS) names <name> (Table 1's VQA-only, Gen-only
 #          rows); moe_lora_experts: the paper's MoE-LoRA baseline, one LoRA per data set of EXPERTS (N=3, the
-#          paper's: VQA, LLaVA-15k, VQG) combined as the experts of one MoE (llava.adapters.combine_experts) and its
+#          paper's: VQA, LLaVA-15k, VQG) combined as the experts of one MoE (llava.commands.combine_experts) and its
 #          routers trained alone on the whole data. Tables 1 and 4 share one WORK (same data): a training or an
 #          evaluation one table made is the other's too, and each report lists its own table's rows only.
 #   eval   scripts/eval/<bench>.sh for each of BENCHMARKS (MM-Vet only with a judge: OPENAI_BASE_URL and
@@ -215,7 +215,7 @@ for unit in "${UNITS[@]}"; do
                 say "combine moe_lora_experts: done ($combined)"
             else
                 run_stage "combine moe_lora_experts" "$WORK/logs/combine-moe_lora_experts.log" "$PYTHON" \
-                    -m llava.adapters.combine_experts --experts "$experts" --out "$combined"
+                    -m llava.commands.combine_experts --experts "$experts" --out "$combined"
             fi
             # the experts stay as trained; the routers learn to combine them on the whole (shuffled) data
             train_unit moe_lora_experts finetune_moe_lora.sh "$DATA_DIR/train.json" \

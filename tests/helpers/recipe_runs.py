@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from llava.adapters.checkpoint import load_checkpoint_model
+from llava.checkpoint import load_checkpoint_model
 from tests.helpers.model_parts import write_mixture, write_parts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

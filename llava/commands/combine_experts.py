@@ -8,14 +8,14 @@ experts differ in attention as well as in the MLP), on its own input, through a 
 routers are then trained on the shuffled union of the tasks' data with the experts frozen (`--init_adapters DIR
 --train_routers_only True`). The projector is the mean of the experts' projectors (each run tuned its own).
 
-    python -m llava.adapters.combine_experts --experts runs/vqa,runs/gen --out runs/moe-combined
+    python -m llava.commands.combine_experts --experts runs/vqa,runs/gen --out runs/moe-combined
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+from dataclasses import replace
 
 import torch
 from safetensors.torch import load_file
@@ -23,22 +23,19 @@ from safetensors.torch import load_file
 from llava.adapters.config import AdapterConfig
 from llava.adapters.io import PROJECTOR_PREFIX, WEIGHTS_NAME, atomic_save_file, weights_path
 from llava.adapters.routing import Router
+from llava.checkpoint import BASE_NAME, Base
 from llava.console import progress_bars_only_on_a_terminal
 
-BASE_INFO = "llava_base.json"
 
-
-def _expert(directory: str) -> tuple[AdapterConfig, dict[str, torch.Tensor], dict]:
+def _expert(directory: str) -> tuple[AdapterConfig, dict[str, torch.Tensor], Base]:
     config = AdapterConfig.load(directory)
     if not config.spec.plain:
         raise ValueError(f"{directory}: an expert must be a plain LoRA checkpoint, this one is {config.scheme}")
     weights = weights_path(directory)
-    for name, path in ((WEIGHTS_NAME, weights), (BASE_INFO, os.path.join(directory, BASE_INFO))):
+    for name, path in ((WEIGHTS_NAME, weights), (BASE_NAME, os.path.join(directory, BASE_NAME))):
         if path is None or not os.path.exists(path):
             raise FileNotFoundError(f"{directory}: no {name} (not a finished training run)")
-    with open(os.path.join(directory, BASE_INFO)) as f:
-        base = json.load(f)
-    return config, load_file(weights), base
+    return config, load_file(weights), Base.read(directory)
 
 
 def combine(expert_dirs: list[str], out: str, balance_coef: float = 0.05, seed: int = 0) -> AdapterConfig:
@@ -53,10 +50,10 @@ def combine(expert_dirs: list[str], out: str, balance_coef: float = 0.05, seed: 
         if differs:
             raise ValueError(f"{directory}: {differs} differ from {expert_dirs[0]}'s; experts must share rank, "
                              "scale and targets")
-        for key in ("model_name_or_path", "vision_tower", "version", "image_aspect_ratio", "bits", "model_seed"):
-            if other_base.get(key) != base.get(key):
-                raise ValueError(f"{directory} was trained on {key}={other_base.get(key)!r}, {expert_dirs[0]} on "
-                                 f"{base.get(key)!r}: experts must share the base model")
+        for key in ("model_name_or_path", "vision_tower", "template", "image_aspect_ratio", "bits", "model_seed"):
+            if getattr(other_base, key) != getattr(base, key):
+                raise ValueError(f"{directory} was trained on {key}={getattr(other_base, key)!r}, {expert_dirs[0]} "
+                                 f"on {getattr(base, key)!r}: experts must share the base model")
     n = len(experts)
     config = AdapterConfig(scheme="moe_lora", r=first.r, alpha=first.alpha, dropout=first.dropout, num_experts=n,
                            router="dense", router_scope="module", targets=list(first.targets), mixture_targets=None,
@@ -82,8 +79,7 @@ def combine(expert_dirs: list[str], out: str, balance_coef: float = 0.05, seed: 
     os.makedirs(out, exist_ok=True)
     atomic_save_file(tensors, os.path.join(out, WEIGHTS_NAME))
     config.save(out)
-    with open(os.path.join(out, BASE_INFO), "w") as f:
-        json.dump({**base, "task_names": [], "combined_from": [os.path.abspath(d) for d in expert_dirs]}, f, indent=2)
+    replace(base, task_names=(), combined_from=tuple(os.path.abspath(d) for d in expert_dirs)).save(out)
     return config
 
 

@@ -1,7 +1,7 @@
 """Convert a checkpoint of the AsymLoRA authors' MLLM-HydraLoRA code into ours, so their trained models run
 through our evaluation suite.
 
-CLI: python -m llava.adapters.convert_hydralora --checkpoint DIR --out DIR [--model-base PATH] [--vision-tower PATH]
+CLI: python -m llava.commands.convert_hydralora --checkpoint DIR --out DIR [--model-base PATH] [--vision-tower PATH]
 
 Their layout (LLaVA's LoRA saving: PEFT `adapter_model.*` + `non_lora_trainables.bin`, keys under
 `base_model.model.`): per MLP block `shared_lora_A_{gate,up,down}` (r x d_in), `moe_{gate,up,down}.{i}.lora_B`
@@ -22,6 +22,7 @@ import torch
 
 from llava.adapters.config import ATTENTION, MLP, AdapterConfig
 from llava.adapters.io import WEIGHTS_NAME, atomic_save_file
+from llava.checkpoint import Base
 from llava.console import progress_bars_only_on_a_terminal
 
 PROJ = {"0": "linear_1", "2": "linear_2"}
@@ -96,8 +97,6 @@ def convert(state: dict[str, torch.Tensor], alpha: float) -> tuple[dict[str, tor
 
 def main(argv=None):
     progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
-    from llava.model.checkpoint import write_base_info  # an entry point may reach up a layer
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="the authors' output directory")
     ap.add_argument("--out", required=True)
@@ -109,9 +108,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     atomic_save_file(tensors, os.path.join(args.out, WEIGHTS_NAME))
     config.save(args.out)
-    write_base_info(args.out, model_name_or_path=args.model_base, vision_tower=args.vision_tower,
-                    pretrain_mm_mlp_adapter=None, model_seed=0, template="v1", image_aspect_ratio="pad",
-                    task_names=[])
+    Base(model_name_or_path=args.model_base, vision_tower=args.vision_tower, template="v1").save(args.out)
     print(f"converted {len(tensors)} tensors (r={config.r}, experts={config.num_experts}) to {args.out}")
 
 

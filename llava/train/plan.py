@@ -142,7 +142,7 @@ def main(argv=None):
         if unknown or any(s not in SCHEMES for s in schemes):
             ap.error(f"unknown benchmarks {unknown} or schemes {schemes} (schemes: {sorted(SCHEMES)})")
         per_scheme = {}
-        for name in schemes:
+        for name in dict.fromkeys(schemes):  # each scheme once (a table trains several runs of one scheme)
             llava = meta_model(args.model, name, args.r)
             per_scheme[name] = sizes(count(llava), llava.config)
         text = estimate.time_report(per_scheme, data_tokens(args), estimate.GPUS[args.gpu], args.gpus,

@@ -37,6 +37,8 @@ case "$TABLE" in
        exit 2 ;;
 esac
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+# asked once here rather than by every training script (each would import torch to ask)
+export HAS_CUDA=${HAS_CUDA:-$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")}
 RAW=${RAW:-./playground/data}
 START=${START:-llava}
 export PRESET=${PRESET:-authors}

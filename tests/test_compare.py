@@ -1,6 +1,8 @@
 """`make compare`'s runner end to end on the tiny preset: runs per scheme and seed, the table of means with intervals
 beside the blind baseline, the pairwise tests, the plots and analyses; a second call reuses finished runs; other
-settings are refused."""
+settings are refused. Then the kit's two follow-up analyses on that compare root, as a user runs them after `make
+compare`: router specialisation at two balance coefficients (the preset's runs are the root's) and MixLoRA retrained
+with yes/no singles, compared seed for seed with the root's runs."""
 
 import json
 import re
@@ -9,17 +11,28 @@ import time
 
 import pytest
 
+from llava.kit import router_specialisation, yes_no_singles
 from llava.kit.compare import main
 from llava.kit.evaluate import headline
 
 pytestmark = pytest.mark.slow
 
+RECIPE = ["--model", "tiny", "--steps", "3", "--train", "96", "--test", "8", "--pairs", "6"]
 
-def test_compare_table_reuse_and_settings(tmp_path, capsys):
-    out, data = tmp_path / "runs", tmp_path / "data"
-    argv = ["--model", "tiny", "--schemes", "lora,asymlora", "--seeds", "0,1", "--steps", "3", "--train", "96",
-            "--test", "8", "--pairs", "6", "--out", str(out), "--data", str(data)]
+
+@pytest.fixture(scope="module")
+def compare_root(tmp_path_factory):
+    """One `make compare` root (lora and asymlora, two seeds) that both tests read; made once."""
+    tmp = tmp_path_factory.mktemp("kit")
+    out, data = tmp / "runs", tmp / "data"
+    argv = ["--schemes", "lora,asymlora", "--seeds", "0,1", *RECIPE, "--out", str(out), "--data", str(data)]
     main(argv)
+    return tmp, argv
+
+
+def test_compare_table_reuse_and_settings(compare_root):
+    tmp, argv = compare_root
+    out = tmp / "runs"
     table = (out / "compare.md").read_text().splitlines()
     assert table[0].startswith("| scheme | adapter weights | seeds | colour | shape | yes/no | hex | caption | vqg |")
     assert [row.split(" | ")[0] for row in table[2:5]] == ["| blind", "| lora", "| asymlora"]
@@ -44,5 +57,33 @@ def test_compare_table_reuse_and_settings(tmp_path, capsys):
     main(argv)  # every run is done: nothing trains again
     assert time.time() - start < 60 and json.loads((out / "compare.json").read_text())["stats"] == result["stats"]
     with pytest.raises(SystemExit, match="not .*'steps': 4"):
-        main([*argv[:-6], "--steps", "4", *argv[-4:]])
+        main([*argv[:-4], "--steps", "4", *argv[-4:]])
 
+
+def test_router_specialisation_and_yes_no_singles(compare_root, tmp_path):
+    compare, data = compare_root[0] / "runs", compare_root[0] / "data"
+    recipe = [*RECIPE, "--data", str(data)]
+    router_specialisation.main(["--out", str(tmp_path / "router"), "--compare", str(compare), "--coefs", "0,0.05",
+                                "--schemes", "asymlora", *recipe])
+    rows = json.loads((tmp_path / "router" / "router.json").read_text())
+    assert [(r["scheme"], r["coef"]) for r in rows] == [("asymlora", 0.0), ("asymlora", 0.05)]
+    assert (compare / "asymlora" / "seed0" / "eval" / "outcomes.json").exists()  # the preset's run lives there
+    config = json.loads((tmp_path / "router" / "coef0" / "asymlora" / "seed0" / "llava_adapters.json").read_text())
+    assert config["balance_coef"] == 0.0
+    for r in rows:
+        assert 0 <= r["mi_mean"] <= r["mi_ceiling"] and len(r["mi_bits"]) == len(r["mi_answer_bits"]) > 0
+        low, mean, high = r["accuracy"]["colour"][1], r["accuracy"]["colour"][0], r["accuracy"]["colour"][2]
+        assert low <= mean <= high
+    for png in ("router_mi.png", "router_mi_answers.png", "coef0/asymlora/router_load.png"):
+        assert (tmp_path / "router" / png).stat().st_size > 5_000, png
+
+    yes_no_singles.main(["--out", str(tmp_path / "singles"), "--compare", str(compare), "--share", "0.5",
+                         "--seeds", "0", *recipe])
+    [row] = json.loads((tmp_path / "singles" / "singles.json").read_text())
+    assert row["scheme"] == "mixlora" and [s["seed"] for s in row["per_seed"]] == [0]
+    assert row["clears_bar_every_seed"] == (row["per_seed"][0]["singles"] >= row["bar"])
+    assert (compare / "mixlora" / "seed0" / "eval" / "outcomes.json").exists()
+    assert (compare_root[0] / "data-singles0.5" / "manifest.json").exists()  # its own mixture, beside the compare one
+    assert "| pairs acc+ |" in (tmp_path / "singles" / "singles.md").read_text()
+    with pytest.raises(SystemExit, match="share"):
+        yes_no_singles.main(["--out", str(tmp_path / "x"), "--compare", str(compare), "--share", "0", *recipe])

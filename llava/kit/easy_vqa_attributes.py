@@ -11,6 +11,7 @@ Every fact any question states is then checked; a disagreement is an error namin
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -74,7 +75,14 @@ def implied(question: str, answer: str) -> list[tuple[str, str, bool]]:
 
 
 def image_attributes(split: str) -> tuple[dict[int, Attributes], dict[int, str]]:
-    """({image_id: Attributes}, {image_id: path}) for easy-vqa's "train" or "test" split, every question checked."""
+    """({image_id: Attributes}, {image_id: path}) for easy-vqa's "train" or "test" split, every question checked.
+    Read once per process (the data set, the tower and the projector each ask; every image is decoded to read it)."""
+    attrs, paths = _image_attributes(split)
+    return dict(attrs), dict(paths)
+
+
+@functools.lru_cache(maxsize=2)
+def _image_attributes(split: str) -> tuple[dict[int, Attributes], dict[int, str]]:
     ev = load_easy_vqa()
     texts, answers, image_ids = getattr(ev, f"get_{split}_questions")()
     paths = getattr(ev, f"get_{split}_image_paths")()

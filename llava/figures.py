@@ -1,16 +1,17 @@
 """Figures as files, outside pyplot: every plot of the project goes through these two (no backend chosen or
-changed, so a notebook that imports the package keeps its own; written atomically)."""
+changed, so a notebook that imports the package keeps its own; written atomically). matplotlib is imported when a
+figure is made, not with the package: every training process imports the plotting code and plots only at its end."""
 
 from __future__ import annotations
 
 import os
 
-from matplotlib.figure import Figure
-
 
 def subplots(*args, figsize=None, **kwargs):
     """A figure and its axes outside pyplot: files only, and no backend chosen or changed (a notebook that imports
     this package keeps its own)."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(*args, **kwargs)
 

@@ -143,7 +143,7 @@ else
     # ZeRO-2: the base is frozen, so ZeRO-3 would gather all of it at every use to save only its replicas; ZeRO-2
     # fits 80 GB GPUs at the paper's batch (python -m llava.train.plan --gpus 8 says which for your GPUs)
     DEEPSPEED=${DEEPSPEED-./configs/deepspeed/zero2.json}
-    PRECISION=${PRECISION:-bf16}
+    # PRECISION: bf16, LLaVA's; on a CPU (DEVICE=cpu, below) only where it runs bf16 natively, else fp32
     EPOCHS=${EPOCHS:-1}
     BATCH=${BATCH:-16}
     GLOBAL_BATCH=${GLOBAL_BATCH:-128}
@@ -243,6 +243,13 @@ case "$DEVICE" in
         fi ;;
     *) echo "error: DEVICE must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;;
 esac
+if [ -z "${PRECISION:-}" ]; then
+    if [ "$DEVICE" = "cpu" ]; then
+        PRECISION=$("$PYTHON" -m llava.model.cpu_dtype "training on the CPU") || exit 2
+    else
+        PRECISION=bf16
+    fi
+fi
 case "$PRECISION" in
     bf16) args+=(--bf16 True); [ "$DEVICE" = "cuda" ] && args+=(--tf32 "${TF32:-True}") ;;
     fp16) args+=(--fp16 True) ;;

@@ -4,11 +4,14 @@ A CPU without native bf16 (AVX2 only: most laptops without AVX-512 BF16 or AMX) 
 times slower than fp32, so a recipe that trains "bf16 on the CPU" for speed is fastest there in fp32. Measured, not
 read from CPU flags: a bf16 matmul against an fp32 one of the small preset's shape, which also honours oneDNN's
 ISA cap (ONEDNN_MAX_CPU_ISA).
+
+python -m llava.model.cpu_dtype [WHAT]   prints bf16 or fp32, and on stderr the line saying why (scripts/finetune.sh)
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import time
 
 import torch
@@ -42,3 +45,8 @@ def compute_dtype_line(what: str) -> str:
     dtype = cpu_compute_dtype()
     reason = "native here" if dtype == "bf16" else "no native bf16 here"
     return f"{what} computes in {dtype} on this CPU ({reason}: a bf16 matmul takes {bf16_slowdown():.1f}x an fp32 one)"
+
+
+if __name__ == "__main__":
+    print(compute_dtype_line(sys.argv[1] if len(sys.argv) > 1 else "this run"), file=sys.stderr)
+    print(cpu_compute_dtype())

@@ -1,10 +1,13 @@
-"""Flag combinations a run refuses before it loads anything (each a ValueError the user can act on)."""
+"""Flag combinations a run refuses before it loads anything (each a ValueError the user can act on), and the one it
+only warns about: bf16 on a CPU that emulates it."""
 
 from __future__ import annotations
 
+import torch
 from transformers.integrations import is_deepspeed_zero3_enabled
 
 from llava.adapters.schemes import scheme
+from llava.model.cpu_dtype import bf16_slowdown, cpu_compute_dtype
 from llava.train.args import ModelArguments, TrainingArguments
 
 
@@ -21,3 +24,12 @@ def check_arguments(model_args: ModelArguments, training_args: TrainingArguments
                          "DeepSpeed (a 4-bit 7B LM fits one GPU).")
     if training_args.bits < 16 and not training_args.lora_enable:
         raise ValueError("--bits 4/8 (QLoRA) trains adapters on a frozen quantized LM: pass --lora_enable True")
+
+
+def slow_dtype_note(training_args: TrainingArguments) -> str | None:
+    """One line when the run asked for bf16 on a CPU without native bf16 (kept: it is what was asked for)."""
+    on_cpu = training_args.use_cpu or not torch.cuda.is_available()
+    if not (on_cpu and training_args.bf16) or cpu_compute_dtype() == "bf16":
+        return None
+    return (f"note: --bf16 on this CPU is emulated (a bf16 matmul takes {bf16_slowdown():.0f}x an fp32 one): "
+            "without --bf16 this run trains in fp32, many times faster")

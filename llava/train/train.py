@@ -16,7 +16,7 @@ from llava.model.builder import load_model
 from llava.model.zero import init_deepspeed_distributed
 from llava.train.adapter_setup import set_trainable
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
-from llava.train.checks import check_arguments
+from llava.train.checks import check_arguments, slow_dtype_note
 from llava.train.config_file import ConfigError, parse_with_config, read_config, split_config_flag, write_run_config
 from llava.train.data_check import read_training_data
 from llava.train.distributed import (
@@ -105,6 +105,8 @@ def train(argv=None, callbacks=None):
                                 log=logger.warning if training_args.should_log else (lambda _msg: None))
         init_deepspeed_distributed(bool(training_args.deepspeed), training_args.ddp_timeout)
         check_arguments(model_args, training_args)
+        if (note := slow_dtype_note(training_args)) and training_args.should_log:
+            logger.warning(note)
         model, tokenizer, image_processor = load_base_model(model_args, training_args)
         dataset = read_training_data(model, tokenizer, image_processor, model_args, data_args, training_args)
         transformers.set_seed(training_args.seed)  # adapter init draws from the global RNG: make --seed govern it

@@ -7,10 +7,10 @@
 3. answers held-out questions and the paired yes/no benchmark, and prints per-task accuracy beside the blind
    (question-only) baseline, and the router load per task.
 
-160 steps of 2: yes/no is learnt after enough optimizer steps, not samples (docs/experiment_kit.md's History; with
-`--steps 96` it is not learnt, docs/demo.md).
+160 steps of 2: yes/no is learnt after enough optimizer steps, not samples (docs/experiment_kit.md's History);
+`--steps 96` does not learn it, and `--batch 1` learns it on one CPU and less well on another (docs/demo.md).
 
-python -m llava.kit.demo [--steps 160]
+python -m llava.kit.demo [--steps 160] [--batch 2]
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0)
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=STEPS, help="optimizer steps of the fine-tuning")
+    ap.add_argument("--batch", type=int, default=BATCH, help="samples per optimizer step")
     args = ap.parse_args(argv)
     progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     t0 = time.time()
@@ -68,7 +69,7 @@ def main(argv=None) -> None:
     mixture = ",".join(f"{t}={manifest['train'][t]}" for t in TASKS)
     manifest = {**manifest, "tasks": list(TASKS), "eval": {t: manifest["eval"][t] for t in TASKS}}
     pretrained_tower()  # once per machine (cached); says so when it trains
-    trainer = train(train_args(mixture, OUTPUT, steps=args.steps, batch=BATCH))
+    trainer = train(train_args(mixture, OUTPUT, steps=args.steps, batch=args.batch))
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     print("\nloss by step: " + "  ".join(f"{s}:{loss:.3f}" for s, loss in losses))
     scores = headline(evaluate(OUTPUT, manifest, os.path.join(OUTPUT, "eval")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 
 
@@ -16,11 +17,13 @@ def progress_bars_only_on_a_terminal() -> None:
     """transformers' and datasets' bars (loading and writing weights, Arrow maps) off when stderr is not a TTY."""
     if on_a_terminal():
         return
-    import datasets
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    else:  # read when datasets is imported (only training needs it); a value the user set is kept
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
 @contextlib.contextmanager

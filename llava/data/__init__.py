@@ -1,7 +1,19 @@
-"""LLaVA conversation data: reading, validation, tokenisation with labels, batching, sampling."""
+"""LLaVA conversation data: reading, validation, tokenisation with labels, batching, sampling.
 
-from llava.data.collator import SupervisedCollator
-from llava.data.dataset import SupervisedDataset
-from llava.data.sources import DataError, parse_data_path, read_records
+The names below load on first use (PEP 562): building a model imports the tokenisation helpers, and only training
+needs the Arrow-backed dataset (which imports `datasets`, about a second per process).
+"""
 
-__all__ = ["SupervisedDataset", "SupervisedCollator", "DataError", "parse_data_path", "read_records"]
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {"SupervisedCollator": "collator", "SupervisedDataset": "dataset", "DataError": "sources",
+          "parse_data_path": "sources", "read_records": "sources"}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -61,10 +61,9 @@ class Base:
         record = asdict(self)
         record["version"] = record.pop("template")  # the file's key since the first version
         record["task_names"] = list(self.task_names)
-        if self.combined_from:
-            record["combined_from"] = list(self.combined_from)
-        else:
-            del record["combined_from"]
+        record["combined_from"] = list(self.combined_from)
+        if not self.combined_from:
+            del record["combined_from"]  # a base without experts keeps the keys every version wrote
         with open(os.path.join(directory, BASE_NAME), "w") as f:
             json.dump(record, f, indent=2)
 
@@ -106,14 +105,17 @@ def checkpoint_of(model) -> Checkpoint | None:
     return getattr(model, ATTRIBUTE, None)  # getattr: a DeepSpeed engine forwards it to its module
 
 
+def base_of(model) -> Base | None:
+    """The base record of the checkpoint a model was loaded from, or None (a merged or llava-hf model, a preset)."""
+    return found.base if (found := checkpoint_of(model)) is not None else None
+
+
 def template_of(model, default: str = "vicuna_v1") -> str:
-    found = checkpoint_of(model)
-    return found.base.template if found is not None and found.base is not None else default
+    return base.template if (base := base_of(model)) is not None else default
 
 
 def image_aspect_ratio_of(model, default: str = "pad") -> str:
-    found = checkpoint_of(model)
-    return found.base.image_aspect_ratio if found is not None and found.base is not None else default
+    return base.image_aspect_ratio if (base := base_of(model)) is not None else default
 
 
 def save_checkpoint(model, directory: str, base: Base, tokenizer=None, image_processor=None,

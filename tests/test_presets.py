@@ -2,7 +2,6 @@
 runs, the generated configs/train/*.yaml, the planner's model, the kit's arms and the demo; the training CLI's
 defaults are AdapterConfig's."""
 
-import argparse
 import os
 import shlex
 import subprocess
@@ -29,7 +28,7 @@ def adapter_settings(parser, flags: list[str]) -> dict:
     """What the training command builds from these flags (adapter_dtype aside: it depends on DeepSpeed and dtype)."""
     namespace, unknown = parser.parse_known_args(flags)
     assert not unknown, unknown
-    return dict(adapter_config_from_args(argparse.Namespace(**vars(namespace)), []).to_dict(), adapter_dtype=None)
+    return dict(adapter_config_from_args(namespace, []).to_dict(), adapter_dtype=None)
 
 
 def expected(scheme: str, size: str, **overrides) -> dict:

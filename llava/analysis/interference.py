@@ -28,7 +28,7 @@ from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.adapters.routing import label_router_layers
 from llava.adapters.state import load_shares
 from llava.analysis.heatmaps import plot_interference
-from llava.checkpoint import checkpoint_of, load_checkpoint_model
+from llava.checkpoint import base_of, load_checkpoint_model
 from llava.console import progress_bars_only_on_a_terminal
 from llava.data.collator import SupervisedCollator
 from llava.data.dataset import SupervisedDataset
@@ -114,7 +114,7 @@ def router_load(model, batches: dict[int, list[dict]], num_tasks: int):
 def analyse(checkpoint: str, data: str, image_folder: str, out: str, batch_size: int = 8, draws: int = 3,
             step_size: float = 1e-3, seed: int = 0) -> dict:
     model, tokenizer, image_processor = load_checkpoint_model(checkpoint)
-    base = checkpoint_of(model).base
+    base = base_of(model)
     dataset = SupervisedDataset(data, tokenizer, ImageTransform(image_processor, base.image_aspect_ratio),
                                 image_folder=image_folder, template=base.template,
                                 image_seq_length=model.config.image_seq_length)

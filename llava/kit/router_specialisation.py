@@ -28,7 +28,7 @@ from llava.adapters import presets
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.adapters.routing import label_router_layers
 from llava.analysis.interference import task_batches
-from llava.checkpoint import checkpoint_of, load_checkpoint_model
+from llava.checkpoint import base_of, load_checkpoint_model
 from llava.console import progress_bars_only_on_a_terminal
 from llava.constants import IGNORE_INDEX
 from llava.data.dataset import SupervisedDataset
@@ -80,7 +80,7 @@ def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int, ans
 
 def measure(checkpoint: str, data: str, image_folder: str, out: str, batches: int = 4, batch_size: int = 8) -> dict:
     model, tokenizer, image_processor = load_checkpoint_model(checkpoint)
-    base = checkpoint_of(model).base
+    base = base_of(model)
     dataset = SupervisedDataset(data, tokenizer, ImageTransform(image_processor, base.image_aspect_ratio),
                                 image_folder=image_folder, template=base.template,
                                 image_seq_length=model.config.image_seq_length)

@@ -5,8 +5,9 @@
 # DEEPSPEED= (no DeepSpeed). GLOBAL_BATCH (LLaVA's 128; MODEL=tiny: BATCH x all processes, no accumulation) is
 # kept whatever NUM_GPUS: the script sets GRAD_ACCUM = GLOBAL_BATCH / (BATCH x NUM_GPUS x NNODES) unless GRAD_ACCUM
 # is given. NUM_GPUS is processes per node. Several nodes (docs/multinode.md) run the same command on every node:
-# static (NNODES, NODE_RANK=0..NNODES-1, MASTER_ADDR/MASTER_PORT of node 0), c10d rendezvous (NNODES, RDZV_ENDPOINT=host:port, RDZV_ID), or DeepSpeed's
-# launcher (HOSTFILE; NO_SSH=1 with NODE_RANK starts each node by hand). DIST_TIMEOUT (s) bounds how long the rest of
+# static (NNODES, NODE_RANK=0..NNODES-1, MASTER_ADDR/MASTER_PORT of node 0), c10d rendezvous (NNODES,
+# RDZV_ENDPOINT=host:port, RDZV_ID), or DeepSpeed's launcher (HOSTFILE; NO_SSH=1 with NODE_RANK starts each node by
+# hand). DIST_TIMEOUT (s) bounds how long the rest of
 # a job waits for a lost process; MAX_RESTARTS=K restarts the workers, which resume from the newest complete
 # checkpoint; SAVE_ON_EACH_NODE=1 for node-local disks. DRY_RUN=1 prints the command it would run (and any missing
 # path) and exits 0. CONFIG=FILE.yaml takes the run's settings from a file instead (below).

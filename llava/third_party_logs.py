@@ -4,13 +4,18 @@
   from kernels-community ..." (an optional CPU kernel it tries to download; the built-in one is used).
 - DeepSpeed, on importing (accelerate imports it whenever installed): "Setting accelerator to CPU. If you have GPU or
   other accelerator, we were unable to detect it." on a machine without one, which is what this machine is.
+- torch, on every ZeRO-3 gather and reduce-scatter DeepSpeed 0.19 issues: a FutureWarning that
+  `all_gather_into_tensor` / `reduce_scatter_tensor` are deprecated (hundreds of lines in a few steps; DeepSpeed's
+  call, nothing a user can change).
 Only these messages are dropped; the loggers keep their levels and every other line.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 
+DEPRECATED_COLLECTIVES = r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated"
 DROPPED = {
     "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
     "DeepSpeed": "Setting accelerator to CPU. If you have GPU or other accelerator",
@@ -32,3 +37,4 @@ def install() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Drop) for f in logger.filters):
             logger.addFilter(_Drop(prefix))
+    warnings.filterwarnings("ignore", message=DEPRECATED_COLLECTIVES, category=FutureWarning)

@@ -14,8 +14,15 @@ from llava.data.preprocess import encode_chunks, ensure_image_token, move_image_
 from llava.inference import Generator
 from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.kit.shape_tower import TowerRecipe, pretrained_tower
+from llava.kit.shipped import SHIPPED
 from llava.kit.small import SMALL_VERSION, build_small, smollm2_gguf
-from llava.kit.word_projector import ProjectorRecipe, aligned_projector
+from llava.kit.word_projector import (
+    ProjectorRecipe,
+    aligned_projector,
+    mlp2x_gelu,
+    nearest_word_accuracies,
+    word_embeddings,
+)
 from llava.model.builder import detect_source
 from llava.model.parts import lm_location
 from llava.model.weights import read_state_dict
@@ -104,3 +111,21 @@ def test_chat_template_inputs_keep_the_text_after_the_image(tmp_path):
     ids = encode_chunks(prompt, tokenizer, False)[0]
     after = ids[ids.index(tokenizer.convert_tokens_to_ids("<image>")) + 1]
     assert tokenizer.convert_ids_to_tokens(after) == "Ċ" and compared > 40
+
+
+def test_the_shipped_tower_and_projector_are_the_default_recipes_and_score_as_recorded():
+    """`make demo` and the kit start from the package's fitted pair (llava/kit/shipped.py): they must be what the
+    default recipes name (a changed recipe is fitted, not served stale weights), and score as they did when fitted."""
+    gguf = smollm2_gguf()
+    tower_dir, projector_file = pretrained_tower(), aligned_projector(lm_location(gguf), gguf)
+    assert os.path.dirname(tower_dir) == SHIPPED and os.path.dirname(os.path.dirname(projector_file)) == SHIPPED
+    assert sorted(os.listdir(SHIPPED)) == sorted([os.path.basename(tower_dir), os.path.basename(os.path.dirname(projector_file))])
+    assert pretrained_tower(QUICK) != tower_dir  # a recipe the package does not ship: fitted and cached
+    tower = CLIPVisionModel.from_pretrained(tower_dir).eval()
+    state = read_state_dict(projector_file)
+    projector = mlp2x_gelu(tower.config.hidden_size, state["model.mm_projector.2.weight"].shape[0])
+    projector.load_state_dict({k.removeprefix("model.mm_projector."): v for k, v in state.items()})
+    recorded = json.loads(open(os.path.join(os.path.dirname(projector_file), "alignment.json")).read())
+    measured = nearest_word_accuracies(projector, tower, *word_embeddings(lm_location(gguf)), tower.config.image_size)
+    assert measured == pytest.approx((recorded["test_nearest_colour_word"], recorded["test_nearest_shape_word"]), abs=1e-6)
+    assert measured[0] > 0.9 and measured[1] > 0.7  # 8 colours, 3 shapes

@@ -22,6 +22,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from llava.cache import cache_dir, publish_dir
 from llava.kit.easy_vqa_attributes import COLORS, SHAPES, image_attributes
+from llava.kit.shipped import shipped
 from llava.model.image import clip_image_processor
 from llava.model.zero import zero3_paused
 
@@ -107,9 +108,12 @@ def train_tower(recipe: TowerRecipe, log=print) -> tuple[CLIPVisionModel, dict]:
     return tower, report
 
 
-def pretrained_tower(recipe: TowerRecipe | None = None, log=print) -> str:
-    """The cached tower directory for `recipe`, trained first if it is not there yet (written atomically)."""
+def pretrained_tower(recipe: TowerRecipe | None = None, log=print, use_shipped: bool = True) -> str:
+    """The tower directory for `recipe`: the package's own where it ships that recipe (llava/kit/shipped.py), else
+    the cached one, trained first if it is not there yet (written atomically)."""
     recipe = recipe or TowerRecipe()
+    if use_shipped and (path := shipped("tower", recipe.key(), DONE)):
+        return path
     target = os.path.join(cache_dir("towers"), f"easy-vqa-shape-color-{recipe.key()}")
     if os.path.exists(os.path.join(target, DONE)):
         return target

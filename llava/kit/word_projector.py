@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
 from llava.cache import cache_dir, publish_dir
 from llava.kit.easy_vqa_attributes import COLORS, SHAPES
 from llava.kit.shape_tower import TowerRecipe, patch_features, pixels_and_labels, pretrained_tower
+from llava.kit.shipped import shipped
 from llava.model.weights import PROJECTOR_KEY
 from llava.model.zero import zero3_paused
 
@@ -71,18 +72,33 @@ def _targets(colour_emb, shape_emb, shapes, colours, n_tokens: int) -> torch.Ten
     return torch.where(even[None, :, None], colour_emb[colours][:, None], shape_emb[shapes][:, None])
 
 
+def word_embeddings(lm_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The language model's input embeddings of the colour words and of the shape words."""
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
+    lm = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch.float32)
+    embeddings = lm.get_input_embeddings().weight.detach()
+    return embeddings[word_ids(tokenizer, COLORS)], embeddings[word_ids(tokenizer, SHAPES)]
+
+
+def nearest_word_accuracies(projector, tower, colour_emb, shape_emb, image_size: int) -> tuple[float, float]:
+    """On easy-vqa's test images: how often the mean of the even (odd) image tokens lies nearest the image's colour
+    (shape) word."""
+    test_pixels, test_shapes, test_colours = pixels_and_labels("test", image_size)
+    with torch.no_grad():
+        out = projector(_patch_features(tower, test_pixels))
+        colour_acc = ((out[:, 0::2].mean(1) @ colour_emb.T).argmax(-1) == test_colours).float().mean().item()
+        shape_acc = ((out[:, 1::2].mean(1) @ shape_emb.T).argmax(-1) == test_shapes).float().mean().item()
+    return colour_acc, shape_acc
+
+
 def fit_projector(tower_dir: str, lm_dir: str, tower_recipe: TowerRecipe, recipe: ProjectorRecipe, log=print):
     """(projector state dict in LLaVA's mm_projector keys, report with held-out nearest-word accuracies)."""
     torch.manual_seed(recipe.seed)
     tower = CLIPVisionModel.from_pretrained(tower_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
-    lm = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch.float32)
-    embeddings = lm.get_input_embeddings().weight.detach()
-    colour_emb = embeddings[word_ids(tokenizer, COLORS)]
-    shape_emb = embeddings[word_ids(tokenizer, SHAPES)]
+    colour_emb, shape_emb = word_embeddings(lm_dir)
     pixels, shapes, colours = pixels_and_labels("train", tower_recipe.image_size)
     feats = _patch_features(tower, pixels)
-    width = embeddings.shape[1]
+    width = colour_emb.shape[1]
     projector = mlp2x_gelu(feats.shape[-1], width)
     optimizer = torch.optim.AdamW(projector.parameters(), lr=recipe.lr)
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -98,11 +114,7 @@ def fit_projector(tower_dir: str, lm_dir: str, tower_recipe: TowerRecipe, recipe
         optimizer.step()
         if (step + 1) % 200 == 0:
             log(f"  projector alignment step {step + 1}/{recipe.steps}: mse {loss.item():.5f}")
-    test_pixels, test_shapes, test_colours = pixels_and_labels("test", tower_recipe.image_size)
-    with torch.no_grad():
-        out = projector(_patch_features(tower, test_pixels))
-        colour_acc = ((out[:, 0::2].mean(1) @ colour_emb.T).argmax(-1) == test_colours).float().mean().item()
-        shape_acc = ((out[:, 1::2].mean(1) @ shape_emb.T).argmax(-1) == test_shapes).float().mean().item()
+    colour_acc, shape_acc = nearest_word_accuracies(projector, tower, colour_emb, shape_emb, tower_recipe.image_size)
     report = {"test_nearest_colour_word": colour_acc, "test_nearest_shape_word": shape_acc,
               "first_mse": losses[0], "last_mse": losses[-1], "train_seconds": round(time.time() - start, 1),
               "recipe": dataclasses.asdict(recipe)}
@@ -110,13 +122,16 @@ def fit_projector(tower_dir: str, lm_dir: str, tower_recipe: TowerRecipe, recipe
 
 
 def aligned_projector(lm_dir: str, lm_file: str, tower_recipe: TowerRecipe | None = None,
-                      recipe: ProjectorRecipe | None = None, log=print) -> str:
-    """Path of the cached projector file (fitted first if absent; written atomically)."""
+                      recipe: ProjectorRecipe | None = None, log=print, use_shipped: bool = True) -> str:
+    """Path of the projector file: the package's own where it ships this recipe (llava/kit/shipped.py), else the
+    cached one (fitted first if absent; written atomically)."""
     tower_recipe, recipe = tower_recipe or TowerRecipe(), recipe or ProjectorRecipe()
+    if use_shipped and (path := shipped("projector", recipe.key(tower_recipe, lm_file), DONE)):
+        return os.path.join(path, FILE)
     target = os.path.join(cache_dir("projectors"), f"word-aligned-{recipe.key(tower_recipe, lm_file)}")
     if os.path.exists(os.path.join(target, DONE)):
         return os.path.join(target, FILE)
-    tower_dir = pretrained_tower(tower_recipe, log)
+    tower_dir = pretrained_tower(tower_recipe, log, use_shipped)
     log(f"aligning the small preset's projector with the language model's word embeddings (once; cached in {target})")
     with zero3_paused():
         state, report = fit_projector(tower_dir, lm_dir, tower_recipe, recipe, log)

@@ -225,15 +225,19 @@ args+=(--ddp_timeout "$DIST_TIMEOUT")
 [ "${SAVE_ON_EACH_NODE:-0}" = "1" ] && args+=(--save_on_each_node True)
 # DEVICE: cuda (the GPU recipes) or cpu, never switched silently. MODEL=tiny/small default to the CPU where this
 # machine has no GPU; a GPU recipe launched here without one stops (a DeepSpeed HOSTFILE launch runs elsewhere).
-HAS_CUDA=${HAS_CUDA:-$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")}
+# HAS_CUDA is asked of torch only where the answer matters (importing torch costs seconds): not for DEVICE=cpu.
+has_cuda() {
+    HAS_CUDA=${HAS_CUDA:-$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")}
+    [ "$HAS_CUDA" = "1" ]
+}
 case "$MODEL" in
-    tiny|small) DEVICE=${DEVICE:-$( [ "$HAS_CUDA" = "1" ] && echo cuda || echo cpu )} ;;
+    tiny|small) [ -n "${DEVICE:-}" ] || { has_cuda && DEVICE=cuda || DEVICE=cpu; } ;;
     *) DEVICE=${DEVICE:-cuda} ;;
 esac
 case "$DEVICE" in
     cpu) args+=(--use_cpu True) ;;
     cuda)
-        if [ "$HAS_CUDA" != "1" ] && [ -z "${HOSTFILE:-}" ]; then
+        if [ -z "${HOSTFILE:-}" ] && ! has_cuda; then
             if [ "${DRY_RUN:-0}" = "1" ]; then
                 echo "note: no CUDA device on this machine; the command below is for a GPU machine" >&2
             else

@@ -1,7 +1,20 @@
 """Build and load a LlavaForConditionalGeneration from what users have on disk: presets (tiny; small from the kit),
 a llava-hf directory, an original LLaVA checkpoint, parts (CLIP dir + LM dir or .gguf + mm_projector.bin); 4/8-bit
-language models; ZeRO-3 loading; image preparation; export to llava-hf. Checkpoints are llava/checkpoint.py's."""
+language models; ZeRO-3 loading; image preparation; export to llava-hf. Checkpoints are llava/checkpoint.py's.
 
-from llava.model.builder import load_model, load_projector, save_original_llava
+The names below load on first use (PEP 562), so `python -m llava.model.cpu_dtype`, which the scripts run before a CPU
+run, imports torch only, not transformers.
+"""
 
-__all__ = ["load_model", "load_projector", "save_original_llava"]
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {"load_model": "builder", "load_projector": "builder", "save_original_llava": "builder"}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -1,8 +1,8 @@
-"""`make demo`: AsymLoRA on the small preset (SmolLM2-135M-Instruct + an easy-vqa-trained tower), CPU, < 5 minutes.
+"""`make demo`: AsymLoRA on the small preset (SmolLM2-135M-Instruct + an easy-vqa-trained tower), CPU, ~3 minutes.
 
 1. writes a two-task mixture (`vqa`: shape / colour questions and eight-question yes/no conversations; `caption`)
    from easy-vqa's real images, vqa with twice caption's samples;
-2. builds the small preset (tower and word-aligned projector fitted once and cached) and fine-tunes it with AsymLoRA
+2. builds the small preset (tower and word-aligned projector shipped with the package) and fine-tunes it with AsymLoRA
    (shared A, 3 routed B heads on the MLP, the paper preset's layout at rank 8), printing the loss;
 3. answers held-out questions and the paired yes/no benchmark, and prints per-task accuracy beside the blind
    (question-only) baseline, and the router load per task.

@@ -1,8 +1,9 @@
 """Every adapter scheme under every execution mode in bf16, through the scripts' own command lines.
 
-Each launch trains its schemes one after another in one job (tests/scripts/scheme_matrix.py, the scripts' own
-command lines), 4 optimizer steps of 2 accumulated micro-steps each, bf16, a model built from parts; under ZeRO-3
-`stage3_param_persistence_threshold: 0`, so every adapter and router tensor is partitioned as at 7B. Cells:
+One launch per process count trains every cell of that count, one run after another (tests/scripts/scheme_matrix.py,
+the scripts' own command lines; DDP first), 4 optimizer steps of 2 accumulated micro-steps each, bf16, a model built
+from parts; under ZeRO-3 `stage3_param_persistence_threshold: 0`, so every adapter and router tensor is partitioned
+as at 7B. Each run's mode as transformers saw it is checked (none leaks into the next run). Cells:
 
     mode             processes   schemes   test
     ZeRO-3           2           all six   test_zero3_two_processes_every_scheme_and_an_exact_resume (+ resumed)
@@ -86,32 +87,43 @@ def cell_schemes(stage, nproc) -> list[str]:
     return list(SCHEMES) if (stage, nproc) in EVERY_SCHEME else MODE_SCHEMES
 
 
-def train_every_scheme(parts, tmp_path, nproc: int, stage: str | None, resume: str | None = None):
-    """One launch: the cell's schemes (and, with `resume`, one more run resuming that scheme's checkpoint-2)."""
-    config = deepspeed_config(tmp_path, stage)
-    plan = [{"name": name, "argv": script_argv(parts, *SCHEMES[name], tmp_path / name, nproc, config)}
-            for name in cell_schemes(stage, nproc)]
-    if resume:
-        script, env = SCHEMES[resume]
-        extra = f"--max_steps {STEPS} --warmup_ratio 0 --resume_from_checkpoint {tmp_path / resume / 'checkpoint-2'}"
-        plan.append({"name": "resumed", "argv": script_argv(parts, script, {**env, "EXTRA_ARGS": extra},
-                                                             tmp_path / "resumed", nproc, config)})
+def train_cells(parts, tmp_path, nproc: int, stages: list, resume: dict) -> dict:
+    """One launch for every cell of `nproc` processes: each stage's schemes one after another (and, for a stage in
+    `resume`, one more run resuming that scheme's checkpoint-2). Returns {stage: {run: losses}}."""
+    plan = []
+    for stage in stages:
+        config = deepspeed_config(tmp_path, stage)
+        plan += [{"name": f"{stage}/{name}", "argv": script_argv(parts, *SCHEMES[name], tmp_path / str(stage) / name,
+                                                                   nproc, config)}
+                 for name in cell_schemes(stage, nproc)]
+        if stage in resume:
+            script, env = SCHEMES[resume[stage]]
+            checkpoint = tmp_path / str(stage) / resume[stage] / "checkpoint-2"
+            extra = f"--max_steps {STEPS} --warmup_ratio 0 --resume_from_checkpoint {checkpoint}"
+            plan.append({"name": f"{stage}/resumed", "argv": script_argv(
+                parts, script, {**env, "EXTRA_ARGS": extra}, tmp_path / str(stage) / "resumed", nproc, config)})
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(json.dumps(plan))
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS}
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
               "--master_port", str(free_port()), "-m", "tests.scripts.scheme_matrix", str(plan_path)]
-    proc = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + "\n".join(failure_lines(proc.stderr))
     # no third-party warning flood: torch warned on each of DeepSpeed's ZeRO-3 collectives (hundreds of lines)
     assert "FutureWarning" not in proc.stderr, [line for line in proc.stderr.splitlines() if "Warning" in line][:3]
-    losses = {}
+    # one process trains every mode in turn: each run must have trained in its own (no ZeRO-3 state left behind)
+    modes = json.loads((tmp_path / "plan.json.modes").read_text())
+    losses = {stage: {} for stage in stages}
     for run in plan:
-        history = json.loads((tmp_path / run["name"] / "trainer_state.json").read_text())["log_history"]
-        losses[run["name"]] = [h["loss"] for h in history if "loss" in h]
-        HEALTH[(stage, nproc, run["name"])] = router_health(tmp_path / run["name"])
-        LEARNING_RATES[(stage, nproc, run["name"])] = [(h["learning_rate"], h["projector_learning_rate"])
-                                                       for h in history if "loss" in h]
+        stage, name = run["name"].split("/")
+        stage = None if stage == "None" else stage
+        assert modes[run["name"]] == {"deepspeed": stage is not None, "zero3": str(stage).startswith("zero3")}, run
+        out = tmp_path / str(stage) / name
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        losses[stage][name] = [h["loss"] for h in history if "loss" in h]
+        HEALTH[(stage, nproc, name)] = router_health(out)
+        LEARNING_RATES[(stage, nproc, name)] = [(h["learning_rate"], h["projector_learning_rate"])
+                                                for h in history if "loss" in h]
     return losses
 
 
@@ -167,37 +179,47 @@ def check_router_health(health: dict, name: str, layers: int) -> None:
 
 CELLS = {}  # (stage, processes) -> losses per run, shared by the tests of this module (one worker runs the file)
 LEARNING_RATES = {}  # (stage, processes, run) -> [(adapters' rate, projector's rate) logged after each step]
+# the cells of one process count train in one launch (one start-up of torch, transformers and DeepSpeed per process
+# for all of them); DDP first, so no run follows a DeepSpeed one that could leave ZeRO-3 state behind for it
+CELL_GROUPS = {2: [None, "zero2", "zero3", "zero3_offload"], 1: [None, "zero2", "zero3"]}
+RESUME = {("zero3", 2): "asymlora"}
 
 
-def cell(parts, tmp_path_factory, stage, nproc, resume=None):
+def cell(parts, tmp_path_factory, stage, nproc):
     if (stage, nproc) not in CELLS:
-        tmp_path = tmp_path_factory.mktemp(f"{stage}-{nproc}")
-        losses = train_every_scheme(parts, tmp_path, nproc, stage, resume)
-        image = Image.new("RGB", (40, 40), "red")
-        for name in cell_schemes(stage, nproc):
-            values = losses[name]
-            assert len(values) == STEPS and all(torch.isfinite(torch.tensor(values))), (name, values)
-            if stage is not None:
-                problem = lean_checkpoint_problem(tmp_path / name / f"checkpoint-{STEPS}")
-                assert problem is None, problem
-            model, tokenizer, processor = load_checkpoint_model(str(tmp_path / name), dtype="bf16")
-            generator = Generator(model, tokenizer, processor, task_id=0 if "task" in name else None)
-            ids = generator.generate_ids([generator.prompt_for("what shape is it?", True)], [image], 4)
-            assert 1 <= len(ids[0]) <= 4, name
-            if name in ROUTED:
-                check_router_health(HEALTH[(stage, nproc, name)], name, model.config.text_config.num_hidden_layers)
-            else:
-                assert not HEALTH[(stage, nproc, name)], name  # nothing routed, nothing reported
-        print(stage, nproc, {name: [round(v, 4) for v in values] for name, values in losses.items()})
-        CELLS[(stage, nproc)] = losses
+        tmp_path = tmp_path_factory.mktemp(f"cells-{nproc}")
+        stages = CELL_GROUPS[nproc]
+        resume = {s: RESUME[(s, nproc)] for s in stages if (s, nproc) in RESUME}
+        for each, losses in train_cells(parts, tmp_path, nproc, stages, resume).items():
+            check_cell(tmp_path / str(each), each, nproc, losses)
+            CELLS[(each, nproc)] = losses
     return CELLS[(stage, nproc)]
+
+
+def check_cell(tmp_path, stage, nproc, losses) -> None:
+    image = Image.new("RGB", (40, 40), "red")
+    for name in cell_schemes(stage, nproc):
+        values = losses[name]
+        assert len(values) == STEPS and all(torch.isfinite(torch.tensor(values))), (stage, name, values)
+        if stage is not None:
+            problem = lean_checkpoint_problem(tmp_path / name / f"checkpoint-{STEPS}")
+            assert problem is None, problem
+        model, tokenizer, processor = load_checkpoint_model(str(tmp_path / name), dtype="bf16")
+        generator = Generator(model, tokenizer, processor, task_id=0 if "task" in name else None)
+        ids = generator.generate_ids([generator.prompt_for("what shape is it?", True)], [image], 4)
+        assert 1 <= len(ids[0]) <= 4, name
+        if name in ROUTED:
+            check_router_health(HEALTH[(stage, nproc, name)], name, model.config.text_config.num_hidden_layers)
+        else:
+            assert not HEALTH[(stage, nproc, name)], name  # nothing routed, nothing reported
+    print(stage, nproc, {name: [round(v, 4) for v in values] for name, values in losses.items()})
 
 
 def test_zero3_two_processes_every_scheme_and_an_exact_resume(parts, tmp_path_factory):
     """The paper's default at 7B: every tensor partitioned. ZeRO-3 + bf16 used to die at engine start (fp32 adapters
     beside the bf16 projector in one flat buffer). The resumed asymlora run repeats steps 3-4 exactly: the fp32 masters
     and Adam moments come back whole and the bf16 weights are rounded from them as the uninterrupted run's were."""
-    losses = cell(parts, tmp_path_factory, "zero3", 2, resume="asymlora")
+    losses = cell(parts, tmp_path_factory, "zero3", 2)
     assert losses["resumed"][2:] == pytest.approx(losses["asymlora"][2:], abs=1e-6)
 
 
@@ -207,7 +229,7 @@ def test_every_deepspeed_mode_trains_like_zero3_on_two_processes(parts, tmp_path
     other orders and groupings. bf16 keeps 8 significant bits (relative rounding 2^-9): a loss of ~7 moves by a few
     1e-3 per rounding; 1% bounds 4 steps of such differences and still fails on a lost or doubled update (which
     moves the loss by several % at this learning rate)."""
-    reference = cell(parts, tmp_path_factory, "zero3", 2, resume="asymlora")
+    reference = cell(parts, tmp_path_factory, "zero3", 2)
     losses = cell(parts, tmp_path_factory, stage, nproc)
     for name in cell_schemes(stage, nproc):
         assert losses[name] == pytest.approx(reference[name], rel=0.01), name
@@ -224,7 +246,7 @@ def test_every_deepspeed_mode_trains_like_zero3_on_two_processes(parts, tmp_path
 def test_ddp_trains_like_zero3(parts, tmp_path_factory, nproc):
     """Without DeepSpeed the adapters stay fp32 masters computed in bf16 (docs/training.md, Precision), the optimizer
     is torch's AdamW: the same 4 steps as ZeRO-3's within bf16's rounding (bound as above)."""
-    reference = cell(parts, tmp_path_factory, "zero3", 2, resume="asymlora")
+    reference = cell(parts, tmp_path_factory, "zero3", 2)
     losses = cell(parts, tmp_path_factory, None, nproc)
     for name in cell_schemes(None, nproc):
         assert losses[name] == pytest.approx(reference[name], rel=0.01), name

@@ -1,12 +1,16 @@
 """Several training runs in one launched job, for the scheme x mode matrix (tests/test_scheme_matrix.py).
 
 Each run's arguments are the scripts' own (their DRY_RUN command line); one process start-up (torch, transformers,
-DeepSpeed, the process group) serves every scheme of a cell, which is what keeps the matrix inside the suite's time.
+DeepSpeed, the process group) serves every scheme and mode of one process count, which is what keeps the matrix
+inside the suite's time. Rank 0 writes PLAN.json.modes: what each run trained under, as transformers saw it
+(DeepSpeed on, ZeRO-3 on), so the test can tell a mode that leaked from one run into the next.
 Usage: python -m torch.distributed.run ... -m tests.scripts.scheme_matrix PLAN.json ([{"name": ..., "argv": [...]}, ...])
 """
 
 import json
 import sys
+
+from transformers.integrations import is_deepspeed_zero3_enabled
 
 from llava.train.train import train
 
@@ -14,8 +18,13 @@ from llava.train.train import train
 def main(plan_path: str) -> None:
     with open(plan_path) as f:
         plan = json.load(f)
+    modes = {}
     for run in plan:
         trainer = train(run["argv"])
+        modes[run["name"]] = {"deepspeed": trainer.is_deepspeed_enabled, "zero3": is_deepspeed_zero3_enabled()}
+        if trainer.args.process_index == 0:
+            with open(plan_path + ".modes", "w") as f:
+                json.dump(modes, f)
         del trainer
 
 

@@ -1,11 +1,12 @@
-"""The task-expert mutual information of llava.kit.router_specialisation on count tables with a known answer."""
+"""The task-expert mutual information (llava.adapters.state, read by the kit's router specialisation and by the
+trainer's router health) on count tables with a known answer and against scikit-learn's."""
 
 import math
 
 import pytest
 import torch
 
-from llava.kit.router_specialisation import mutual_information
+from llava.adapters.state import mutual_information
 
 
 def test_tasks_that_pick_experts_alike_share_no_information():
@@ -23,6 +24,20 @@ def test_a_partial_dependence_matches_the_definition():
     h = -(0.8 * math.log2(0.8) + 0.2 * math.log2(0.2))
     assert mutual_information(counts) == pytest.approx(1 - h)
     assert mutual_information(torch.tensor([[8.0, 2], [0, 0], [2, 8]])) == pytest.approx(1 - h)  # unseen task dropped
+
+
+def test_with_as_many_tokens_per_task_it_is_scikit_learns_mutual_information():
+    """Tasks weighted equally is the plain MI of the count table when every task has as many tokens."""
+    from sklearn.metrics import mutual_info_score
+
+    generator = torch.Generator().manual_seed(0)
+    for tasks, experts in [(2, 2), (3, 3), (4, 3), (3, 8)]:
+        counts = torch.rand(tasks, experts, generator=generator) ** 3
+        counts = (counts / counts.sum(1, keepdim=True) * 900).floor().long()  # token counts (scikit-learn's are ints)
+        counts[:, 0] += 1000 - counts.sum(1)  # every task exactly 1000 tokens
+        ours = mutual_information(counts)
+        assert ours == pytest.approx(mutual_info_score(None, None, contingency=counts.numpy()) / math.log(2), rel=1e-9)
+        assert 0 < ours <= math.log2(min(tasks, experts))
 
 
 def test_costs_mark_only_differences_that_survive_holm():

@@ -173,8 +173,9 @@ def check_router_health(health: dict, name: str, layers: int) -> None:
         assert 0 < health[key + "weight_change"] < 10, (name, layer, health)
         assert 0 < health[key + "grad_norm"] < 1e4, (name, layer, health)
         assert 0 <= health[key + "gate_entropy"] <= 1, (name, layer, health)
-        shares = [v for k, v in health.items() if k.startswith(key + "load/")]
+        shares = [v for k, v in health.items() if k.startswith(key + "load/") and k.count("/") == 2]
         assert len(shares) >= 2 and abs(sum(shares) - 1) < 1e-3, (name, layer, health)
+        assert 0 <= health[key + "task_mi_bits"] <= math.log2(len(shares)), (name, layer, health)
 
 
 CELLS = {}  # (stage, processes) -> losses per run, shared by the tests of this module (one worker runs the file)

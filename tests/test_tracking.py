@@ -77,8 +77,17 @@ def test_tensorboard_gets_losses_rates_and_router_health_per_layer(tmp_path, sma
         size = sum(float(w0.pow(2).sum()) for n, w0 in reference.start.items() if f".layers.{layer}." in n)
         assert scalars[f"{key}weight_change"][4] == pytest.approx(math.sqrt(moved / size), rel=1e-3)
         assert scalars[f"{key}weight_change"][4] > 0
+    mi = []
     for task in ("shape", "color", "yesno"):
         assert sum(scalars[f"train/router_health/load/{task}/expert{e}"][4] for e in range(3)) == pytest.approx(1, abs=1e-4)
+        for layer in layers:  # the same per layer
+            shares = [scalars[f"train/router_health/layer{layer}/load/{task}/expert{e}"][4] for e in range(3)]
+            assert sum(shares) == pytest.approx(1, abs=1e-4)
+    for layer in layers:  # task-expert mutual information of the top experts, per layer and over the layers
+        mi.append(scalars[f"train/router_health/layer{layer}/task_mi_bits"][4])
+        assert 0 <= mi[-1] <= math.log2(3)
+    assert scalars["train/router_health/task_mi_bits/mean"][4] == pytest.approx(sum(mi) / len(mi), abs=1e-5)
+    assert scalars["train/router_health/task_mi_bits/max"][4] == pytest.approx(max(mi), abs=1e-5)
     assert (tmp_path / "out" / "plots" / "router_health.png").stat().st_size > 10_000  # the picture, from the events
     # the trackers get them; the log history (trainer_state.json) and the console do not
     assert not any(k.startswith("router_health/") for h in trainer.state.log_history for k in h)

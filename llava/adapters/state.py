@@ -53,11 +53,16 @@ class RoutingState:
         return m.to(x.device)
 
     def start_load_tracking(self, num_tasks: int, num_experts: int, top_counts: bool = False) -> None:
-        """top_counts: also count each token's top expert per layer (an analysis's need; training does not pay it)."""
+        """top_counts: also count each token's top expert per layer (the task-expert mutual information's input;
+        training pays it only when router health goes to a tracker: `count_top_experts`)."""
         self.load = torch.zeros(num_tasks, num_experts)
         self.layer_load = {}
         self.layer_entropy = {}
         self.layer_top = {} if top_counts else None
+
+    def count_top_experts(self) -> None:
+        if self.layer_top is None:
+            self.layer_top = {}
 
     def record_load(self, gates: torch.Tensor, layer: int | None = None) -> None:
         """Add gate mass per (data task, expert), in total and for `layer`; gates is [batch, seq, E]. No host sync.
@@ -90,6 +95,20 @@ class RoutingState:
                 if mask is not None:
                     top = top * mask.unsqueeze(-1)
                 self.layer_top.setdefault(layer, torch.zeros_like(self.load)).index_add_(0, tasks, top.sum(1))
+
+
+def mutual_information(counts: torch.Tensor) -> float:
+    """MI in bits between task (rows, weighted equally) and expert (columns) of a [T, E] table of top-expert counts:
+    sum_t,e p(t) p(e|t) log2(p(e|t) / p(e)), p(t) = 1/T over the tasks seen, p(e) = mean_t p(e|t). 0 when every
+    task picks the experts alike, log2(min(T, E)) when the top expert names the task."""
+    rows = counts.detach().double().cpu()
+    rows = rows[rows.sum(1) > 0]
+    if len(rows) == 0:
+        return 0.0
+    p_e_t = rows / rows.sum(1, keepdim=True)
+    p_e = p_e_t.mean(0)
+    ratio = torch.where(p_e_t > 0, p_e_t / p_e.clamp_min(1e-300), torch.ones_like(p_e_t))
+    return float((p_e_t * ratio.log2()).sum() / len(rows))
 
 
 def load_shares(load: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 from llava.adapters import presets
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.adapters.routing import label_router_layers
+from llava.adapters.state import mutual_information
 from llava.analysis.interference import task_batches
 from llava.checkpoint import base_of, load_checkpoint_model
 from llava.console import progress_bars_only_on_a_terminal
@@ -49,16 +50,6 @@ from llava.train.plots import plot_router_load
 
 ROUTED_SCHEMES = [s for s, settings in SCHEMES.items() if settings.get("balance_coef")]
 PRESET_COEF = presets.preset("asymlora")["balance_coef"]
-
-
-def mutual_information(counts: torch.Tensor) -> float:
-    """MI in bits between task (rows, weighted equally) and top expert (columns) of a [T, E] count table."""
-    rows = counts.double()
-    rows = rows[rows.sum(1) > 0]
-    p_e_t = rows / rows.sum(1, keepdim=True)
-    p_e = p_e_t.mean(0)
-    ratio = torch.where(p_e_t > 0, p_e_t / p_e.clamp_min(1e-300), torch.ones_like(p_e_t))
-    return float((p_e_t * ratio.log2()).sum() / len(rows))
 
 
 def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int, answers_only: bool = False):

@@ -9,6 +9,11 @@ wandb; `--report_to`) get:
 * `router_health/layerL/weight_change`: ||W - W_start|| / ||W_start|| over the layer's router weights (fp32 masters);
 * `router_health/layerL/grad_norm`: norm of the layer's router gradient in the last optimizer step (averaged over
   ranks, before clipping);
+* `router_health/layerL/load/TASK/expertE`: the same per data task;
+* `router_health/layerL/task_mi_bits`: mutual information between the data task and each token's top expert since
+  the last log (llava.adapters.state.mutual_information, the kit's router-specialisation measure): 0 when every task
+  picks the experts alike, log2(min(tasks, E)) when the top expert names the task; `router_health/task_mi_bits/mean`
+  and `/max` over the layers;
 * `router_health/load/TASK/expertE`: per data task, the share of gate mass on expert E since the last log.
 
 They go to the trackers only, not into trainer_state.json's log history (hundreds of scalars per step at 7B).
@@ -23,6 +28,8 @@ import re
 
 import torch
 from transformers import TrainerCallback
+
+from llava.adapters.state import mutual_information
 
 PREFIX = "router_health/"
 
@@ -51,6 +58,8 @@ class RouterHealth(TrainerCallback):
         self._last_load: dict[int, torch.Tensor] = {}
         self._last_task_load: torch.Tensor | None = None
         self._last_entropy: dict[int, torch.Tensor] = {}
+        self._last_top: dict[int, torch.Tensor] = {}
+        state.count_top_experts()  # for the task-expert mutual information
         self._handles = [p.register_hook(self._grad_hook(name)) for group in self.layers.values()
                          for name, p in group]
 
@@ -94,53 +103,76 @@ class RouterHealth(TrainerCallback):
         self._grad = {}
 
     # --- the scalars -------------------------------------------------------------------------------------------
-    def scalars(self) -> dict[str, float]:
-        """The scalars of this logging step (every rank calls this; rank 0's trackers write them)."""
-        out: dict[str, float] = {}
-        layers = sorted(set(self.state.layer_load) | set(self.layers))
-        loads = {layer: self._window(self._last_load, layer, self.state.layer_load.get(layer)) for layer in layers}
-        entropy = {layer: self._window(self._last_entropy, layer, self.state.layer_entropy.get(layer))
-                   for layer in layers}
+    def _windows(self) -> tuple[list[int], dict[str, dict], torch.Tensor | None]:
+        """What each running sum gained since the previous log, summed over ranks (one all-reduce): per layer the
+        [tasks, E] gate mass ("load"), the [entropy, tokens] pair and the [tasks, E] top-expert counts; and the
+        [tasks, E] gate mass over all layers."""
+        state = self.state
+        layers = sorted(set(state.layer_load) | set(self.layers))
+        tables = {"load": (self._last_load, state.layer_load), "entropy": (self._last_entropy, state.layer_entropy),
+                  "top": (self._last_top, state.layer_top or {})}
+        windows = {kind: {layer: self._window(last, layer, totals.get(layer)) for layer in layers}
+                   for kind, (last, totals) in tables.items()}
         task_load = None
-        if self.state.load is not None:
-            previous = self._last_task_load if self._last_task_load is not None else torch.zeros_like(self.state.load)
-            task_load = self.state.load.detach().float() - previous.to(self.state.load.device)
-            self._last_task_load = self.state.load.detach().float().clone()
-        # one all-reduce for everything counted on this rank
-        parts = [t for t in [*loads.values(), *entropy.values(), task_load] if t is not None]
+        if state.load is not None:
+            previous = self._last_task_load if self._last_task_load is not None else torch.zeros_like(state.load)
+            task_load = state.load.detach().float() - previous.to(state.load.device)
+            self._last_task_load = state.load.detach().float().clone()
+        parts = [t for table in windows.values() for t in table.values() if t is not None]
+        parts += [task_load] if task_load is not None else []
         if parts:
             device = parts[0].device
             flat = self.reduce_sum(torch.cat([t.reshape(-1).to(device) for t in parts]))
             offset = 0
-            for table in (loads, entropy):
+            for table in windows.values():
                 for layer, t in table.items():
                     if t is not None:
                         table[layer] = flat[offset:offset + t.numel()].reshape(t.shape)
                         offset += t.numel()
             if task_load is not None:
                 task_load = flat[offset:offset + task_load.numel()].reshape(task_load.shape)
+        return layers, windows, task_load
+
+    def scalars(self) -> dict[str, float]:
+        """The scalars of this logging step (every rank calls this; rank 0's trackers write them)."""
+        out: dict[str, float] = {}
+        layers, windows, task_load = self._windows()
+        mi = []
         for layer in layers:
             key = f"{PREFIX}layer{layer}/"
-            load = loads[layer]
+            load = windows["load"][layer]
             if load is not None and load.sum() > 0:
                 per_expert = load.sum(0)
                 out.update({f"{key}load/{self.unit}{e}": v for e, v in enumerate((per_expert / per_expert.sum())
                                                                                     .tolist())})
-                ent = entropy[layer]
+                out.update(self._per_task(f"{key}load/", load))
+                ent = windows["entropy"][layer]
                 if ent is not None and ent[1] > 0:
                     out[f"{key}gate_entropy"] = float(ent[0] / ent[1]) / math.log(max(2, load.shape[1]))
+            top = windows["top"][layer]
+            if top is not None and int((top.sum(1) > 0).sum()) >= 2:  # a task split needs two tasks in the window
+                mi.append(mutual_information(top))
+                out[f"{key}task_mi_bits"] = mi[-1]
             change = self._weight_change(self.layers.get(layer, []))
             if change is not None:
                 out[f"{key}weight_change"] = change
             if layer in self._grad_sq:
                 out[f"{key}grad_norm"] = float(self._grad_sq[layer].sqrt())
+        if mi:
+            out[f"{PREFIX}task_mi_bits/mean"] = sum(mi) / len(mi)
+            out[f"{PREFIX}task_mi_bits/max"] = max(mi)
         if task_load is not None:
-            for t, row in enumerate(task_load):
-                if row.sum() > 0:
-                    name = self.task_names[t] if t < len(self.task_names) else str(t)
-                    out.update({f"{PREFIX}load/{name}/{self.unit}{e}": v
-                                for e, v in enumerate((row / row.sum()).tolist())})
+            out.update(self._per_task(f"{PREFIX}load/", task_load))
         return {k: round(v, 6) for k, v in out.items()}
+
+    def _per_task(self, prefix: str, load: torch.Tensor) -> dict[str, float]:
+        """PREFIX/TASK/expertE: each task's share of its gate mass per expert."""
+        out = {}
+        for t, row in enumerate(load):
+            if row.sum() > 0:
+                name = self.task_names[t] if t < len(self.task_names) else str(t)
+                out.update({f"{prefix}{name}/{self.unit}{e}": v for e, v in enumerate((row / row.sum()).tolist())})
+        return out
 
     @staticmethod
     def _window(last: dict, layer: int, total: torch.Tensor | None) -> torch.Tensor | None:

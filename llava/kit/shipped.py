@@ -2,8 +2,8 @@
 from two minutes of fitting.
 
 Both are fitted by their recipes (shape_tower.py, word_projector.py), which are deterministic for a CPU and thread
-count but not across them; shipping the pair the kit's documented numbers were measured with also makes those numbers
-the same on every machine. A recipe whose key is not shipped is fitted and cached as before.
+count but not across them; shipping the pair fitted on the project's machine (held-out accuracies as the docs give
+them) also makes the kit's numbers the same on every machine. A recipe whose key is not shipped is fitted and cached as before.
 
 python -m llava.kit.shipped write    re-fit the default recipes (2 threads) and ship the result (maintainers)
 """

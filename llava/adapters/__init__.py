@@ -6,7 +6,7 @@ does not import torch.
 
 from __future__ import annotations
 
-import importlib
+from llava.lazy_names import lazy_names
 
 _HOMES = {
     "AdapterConfig": "config", "AdapterLinear": "layer", "inject_adapters": "inject",
@@ -15,8 +15,4 @@ _HOMES = {
 }
 __all__ = list(_HOMES)
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__ = lazy_names(__name__, _HOMES)

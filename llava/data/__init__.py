@@ -6,14 +6,10 @@ needs the Arrow-backed dataset (which imports `datasets`, about a second per pro
 
 from __future__ import annotations
 
-import importlib
+from llava.lazy_names import lazy_names
 
 _HOMES = {"SupervisedCollator": "collator", "SupervisedDataset": "dataset", "DataError": "sources",
           "parse_data_path": "sources", "read_records": "sources"}
 __all__ = list(_HOMES)
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__ = lazy_names(__name__, _HOMES)

@@ -8,13 +8,9 @@ run, imports torch only, not transformers.
 
 from __future__ import annotations
 
-import importlib
+from llava.lazy_names import lazy_names
 
 _HOMES = {"load_model": "builder", "load_projector": "builder", "save_original_llava": "builder"}
 __all__ = list(_HOMES)
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__ = lazy_names(__name__, _HOMES)

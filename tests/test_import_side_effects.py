@@ -1,5 +1,6 @@
 """Importing the package changes nothing around it: a notebook's matplotlib backend stays, pyplot is not imported;
-the cache honours XDG_CACHE_HOME."""
+the cache honours XDG_CACHE_HOME. Its one exit hook (llava/quick_exit.py) runs after the hooks registered after it
+and before those registered before it."""
 
 import subprocess
 import sys
@@ -7,14 +8,17 @@ import sys
 from llava.cache import cache_dir
 
 
-def test_importing_the_package_leaves_matplotlib_alone():
-    code = ("import sys, matplotlib; matplotlib.use('svg'); "
+def test_importing_the_package_leaves_matplotlib_alone_and_exits_without_collecting():
+    code = ("import atexit, gc, sys, matplotlib; matplotlib.use('svg'); "
+            "atexit.register(lambda: print('before', gc.get_freeze_count() > 0)); "
             "import llava.train.train, llava.kit.compare, llava.kit.router_specialisation, llava.eval.report; "
+            "atexit.register(lambda: print('after', gc.get_freeze_count() > 0)); "
             "from llava.train.plots import plot_losses; import tempfile, os; "
             "plot_losses([{'step': 1, 'loss': 2.0}], os.path.join(tempfile.mkdtemp(), 'loss.png')); "
             "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["svg", "False"]
+    # the hook registered after llava's ran with the collector still on; the one registered before, after the freeze
+    assert out == ["svg", "False", "after", "False", "before", "True"]
 
 
 def test_the_cache_honours_xdg_cache_home(monkeypatch, tmp_path):

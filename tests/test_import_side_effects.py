@@ -1,5 +1,5 @@
 """Importing the package changes nothing around it: a notebook's matplotlib backend stays, pyplot is not imported;
-the cache honours XDG_CACHE_HOME. Its one exit hook (llava/quick_exit.py) runs after the hooks registered after it
+the cache honours XDG_CACHE_HOME. Its one exit hook (llava/process_gc.py) runs after the hooks registered after it
 and before those registered before it."""
 
 import subprocess
@@ -15,10 +15,16 @@ def test_importing_the_package_leaves_matplotlib_alone_and_exits_without_collect
             "atexit.register(lambda: print('after', gc.get_freeze_count() > 0)); "
             "from llava.train.plots import plot_losses; import tempfile, os; "
             "plot_losses([{'step': 1, 'loss': 2.0}], os.path.join(tempfile.mkdtemp(), 'loss.png')); "
-            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules, gc.get_threshold() == (700, 10, 10))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    # the hook registered after llava's ran with the collector still on; the one registered before, after the freeze
-    assert out == ["svg", "False", "after", "False", "before", "True"]
+    # the collector's settings are the importer's; the hook registered after llava's ran with the collector still on,
+    # the one registered before, after the freeze
+    assert out == ["svg", "False", "True", "after", "False", "before", "True"]
+
+
+def test_a_command_of_the_package_starts_with_fewer_young_collections():
+    command = subprocess.run([sys.executable, "-m", "llava.process_gc"], capture_output=True, text=True, check=True)
+    assert command.stdout.split() == ["10000", "10", "10"]
 
 
 def test_the_cache_honours_xdg_cache_home(monkeypatch, tmp_path):

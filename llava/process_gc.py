@@ -1,0 +1,33 @@
+"""How a process of this package uses Python's garbage collector: less of it while a command starts, none at exit.
+
+Importing torch, transformers, PEFT and bitsandbytes (which imports torch's compiler) creates millions of objects,
+and CPython's default young-generation threshold (700 allocations) runs a collection every few hundred of them:
+about a fifth of a command's start-up (bench/process_gc.py measures both effects). A `python -m llava...` command
+(the scripts, torchrun's and DeepSpeed's workers) starts with a threshold of 10,000 instead; code that imports the
+package into its own process keeps its settings.
+
+At interpreter shutdown CPython runs full collections while it tears modules down, seconds with that stack loaded.
+`gc.freeze()` as the last exit hook moves every live object out of the collector's sight: refcounting still frees
+them, files the run opened are closed by their owners before exit, and hooks registered after this one (the
+Trainer's, tensorboard's) have already run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import sys
+
+START_UP_THRESHOLD = 10_000
+
+
+def install() -> None:
+    # While `python -m` locates the module to run, sys.argv[0] is "-m" (the interpreter's documented behaviour):
+    # this import is the start of one of our commands, not a library user's.
+    if sys.argv[:1] == ["-m"]:
+        gc.set_threshold(START_UP_THRESHOLD, *gc.get_threshold()[1:])
+    atexit.register(gc.freeze)
+
+
+if __name__ == "__main__":  # python -m llava.process_gc: the thresholds a command of this package runs with
+    print(*gc.get_threshold())

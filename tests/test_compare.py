@@ -5,6 +5,7 @@ compare`: router specialisation at two balance coefficients (the preset's runs a
 with yes/no singles, compared seed for seed with the root's runs."""
 
 import json
+import math
 import re
 import statistics
 import time
@@ -50,6 +51,18 @@ def test_compare_table_reuse_and_settings(compare_root):
     assert "| lora vs asymlora |" in (out / "compare_tests.md").read_text()
     # vqa twice the base count, the others half: as many vqa_hex colour questions as vqa has (a quarter of vqa)
     assert [result["counts"][f"train/{t}"] for t in ("vqa", "vqa_hex", "caption", "vqg")] == [192, 48, 48, 48]
+    # the routers' task split while training, per routed scheme and seed (lora has none); 4 tasks, 3 experts
+    assert result["router_mi"]["lora"] == [None, None]
+    routed = result["router_mi"]["asymlora"]
+    assert [r["step"] for r in routed] == [3, 3] and all(len(r["layers"]) == 2 for r in routed)  # tiny: 2 layers
+    for r in routed:
+        assert 0 <= min(r["layers"].values()) and r["mean"] <= r["max"] <= math.log2(3) + 1e-6
+        assert r["specialised_layers"] == sum(v >= 0.5 for v in r["layers"].values())
+    markdown = (out / "compare.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| asymlora | ") and "bits" not in line
+               and " / " in line)
+    assert row.split(" | ")[1] == " / ".join(f"{r['mean']:.3f}" for r in routed)
+    assert "| lora | " not in markdown.split("Routers:")[1]
     for png in ("compare.png", "analysis/lora/interference.png", "analysis/asymlora/router_load.png"):
         assert (out / png).stat().st_size > 10_000, png
 

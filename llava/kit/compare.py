@@ -11,7 +11,8 @@ by side finish sooner than two two-thread runs one after the other (`bench/compa
 Held out: 200 questions per reported cell (colour, shape, yes/no, hex, caption, vqg) and 2 x 100 paired images, from
 easy-vqa's test split. Then: per scheme and column the mean over seeds with a 95% interval and marks where it differs
 from lora by a paired test (kit/table.py, kit/stats.py), every pair's test (compare_tests.md), the blind
-baseline, a bar chart, and the interference matrices and router load of seed 0's lora and asymlora runs.
+baseline, a bar chart, the interference matrices and router load of seed 0's lora and asymlora runs, and each routed
+scheme's task-expert mutual information as it trained (router health, logged to tensorboard; kit/router_mi.py).
 
 python -m llava.kit.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--schemes lora,asymlora]
                                  [--yes-no-turns 8] [--yes-no-singles 0.25] [--test 200] [--pairs 100] [--workers 2]
@@ -20,6 +21,7 @@ python -m llava.kit.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -37,6 +39,7 @@ from llava.console import progress_bars_only_on_a_terminal
 from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.kit.evaluate import blind_outcomes, blind_scores, evaluate
 from llava.kit.plots import plot_comparison
+from llava.kit.router_mi import mutual_information_table, run_mutual_information
 from llava.kit.small import SMALL_VERSION
 from llava.kit.table import summarise
 from llava.kit.workers import in_workers
@@ -65,8 +68,10 @@ def train_args(scheme: str, mixture: str, images: str, out: str, seed: int, step
             "--learning_rate", "2e-3",
             "--warmup_ratio", "0.05", "--lr_scheduler_type", "cosine", "--max_steps", str(steps),
             "--per_device_train_batch_size", str(batch), "--model_max_length", str(KIT_MAX_TOKENS),
-            "--group_by_modality_length", "True", "--logging_steps", "10",
-            "--save_steps", str(max(1, steps // 2)), "--save_total_limit", "1", "--report_to", "none",
+            "--group_by_modality_length", "True", "--logging_steps", str(min(10, steps)),
+            "--save_steps", str(max(1, steps // 2)), "--save_total_limit", "1",
+            # router health (and so the routers' task split that the table reports) is logged to a tracker
+            "--report_to", "tensorboard" if importlib.util.find_spec("tensorboard") else "none",
             "--output_dir", out, "--seed", str(seed)]
     # the small preset's projector is aligned with the LM's word embeddings (kit/word_projector.py): kept frozen
     args += ["--freeze_mm_mlp_adapter", "True"] if model == "small" else ["--mm_projector_lr", "2e-3"]
@@ -202,10 +207,15 @@ def main(argv=None):
     outcomes = {s: read_outcomes(args.out, s, seeds) for s in schemes}
     counts = {s: adapter_weights(os.path.join(args.out, s, f"seed{seeds[0]}")) for s in schemes}
     text, tests, stats = summarise(outcomes, blind_outcomes(manifest), counts)
+    routers = {s: [run_mutual_information(os.path.join(args.out, s, f"seed{k}")) for k in seeds] for s in schemes}
+    if routers_table := mutual_information_table(routers):
+        text += ("\n\nRouters: task-expert mutual information at the last logged window of training (bits; 0: every "
+                 "task picks the experts alike; log2(min(tasks, experts)) when the top expert names the task)\n\n"
+                 + routers_table)
     plot_comparison(stats, os.path.join(args.out, "compare.png"))
     with open(os.path.join(args.out, "compare.json"), "w") as f:
         json.dump({"stats": stats, "blind": blind_scores(manifest), "adapter_weights": counts, "steps": args.steps,
-                   "seeds": seeds, "counts": manifest["counts"],
+                   "seeds": seeds, "counts": manifest["counts"], "router_mi": routers,
                    "scores": {s: [json.load(open(os.path.join(args.out, s, f"seed{k}", "eval", "scores.json")))
                                   for k in seeds] for s in schemes}}, f, indent=1)
     for name, body in (("compare.md", text), ("compare_tests.md", tests)):

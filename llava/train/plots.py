@@ -33,7 +33,7 @@ def plot_losses(log_history: list[dict], path: str) -> bool:
         right.plot(steps, [h.get("balance_loss", 0.0) for h in rows], color="tab:orange", marker=".",
                    label="balance loss")
         right.set_ylabel("balance loss (before coef)")
-        fig.legend(loc="upper right")
+        fig.legend(loc="outside upper right")  # constrained layout makes room beside the right axis
     else:
         ax.legend(loc="upper right")
     ax.set_title("training loss")
@@ -65,10 +65,7 @@ def plot_router_load(total: torch.Tensor, per_layer: dict[int, torch.Tensor], ta
                     ax.text(e, t, f"{value:.2f}", ha="center", va="center", fontsize=6,
                             color="black" if value > 0.6 else "white")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=f"share of the task's gate mass per {unit}")
-    # just above the top row's titles: at a fixed figure fraction a tall (many-layer) figure gets a blank band on top
-    top = max(ax.get_position().y1 for ax in axes.flat)
-    fig.suptitle(f"router load per task (rows sum to 1; uniform = {1 / num_experts:.2f})", fontsize=10,
-                 y=top + 0.45 / fig.get_figheight(), va="bottom")
+    fig.suptitle(f"router load per task (rows sum to 1; uniform = {1 / num_experts:.2f})", fontsize=10)
     save_figure(fig, path)
 
 
@@ -100,7 +97,6 @@ def plot_router_health(events_dir: str, path: str) -> bool:
 
     colour = matplotlib.colormaps["viridis"]
     fig, axes = subplots(2, 2, figsize=(11, 7))
-    fig.set_layout_engine("constrained")  # room for the two colour bars beside the panels they belong to
     panels = [("gate_entropy", "gate entropy / log E (1: uniform, 0: one expert)", "linear"),
               ("weight_change", "router weight change ||W - W0|| / ||W0||", "linear"),
               ("grad_norm", "router gradient norm (per step, before clipping)", "log")]

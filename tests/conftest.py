@@ -15,8 +15,12 @@ from tests.helpers.data import write_small_data
 from tests.helpers.training import run_training
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# the pre-flight data check caches its results; tests keep theirs out of the user's ~/.cache
-os.environ.setdefault("LLAVA_ASYMLORA_CACHE", tempfile.mkdtemp(prefix="llava-test-cache-"))
+# the pre-flight data check, the GGUF conversion and the small preset cache their results; tests keep theirs out of the
+# user's ~/.cache, in one directory for every worker of a run (xdist's run id), so the GGUF file is de-quantized once
+# per run, not once per worker (entries are published by an atomic rename: llava/cache.py)
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+os.environ.setdefault("LLAVA_ASYMLORA_CACHE", os.path.join(tempfile.gettempdir(), f"llava-test-cache-{_RUN}") if _RUN
+                      else tempfile.mkdtemp(prefix="llava-test-cache-"))
 # `make test` runs 2 pytest workers on 2 cores, and many tests start training subprocesses: one compute thread per
 # process keeps them from oversubscribing the cores (measured: the multi-process and script tests take ~35% less time).
 os.environ.setdefault("OMP_NUM_THREADS", "1")

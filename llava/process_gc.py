@@ -4,7 +4,7 @@ Importing torch, transformers, PEFT and bitsandbytes (which imports torch's comp
 and CPython's default young-generation threshold (700 allocations) runs a collection every few hundred of them:
 about a fifth of a command's start-up (bench/process_gc.py measures both effects). A `python -m llava...` command
 (the scripts, torchrun's and DeepSpeed's workers) starts with a threshold of 10,000 instead; code that imports the
-package into its own process keeps its settings.
+package into its own process keeps its settings (unless it asks for them: `as_a_command()`).
 
 At interpreter shutdown CPython runs full collections while it tears modules down, seconds with that stack loaded.
 `gc.freeze()` as the last exit hook moves every live object out of the collector's sight: refcounting still frees
@@ -25,8 +25,14 @@ def install() -> None:
     # While `python -m` locates the module to run, sys.argv[0] is "-m" (the interpreter's documented behaviour):
     # this import is the start of one of our commands, not a library user's.
     if sys.argv[:1] == ["-m"]:
-        gc.set_threshold(START_UP_THRESHOLD, *gc.get_threshold()[1:])
+        as_a_command()
     atexit.register(gc.freeze)
+
+
+def as_a_command() -> None:
+    """The collector settings of the package's commands, for a program whose main job is to run the package's
+    training or evaluation in its own process (the test suite's runners and launched helpers do)."""
+    gc.set_threshold(START_UP_THRESHOLD, *gc.get_threshold()[1:])
 
 
 if __name__ == "__main__":  # python -m llava.process_gc: the thresholds a command of this package runs with

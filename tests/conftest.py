@@ -10,6 +10,7 @@ import pytest
 import torch
 from filelock import FileLock
 
+from llava import process_gc
 from llava.model.tiny import build_tiny
 from tests.helpers.data import write_small_data
 from tests.helpers.training import run_training
@@ -25,6 +26,8 @@ os.environ.setdefault("LLAVA_ASYMLORA_CACHE", os.path.join(tempfile.gettempdir()
 # process keeps them from oversubscribing the cores (measured: the multi-process and script tests take ~35% less time).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
+# the test processes train and evaluate in-process: they collect as the package's commands do (llava/process_gc.py)
+process_gc.as_a_command()
 
 
 @pytest.fixture(scope="session")

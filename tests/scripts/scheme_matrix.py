@@ -12,10 +12,12 @@ import sys
 
 from transformers.integrations import is_deepspeed_zero3_enabled
 
+from llava import process_gc
 from llava.train.train import train
 
 
 def main(plan_path: str) -> None:
+    process_gc.as_a_command()  # what `python -m llava.train.train` runs with (this runs it in-process)
     with open(plan_path) as f:
         plan = json.load(f)
     modes = {}

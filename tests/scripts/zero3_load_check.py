@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainingArguments
 
+from llava import process_gc
 from llava.model.builder import load_model
 from llava.model.weights import map_original_key
 from llava.model.zero import init_deepspeed_distributed
@@ -74,6 +75,7 @@ def check(source: str, paths: dict) -> dict:
 
 
 def main():
+    process_gc.as_a_command()  # what the package's commands run with
     sources, out_path = sys.argv[1].split(","), sys.argv[2]
     with open(sys.argv[3]) as f:
         paths = json.load(f)

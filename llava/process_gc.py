@@ -1,10 +1,13 @@
 """How a process of this package uses Python's garbage collector: less of it while a command starts, none at exit.
 
 Importing torch, transformers, PEFT and bitsandbytes (which imports torch's compiler) creates millions of objects,
-and CPython's default young-generation threshold (700 allocations) runs a collection every few hundred of them:
-about a fifth of a command's start-up (bench/process_gc.py measures both effects). A `python -m llava...` command
+and CPython's default young-generation threshold (700 allocations) runs a collection every few hundred of them, a
+sizeable part of a command's start-up (bench/process_gc.py measures it and the exit). A `python -m llava...` command
 (the scripts, torchrun's and DeepSpeed's workers) starts with a threshold of 10,000 instead; code that imports the
 package into its own process keeps its settings (unless it asks for them: `as_a_command()`).
+
+Once its imports are done a command also freezes what they created (`imports_done()`), so the collections of the run
+itself skip those objects.
 
 At interpreter shutdown CPython runs full collections while it tears modules down, seconds with that stack loaded.
 `gc.freeze()` as the last exit hook moves every live object out of the collector's sight: refcounting still frees
@@ -19,6 +22,7 @@ import gc
 import sys
 
 START_UP_THRESHOLD = 10_000
+_command = False  # this process is one of the package's commands (or asked to be run like one)
 
 
 def install() -> None:
@@ -32,7 +36,16 @@ def install() -> None:
 def as_a_command() -> None:
     """The collector settings of the package's commands, for a program whose main job is to run the package's
     training or evaluation in its own process (the test suite's runners and launched helpers do)."""
+    global _command
+    _command = True
     gc.set_threshold(START_UP_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def imports_done() -> None:
+    """A command's imports are done: what exists now (modules, classes, functions) lives until exit, so later
+    collections stop walking it (`gc.freeze()`). Nothing in a library user's process."""
+    if _command:
+        gc.freeze()
 
 
 if __name__ == "__main__":  # python -m llava.process_gc: the thresholds a command of this package runs with

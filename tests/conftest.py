@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -26,8 +27,9 @@ os.environ.setdefault("LLAVA_ASYMLORA_CACHE", os.path.join(tempfile.gettempdir()
 # process keeps them from oversubscribing the cores (measured: the multi-process and script tests take ~35% less time).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
-# the test processes train and evaluate in-process: they collect as the package's commands do (llava/process_gc.py)
-process_gc.as_a_command()
+# the test processes train and evaluate in-process: their young generation is collected as the package's commands'
+# is (llava/process_gc.py); not marked as a command, so nothing they hold is ever frozen
+gc.set_threshold(process_gc.START_UP_THRESHOLD, *gc.get_threshold()[1:])
 
 
 @pytest.fixture(scope="session")

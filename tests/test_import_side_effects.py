@@ -36,3 +36,16 @@ def test_the_cache_honours_xdg_cache_home(monkeypatch, tmp_path):
     assert cache_dir("preflight") == str(tmp_path / "home" / ".cache" / "llava-asymlora" / "preflight")
     monkeypatch.setenv("LLAVA_ASYMLORA_CACHE", str(tmp_path / "mine"))
     assert cache_dir("preflight") == str(tmp_path / "mine" / "preflight")
+
+
+def test_only_a_command_freezes_what_its_imports_made(monkeypatch):
+    from llava import process_gc
+
+    frozen = []
+    monkeypatch.setattr(process_gc.gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(process_gc, "_command", False)
+    process_gc.imports_done()  # a library user's process (this one): nothing frozen
+    assert frozen == []
+    monkeypatch.setattr(process_gc, "_command", True)
+    process_gc.imports_done()
+    assert frozen == [True]

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from llava import process_gc
 from llava.console import on_a_terminal, progress_bars_only_on_a_terminal
 from llava.eval.jsonl import read_jsonl, write_jsonl
 from llava.inference import Generator, resolve_eval_device
@@ -208,6 +209,7 @@ def answer_questions(gen: Generator, questions: list[dict], answers_file: str, i
 
 
 def main(argv=None):
+    process_gc.imports_done()
     progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-path", required=True, help="checkpoint dir, merged/llava-hf dir, or a preset (tiny, small)")

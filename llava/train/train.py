@@ -9,6 +9,7 @@ import sys
 import torch
 import transformers
 
+from llava import process_gc
 from llava.checkpoint import Base
 from llava.console import on_a_terminal, progress_bars_only_on_a_terminal
 from llava.data import DataError, SupervisedCollator
@@ -127,6 +128,7 @@ def train(argv=None, callbacks=None):
 
 
 def main():
+    process_gc.imports_done()
     argv = sys.argv[1:]
     if "-h" in argv or "--help" in argv:
         from llava.train.help import short_help

@@ -69,6 +69,7 @@ def kill_while_saving(step: int):
 
 if __name__ == "__main__":
     process_gc.as_a_command()  # what `python -m llava.train.train` runs with (this runs it in-process)
+    process_gc.imports_done()
     mode, k, out, spec, folder, *extra = sys.argv[1:]
     callbacks = {"nan": [InjectNaN(int(k))], "infgrad": [InjectInfGrad(int(k))], "oom": [InjectOOM(int(k))]}.get(mode)
     if mode == "kill":

@@ -6,8 +6,7 @@ Batched greedy decoding with left padding, on CPU or GPU; `--dtype auto` is LLaV
 (fp16, as its model_vqa_loader), fp32 on the CPU. Resumable: an answer is reused only for the same question id,
 prompt and image (LLaVA's ids repeat, and a changed question file must not reuse stale answers); answers to
 questions no longer asked are discarded, counted and said. Each answer is flushed as one whole line, so a killed
-run never leaves a duplicate or a half line. `--num-chunks/--chunk-idx` split the questions across processes.
-"""
+run never leaves a duplicate or a half line. `--num-chunks/--chunk-idx` split the questions across processes."""
 
 from __future__ import annotations
 

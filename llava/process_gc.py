@@ -4,7 +4,7 @@ Importing torch, transformers, PEFT and bitsandbytes (which imports torch's comp
 and CPython's default young-generation threshold (700 allocations) runs a collection every few hundred of them, a
 sizeable part of a command's start-up (bench/process_gc.py measures it and the exit). A `python -m llava...` command
 (the scripts, torchrun's and DeepSpeed's workers) starts with a threshold of 10,000 instead; code that imports the
-package into its own process keeps its settings (unless it asks for them: `as_a_command()`).
+package into its own process keeps its settings (unless it asks for them: `imports_done(command=True)`).
 
 Once its imports are done a command also freezes what they created (`imports_done()`), so the collections of the run
 itself skip those objects.
@@ -34,16 +34,24 @@ def install() -> None:
 
 
 def as_a_command() -> None:
-    """The collector settings of the package's commands, for a program whose main job is to run the package's
-    training or evaluation in its own process (the test suite's runners and launched helpers do)."""
     global _command
     _command = True
+    command_threshold()
+
+
+def command_threshold() -> None:
+    """The young-generation threshold of the package's commands (also for the test processes, which train and
+    evaluate in-process but are not commands: nothing of theirs is ever frozen)."""
     gc.set_threshold(START_UP_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def imports_done() -> None:
+def imports_done(command: bool = False) -> None:
     """A command's imports are done: what exists now (modules, classes, functions) lives until exit, so later
-    collections stop walking it (`gc.freeze()`). Nothing in a library user's process."""
+    collections stop walking it (`gc.freeze()`). Nothing in a library user's process. command=True: this program
+    runs the package's training or evaluation in-process as its main job, and is run like a command (the test
+    suite's launched helpers)."""
+    if command:
+        as_a_command()
     if _command:
         gc.freeze()
 

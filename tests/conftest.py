@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import tempfile
@@ -29,7 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 # the test processes train and evaluate in-process: their young generation is collected as the package's commands'
 # is (llava/process_gc.py); not marked as a command, so nothing they hold is ever frozen
-gc.set_threshold(process_gc.START_UP_THRESHOLD, *gc.get_threshold()[1:])
+process_gc.command_threshold()
 
 
 @pytest.fixture(scope="session")

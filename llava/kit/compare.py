@@ -21,7 +21,6 @@ python -m llava.kit.compare --out runs/compare [--seeds 0,1,2] [--steps 200] [--
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -39,7 +38,7 @@ from llava.console import progress_bars_only_on_a_terminal
 from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.kit.evaluate import blind_outcomes, blind_scores, evaluate
 from llava.kit.plots import plot_comparison
-from llava.kit.router_mi import mutual_information_table, run_mutual_information
+from llava.kit.router_mi import mutual_information_table, report_to, run_mutual_information
 from llava.kit.small import SMALL_VERSION
 from llava.kit.table import summarise
 from llava.kit.workers import in_workers
@@ -71,7 +70,7 @@ def train_args(scheme: str, mixture: str, images: str, out: str, seed: int, step
             "--group_by_modality_length", "True", "--logging_steps", str(min(10, steps)),
             "--save_steps", str(max(1, steps // 2)), "--save_total_limit", "1",
             # router health (and so the routers' task split that the table reports) is logged to a tracker
-            "--report_to", "tensorboard" if importlib.util.find_spec("tensorboard") else "none",
+            "--report_to", report_to(),
             "--output_dir", out, "--seed", str(seed)]
     # the small preset's projector is aligned with the LM's word embeddings (kit/word_projector.py): kept frozen
     args += ["--freeze_mm_mlp_adapter", "True"] if model == "small" else ["--mm_projector_lr", "2e-3"]

@@ -16,7 +16,6 @@ python -m llava.kit.demo [--steps 160] [--batch 2]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import time
@@ -27,6 +26,7 @@ from llava.adapters import presets
 from llava.console import progress_bars_only_on_a_terminal
 from llava.kit.easy_vqa_mixture import KIT_MAX_TOKENS, build
 from llava.kit.evaluate import blind_scores, evaluate, headline
+from llava.kit.router_mi import report_to
 from llava.kit.shape_tower import pretrained_tower
 from llava.kit.small import SMALL_VERSION
 from llava.model.cpu_dtype import compute_dtype_line, cpu_compute_dtype
@@ -48,7 +48,7 @@ def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0)
         "--lr_scheduler_type", "cosine", "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
         "--model_max_length", str(KIT_MAX_TOKENS), "--group_by_modality_length", "True", "--logging_steps", "20",
         "--save_steps", str(steps), "--save_total_limit", "1",
-        "--report_to", "tensorboard" if importlib.util.find_spec("tensorboard") else "none", "--output_dir", output, "--seed", str(seed),
+        "--report_to", report_to(), "--output_dir", output, "--seed", str(seed),
         "--bf16", str(torch.cuda.is_available() or cpu_compute_dtype() == "bf16"),
         "--use_cpu", str(not torch.cuda.is_available()),
     ]

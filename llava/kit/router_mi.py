@@ -9,12 +9,18 @@ routed layers at 0.5 bits or more). Schemes without routers (lora, task heads) h
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 
 from llava.train.plots import read_router_health
 
 SPECIALISED = 0.5  # bits
+
+
+def report_to() -> str:
+    """`--report_to` of the kit's runs (compare, demo): tensorboard where installed, so router health is logged."""
+    return "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
 
 
 def run_mutual_information(run_dir: str) -> dict | None:
@@ -25,8 +31,9 @@ def run_mutual_information(run_dir: str) -> dict | None:
               if (m := re.fullmatch(r"layer(\d+)/task_mi_bits", name))}
     if not layers:
         return None
-    step = max(s for points in layers.values() for s, _ in points)
-    last = {layer: dict(points)[step] for layer, points in sorted(layers.items()) if step in dict(points)}
+    by_step = {layer: dict(points) for layer, points in sorted(layers.items())}
+    step = max(s for points in by_step.values() for s in points)
+    last = {layer: points[step] for layer, points in by_step.items() if step in points}
     values = list(last.values())
     return {"step": step, "layers": last, "mean": sum(values) / len(values), "max": max(values),
             "specialised_layers": sum(v >= SPECIALISED for v in values)}

@@ -68,8 +68,7 @@ def kill_while_saving(step: int):
 
 
 if __name__ == "__main__":
-    process_gc.as_a_command()  # what `python -m llava.train.train` runs with (this runs it in-process)
-    process_gc.imports_done()
+    process_gc.imports_done(command=True)  # as `python -m llava.train.train` runs (this runs it in-process)
     mode, k, out, spec, folder, *extra = sys.argv[1:]
     callbacks = {"nan": [InjectNaN(int(k))], "infgrad": [InjectInfGrad(int(k))], "oom": [InjectOOM(int(k))]}.get(mode)
     if mode == "kill":

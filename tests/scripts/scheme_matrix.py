@@ -17,8 +17,7 @@ from llava.train.train import train
 
 
 def main(plan_path: str) -> None:
-    process_gc.as_a_command()  # what `python -m llava.train.train` runs with (this runs it in-process)
-    process_gc.imports_done()
+    process_gc.imports_done(command=True)  # as `python -m llava.train.train` runs (this runs it in-process)
     with open(plan_path) as f:
         plan = json.load(f)
     modes = {}

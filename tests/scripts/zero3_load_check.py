@@ -75,8 +75,7 @@ def check(source: str, paths: dict) -> dict:
 
 
 def main():
-    process_gc.as_a_command()  # what the package's commands run with
-    process_gc.imports_done()
+    process_gc.imports_done(command=True)  # as the package's commands run
     sources, out_path = sys.argv[1].split(","), sys.argv[2]
     with open(sys.argv[3]) as f:
         paths = json.load(f)

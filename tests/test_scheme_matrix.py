@@ -3,7 +3,8 @@
 One launch per process count trains every cell of that count, one run after another (tests/scripts/scheme_matrix.py,
 the scripts' own command lines; DDP first), 4 optimizer steps of 2 accumulated micro-steps each, bf16, a model built
 from parts; under ZeRO-3 `stage3_param_persistence_threshold: 0`, so every adapter and router tensor is partitioned
-as at 7B. Each run's mode as transformers saw it is checked (none leaks into the next run). Cells:
+as at 7B. Each run's mode as transformers saw it is checked (none leaks into the next run), and the optimizer that
+stepped (AdamW, decoupled weight decay; DeepSpeed's CPU Adam under offload). Cells:
 
     mode             processes   schemes   test
     ZeRO-3           2           all six   test_zero3_two_processes_every_scheme_and_an_exact_resume (+ resumed)
@@ -117,7 +118,11 @@ def train_cells(parts, tmp_path, nproc: int, stages: list, resume: dict) -> dict
     for run in plan:
         stage, name = run["name"].split("/")
         stage = None if stage == "None" else stage
-        assert modes[run["name"]] == {"deepspeed": stage is not None, "zero3": str(stage).startswith("zero3")}, run
+        # the optimizer that stepped is AdamW with decoupled decay in every mode; under ZeRO-Offload accelerate rebuilds
+        # the Trainer's as DeepSpeed's CPU Adam (an optimizer it does not take for AdamW loses decoupled decay)
+        assert modes[run["name"]] == {
+            "deepspeed": stage is not None, "zero3": str(stage).startswith("zero3"), "decoupled_weight_decay": True,
+            "optimizer": "DeepSpeedCPUAdam" if str(stage).endswith("offload") else "AdamW"}, (run, modes[run["name"]])
         out = tmp_path / str(stage) / name
         history = json.loads((out / "trainer_state.json").read_text())["log_history"]
         losses[stage][name] = [h["loss"] for h in history if "loss" in h]

@@ -40,7 +40,6 @@ from llava.model.vision_keepalive import VisionKeepalive
 from llava.model.zero import gathered
 from llava.train import optimizer_state
 from llava.train.activation_checkpointing import LanguageInputsOnly
-from llava.train.deepspeed_config import cpu_adam_class, offloads_optimizer
 from llava.train.rank_record import RankRecord
 from llava.train.router_health import RouterHealth
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
@@ -81,7 +80,9 @@ class LlavaTrainer(Trainer):
 
     # --- optimisation ------------------------------------------------------------------------------------------
     def create_optimizer(self, model=None):
-        """Two learning rates (adapters / projector) x decay / no decay, as LLaVA's trainer."""
+        """Two learning rates (adapters / projector) x decay / no decay, as LLaVA's trainer. Under ZeRO-Offload
+        accelerate rebuilds this AdamW as DeepSpeed's CPU Adam (decoupled decay: it checks for AdamW) from these
+        groups."""
         if self.optimizer is not None:
             return self.optimizer
         model = self.model
@@ -101,8 +102,6 @@ class LlavaTrainer(Trainer):
                 group["lr"] = proj_lr
             param_groups.append(group)
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-        if offloads_optimizer(self.args):
-            optimizer_cls = cpu_adam_class()
         self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer
 

@@ -10,10 +10,19 @@ Usage: python -m torch.distributed.run ... -m tests.scripts.scheme_matrix PLAN.j
 import json
 import sys
 
+import torch
 from transformers.integrations import is_deepspeed_zero3_enabled
 
 from llava import process_gc
 from llava.train.train import train
+
+
+def optimizer_kind(trainer) -> dict:
+    """The optimizer that stepped: DeepSpeed's engine holds the one it was given (under ZeRO-Offload, accelerate's
+    CPU Adam rebuilt from the Trainer's), the Trainer's wrapper otherwise; whether its weight decay is decoupled."""
+    optimizer = trainer.model_wrapped.basic_optimizer if trainer.is_deepspeed_enabled else trainer.optimizer.optimizer
+    decoupled = optimizer.adam_w_mode if hasattr(optimizer, "adam_w_mode") else isinstance(optimizer, torch.optim.AdamW)
+    return {"optimizer": type(optimizer).__name__, "decoupled_weight_decay": decoupled}
 
 
 def main(plan_path: str) -> None:
@@ -23,7 +32,8 @@ def main(plan_path: str) -> None:
     modes = {}
     for run in plan:
         trainer = train(run["argv"])
-        modes[run["name"]] = {"deepspeed": trainer.is_deepspeed_enabled, "zero3": is_deepspeed_zero3_enabled()}
+        modes[run["name"]] = {"deepspeed": trainer.is_deepspeed_enabled, "zero3": is_deepspeed_zero3_enabled(),
+                              **optimizer_kind(trainer)}
         if trainer.args.process_index == 0:
             with open(plan_path + ".modes", "w") as f:
                 json.dump(modes, f)

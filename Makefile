@@ -3,6 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 EXTRAS  ?= dev
+BASE    := $(VENV)/.base
 STAMP   := $(VENV)/.installed
 DS_OPS  := .torch_extensions/.built
 
@@ -12,7 +13,8 @@ install: $(STAMP)
 
 # torch goes in first and is pinned by a constraints file, so nothing later swaps the CPU build for CUDA wheels.
 # pip -qq: errors only (a mirror's pip.conf can add a warning per package for find-links that are absent).
-$(STAMP): pyproject.toml
+# DeepSpeed goes in next (pyproject's `deepspeed` extra), so that its CPU ops can compile while the rest installs.
+$(BASE): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -qq --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
@@ -21,6 +23,11 @@ $(STAMP): pyproject.toml
 		echo "CPU machine: installing torch==2.13.* (CPU build)"; $(BIN)/pip install -qq "torch==2.13.*"; \
 	fi
 	$(BIN)/python -W ignore -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(BIN)/pip install -qq -c $(VENV)/constraints.txt "$$($(BIN)/python -c "import tomllib; \
+		print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['deepspeed'])")"
+	touch $@
+
+$(STAMP): $(BASE)
 	$(BIN)/pip install -qq -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
 	# lmms-eval for the plugin tests, --no-deps: its pins (wandb -> protobuf<7, a CUDA torchvision) would break this
 	# stack; the `lmms-eval` extra (in dev) holds what it needs.
@@ -47,12 +54,13 @@ compare: install
 
 # Two workers, whole files each (module fixtures and fixed launcher ports stay within one worker): the suite is
 # dominated by subprocess start-up and single-threaded Python, so 2 cores run it ~20% faster.
-test: install $(DS_OPS)
+test:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) $(DS_OPS)  # the rest installs while DeepSpeed's ops compile
 	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile
 
 # DeepSpeed's CPU ops (CPU Adam for offload, shared-memory collectives) compile on first use (about a minute): built
 # once here, into the folder the tests point TORCH_EXTENSIONS_DIR at, rather than inside whichever test runs first.
-$(DS_OPS): $(STAMP)
+$(DS_OPS): $(BASE)
 	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/.torch_extensions $(BIN)/python -m tests.scripts.build_ds_ops
 	touch $@
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 import os
 
 
-def subplots(*args, figsize=None, **kwargs):
+def subplots(*args, figsize=None, layout="constrained", **kwargs):
     """A figure and its axes outside pyplot: files only, and no backend chosen or changed (a notebook that imports
     this package keeps its own). Laid out by matplotlib's constrained layout (titles, colour bars and outside
-    legends get their room), so saving draws the figure once instead of twice for a "tight" bounding box."""
+    legends get their room), so saving draws the figure once instead of twice for a "tight" bounding box.
+    layout=None: the caller places the axes (`fig.subplots_adjust`), for figures every run writes, where the layout
+    pass costs as much as drawing."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(*args, **kwargs)
 
 

@@ -23,20 +23,19 @@ def plot_losses(log_history: list[dict], path: str) -> bool:
     if not rows:
         return False
     steps = [h["step"] for h in rows]
-    fig, ax = subplots(figsize=(7, 4))
-    ax.plot(steps, [h.get("lm_loss", h["loss"]) for h in rows], marker=".", label="LM loss")
+    fig, ax = subplots(figsize=(7, 4), layout=None)
+    fig.subplots_adjust(left=0.1, right=0.88, bottom=0.12, top=0.92)
+    lines = ax.plot(steps, [h.get("lm_loss", h["loss"]) for h in rows], marker=".", label="LM loss")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("LM loss")
     ax.grid(alpha=0.3)
     if any(h.get("balance_loss") for h in rows):
         right = ax.twinx()  # a balance loss near 1 beside an LM loss near 5: its own axis
-        right.plot(steps, [h.get("balance_loss", 0.0) for h in rows], color="tab:orange", marker=".",
-                   label="balance loss")
+        lines += right.plot(steps, [h.get("balance_loss", 0.0) for h in rows], color="tab:orange", marker=".",
+                            label="balance loss")
         right.set_ylabel("balance loss (before coef)")
-        fig.legend(loc="outside upper right")  # constrained layout makes room beside the right axis
-    else:
-        ax.legend(loc="upper right")
-    ax.set_title("training loss")
+    ax.legend(handles=lines, loc="lower right", bbox_to_anchor=(1, 1), ncols=2, fontsize=8, frameon=False)
+    ax.set_title("training loss", loc="left")
     save_figure(fig, path)
     return True
 
@@ -48,8 +47,11 @@ def plot_router_load(total: torch.Tensor, per_layer: dict[int, torch.Tensor], ta
     cols = min(len(panels), 4)
     rows = math.ceil(len(panels) / cols)
     num_tasks, num_experts = total.shape
-    fig, axes = subplots(rows, cols, figsize=(1.2 + cols * (0.6 * num_experts + 1.5), rows * (0.45 * num_tasks + 1.4)),
-                             squeeze=False)
+    width, height = 1.2 + cols * (0.6 * num_experts + 1.5), rows * (0.45 * num_tasks + 1.4)
+    fig, axes = subplots(rows, cols, figsize=(width, height), squeeze=False, layout=None)
+    # inches for the task names on the left, the titles above, the expert names below
+    fig.subplots_adjust(left=0.8 / width, right=0.97, bottom=0.35 / height, top=1 - 0.7 / height,
+                        wspace=0.6, hspace=0.7)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (title, load) in zip(axes.flat, panels):
@@ -64,7 +66,8 @@ def plot_router_load(total: torch.Tensor, per_layer: dict[int, torch.Tensor], ta
                     value = shares[t, e].item()
                     ax.text(e, t, f"{value:.2f}", ha="center", va="center", fontsize=6,
                             color="black" if value > 0.6 else "white")
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=f"share of the task's gate mass per {unit}")
+    bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9, pad=0.03)
+    bar.set_label(f"share of the task's gate mass per {unit}", fontsize=7)
     fig.suptitle(f"router load per task (rows sum to 1; uniform = {1 / num_experts:.2f})", fontsize=10)
     save_figure(fig, path)
 
@@ -96,7 +99,8 @@ def plot_router_health(events_dir: str, path: str) -> bool:
     import matplotlib
 
     colour = matplotlib.colormaps["viridis"]
-    fig, axes = subplots(2, 2, figsize=(11, 7))
+    fig, axes = subplots(2, 2, figsize=(11, 7), layout=None)
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.08, top=0.9, wspace=0.25, hspace=0.35)
     panels = [("gate_entropy", "gate entropy / log E (1: uniform, 0: one expert)", "linear"),
               ("weight_change", "router weight change ||W - W0|| / ||W0||", "linear"),
               ("grad_norm", "router gradient norm (per step, before clipping)", "log")]

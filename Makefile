@@ -54,8 +54,11 @@ compare: install
 
 # Two workers, whole files each (module fixtures and fixed launcher ports stay within one worker): the suite is
 # dominated by subprocess start-up and single-threaded Python, so 2 cores run it ~20% faster.
+# compileall: where PYTHONDONTWRITEBYTECODE is set (as on this project's CI machines) nothing else writes the package's
+# .pyc files, and each of the few hundred processes the suite starts would compile the package's modules again.
 test:
 	@$(MAKE) --no-print-directory -j2 $(STAMP) $(DS_OPS)  # the rest installs while DeepSpeed's ops compile
+	@$(BIN)/python -m compileall -q llava tests >/dev/null
 	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile
 
 # DeepSpeed's CPU ops (CPU Adam for offload, shared-memory collectives) compile on first use (about a minute): built

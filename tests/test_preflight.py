@@ -1,4 +1,4 @@
-"""Every sample is checked before step 1. A 2,500-sample mixture with 1% bad samples of every kind: without
+"""Every sample is checked before step 1. A 1,000-sample mixture with 1% bad samples of every kind: without
 --skip_bad_samples the run stops before training with a summary; with it, skipped_samples.jsonl lists exactly the
 bad ones and training sees every other sample exactly once per epoch, with 0 (2 epochs) and 2 (1 epoch) dataloader workers."""
 
@@ -14,7 +14,7 @@ from llava.train.train import train
 KINDS = ["missing image", "truncated jpeg", "0-byte image", "no supervised token", "non-utf8 line", "two images"]
 
 
-def write_mixture(root, n=2_500):
+def write_mixture(root, n=1_000):
     """Two JSONL files; sample i is bad of kind KINDS[i % 100] when i % 100 < 6: 1% per kind."""
     os.makedirs(root, exist_ok=True)
     for k in range(8):
@@ -63,24 +63,24 @@ def run(spec, folder, out, *extra):
 @pytest.mark.slow
 def test_bad_samples_stop_the_run_before_training_or_are_skipped_exactly(tmp_path):
     spec, bad = write_mixture(tmp_path / "data")
-    assert len(bad) == 150
+    assert len(bad) == 60
     with pytest.raises(DataError) as err:
         run(spec, tmp_path / "data", tmp_path / "refused")
     message = str(err.value)
-    assert "150 of 2500 samples cannot be used" in message and "a.jsonl: sample" in message and "... and 130 more" in message
-    for reason in ("not found: 25", "empty (0 bytes): 25", "corrupt: 25", "no supervised token: 25",
-                   "not UTF-8: 25", "more than one <image>: 25"):
+    assert "60 of 1000 samples cannot be used" in message and "a.jsonl: sample" in message and "... and 40 more" in message
+    for reason in ("not found: 10", "empty (0 bytes): 10", "corrupt: 10", "no supervised token: 10",
+                   "not UTF-8: 10", "more than one <image>: 10"):
         assert reason in message, message
     assert not (tmp_path / "refused" / "trainer_state.json").exists()
 
-    good_ids = [f"s{i}" for i in range(0, 2_500, 2) if f"s{i}" not in bad]  # reading order: a.jsonl, then b.jsonl
-    good_ids += [f"s{i}" for i in range(1, 2_500, 2) if f"s{i}" not in bad]
+    good_ids = [f"s{i}" for i in range(0, 1_000, 2) if f"s{i}" not in bad]  # reading order: a.jsonl, then b.jsonl
+    good_ids += [f"s{i}" for i in range(1, 1_000, 2) if f"s{i}" not in bad]
     for workers, epochs in (("0", 2), ("2", 1)):
         out = tmp_path / f"run{workers}"
         run(spec, tmp_path / "data", out, "--skip_bad_samples", "True", "--dataloader_num_workers", workers,
             "--num_train_epochs", str(epochs))
         skipped = [json.loads(line) for line in (out / "skipped_samples.jsonl").read_text().splitlines()]
-        assert len(skipped) == 150
+        assert len(skipped) == 60
         named = {s["id"] for s in skipped if "id" in s}  # pre-flight finds: by sample id
         lines = {s["where"] for s in skipped if "where" in s}  # read-time finds: by file and line
         expect_named = {i for i, (_, _, kind) in bad.items() if kind not in ("non-utf8 line", "two images")}
@@ -90,7 +90,7 @@ def test_bad_samples_stop_the_run_before_training_or_are_skipped_exactly(tmp_pat
                          for sid, (name, n, kind) in bad.items() if kind in ("non-utf8 line", "two images")}
         record = json.loads((out / "rank_records" / "rank0.json").read_text())
         seen = [i for b in record["batches"] for i in b["indices"]]
-        assert len(seen) == epochs * 2_350 and sorted(set(seen)) == list(range(2_350))  # every good sample, once an epoch
+        assert len(seen) == epochs * 940 and sorted(set(seen)) == list(range(940))  # every good sample, once an epoch
         for epoch in range(epochs):
-            assert sorted(seen[epoch * 2_350:(epoch + 1) * 2_350]) == list(range(2_350))
-        assert len(good_ids) == 2_350
+            assert sorted(seen[epoch * 940:(epoch + 1) * 940]) == list(range(940))
+        assert len(good_ids) == 940

@@ -7,8 +7,8 @@ as at 7B. Each run's mode as transformers saw it is checked (none leaks into the
 stepped (AdamW, decoupled weight decay; DeepSpeed's CPU Adam under offload). Cells:
 
     mode             processes   schemes   test
-    ZeRO-3           2           all six   test_zero3_two_processes_every_scheme_and_an_exact_resume (+ resumed)
-    DDP              1           all six   test_ddp_trains_like_zero3
+    ZeRO-3           2           all seven test_zero3_two_processes_every_scheme_and_an_exact_resume (+ resumed)
+    DDP              1           all seven test_ddp_trains_like_zero3
     ZeRO-2           2, 1        three     test_every_deepspeed_mode_trains_like_zero3_on_two_processes
     ZeRO-3           1           three     test_every_deepspeed_mode_trains_like_zero3_on_two_processes
     ZeRO-3-offload   2           three     test_every_deepspeed_mode_trains_like_zero3_on_two_processes
@@ -18,7 +18,8 @@ Every scheme runs in the strictest mode (every tensor partitioned over 2 process
 no DeepSpeed); the other modes differ from these in how they partition and reduce, which the three schemes that
 differ most in what they train exercise: asymlora (shared A, routed B heads, the paper's preset), task heads x
 experts (task-selected heads beside routed ones) and mixlora (per-sample factor picks: sparse router gradients).
-lora and moe_lora hold nothing those three do not (one A and B; per-expert A and B behind a router).
+lora and moe_lora hold nothing those three do not (one A and B; per-expert A and B behind a router). The seventh
+scheme is the paper's asymlora with `--router_lr` (the routers in an optimizer group of their own).
 
 Every scheme's checkpoint of every cell loads into llava.eval.generate and answers; every DeepSpeed checkpoint holds
 only what trains (lean_checkpoint_problem). Resume across world sizes: test_resume_world_size.py (fp32, exact).
@@ -50,6 +51,8 @@ SCHEMES = {
     "asymlora_task_heads": ("finetune_asymlora.sh", {"NUM_TASKS": "3", "NUM_EXPERTS": "1", "BALANCE_COEF": "0"}),
     "asymlora_task_x_expert": ("finetune_asymlora.sh", {"NUM_TASKS": "3", "NUM_EXPERTS": "2"}),
     "mixlora": ("finetune_mixlora.sh", {"NUM_EXPERTS": "8", "R": "2", "BALANCE_COEF": "0"}),
+    # the routers in their own optimizer group at 10x the adapters' rate (docs/training.md, --router_lr)
+    "asymlora_router_lr": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --router_lr 2e-3"}),
 }
 
 
@@ -127,8 +130,8 @@ def train_cells(parts, tmp_path, nproc: int, stages: list, resume: dict) -> dict
         history = json.loads((out / "trainer_state.json").read_text())["log_history"]
         losses[stage][name] = [h["loss"] for h in history if "loss" in h]
         HEALTH[(stage, nproc, name)] = router_health(out)
-        LEARNING_RATES[(stage, nproc, name)] = [(h["learning_rate"], h["projector_learning_rate"])
-                                                for h in history if "loss" in h]
+        LEARNING_RATES[(stage, nproc, name)] = [(h["learning_rate"], h["projector_learning_rate"],
+                                                 h.get("router_learning_rate")) for h in history if "loss" in h]
     return losses
 
 
@@ -165,7 +168,7 @@ def router_health(out) -> dict[str, float]:
             for tag in events.Tags()["scalars"] if tag.startswith("train/router_health/")}
 
 
-ROUTED = ["moe_lora", "asymlora", "asymlora_task_x_expert", "mixlora"]
+ROUTED = ["moe_lora", "asymlora", "asymlora_task_x_expert", "mixlora", "asymlora_router_lr"]
 MODE_SCHEMES = ["asymlora", "asymlora_task_x_expert", "mixlora"]  # the other modes' cells (see the module's text)
 EVERY_SCHEME = {("zero3", 2), (None, 1)}
 HEALTH = {}  # (stage, processes, run) -> router health at the last step
@@ -227,6 +230,14 @@ def test_zero3_two_processes_every_scheme_and_an_exact_resume(parts, tmp_path_fa
     and Adam moments come back whole and the bf16 weights are rounded from them as the uninterrupted run's were."""
     losses = cell(parts, tmp_path_factory, "zero3", 2)
     assert losses["resumed"][2:] == pytest.approx(losses["asymlora"][2:], abs=1e-6)
+    # --router_lr: the partitioned routers step at their own rate (the schedule's shape, 10x the adapters'), and
+    # with Adam's normalised steps they move about 10x as far as at the adapters' rate
+    rates = LEARNING_RATES[("zero3", 2, "asymlora_router_lr")]
+    assert [r for _, _, r in rates] == pytest.approx([10 * a for a, _, _ in rates], rel=1e-6)
+    assert all(r is None for _, _, r in LEARNING_RATES[("zero3", 2, "asymlora")])  # no group of their own
+    fast, preset = HEALTH[("zero3", 2, "asymlora_router_lr")], HEALTH[("zero3", 2, "asymlora")]
+    for key in (k for k in preset if k.endswith("weight_change")):
+        assert 5 < fast[key] / preset[key] < 15, (key, fast[key], preset[key])
 
 
 @pytest.mark.parametrize("stage,nproc", [("zero2", 2), ("zero3_offload", 2), ("zero2", 1), ("zero3", 1)])
@@ -244,8 +255,8 @@ def test_every_deepspeed_mode_trains_like_zero3_on_two_processes(parts, tmp_path
     # them, not DeepSpeed's own optimizer and WarmupLR): logged after each step, the rate the next step uses.
     cosine = [2e-4 * 0.5 * (1 + math.cos(math.pi * s / STEPS)) for s in range(1, STEPS + 1)]
     rates = LEARNING_RATES[(stage, nproc, "asymlora")]
-    assert [a for a, _ in rates] == pytest.approx(cosine, rel=1e-6, abs=1e-12)
-    assert [p for _, p in rates] == pytest.approx([x / 10 for x in cosine], rel=1e-6, abs=1e-12)
+    assert [a for a, _, _ in rates] == pytest.approx(cosine, rel=1e-6, abs=1e-12)
+    assert [p for _, p, _ in rates] == pytest.approx([x / 10 for x in cosine], rel=1e-6, abs=1e-12)
 
 
 @pytest.mark.parametrize("nproc", [2, 1])

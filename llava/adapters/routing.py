@@ -21,6 +21,11 @@ def compute_gates(logits: torch.Tensor, router: str, top_k: int) -> tuple[torch.
     return gates, probs
 
 
+def is_router_parameter(name: str) -> bool:
+    """Routers (`.router.`, the MLP block's `adapter_router`) and mixlora's `router_cfs` all carry "router"."""
+    return "router" in name
+
+
 class Router(nn.Module):
     """Linear gate d_in -> E, nn.Linear's default init; a bias optional (the AsymLoRA authors' router has one)."""
 

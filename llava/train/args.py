@@ -49,6 +49,8 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_dropout: float = field(default=_DEFAULT.dropout, metadata={"help": "dropout on the adapter input"})
     lora_bias: str = field(default="none", metadata={"help": "only 'none' is supported"})
     mm_projector_lr: float | None = field(default=None, metadata={"help": "projector learning rate (own group)"})
+    router_lr: float | None = field(default=None, metadata={"help": "router learning rate (own group; default: the "
+                                                                    "adapters' --learning_rate)"})
     freeze_mm_mlp_adapter: bool = field(default=False, metadata={"help": "keep the projector frozen"})
     group_by_modality_length: bool = field(default=False, metadata={"help": "batches of one modality, similar length"})
     adapter_scheme: str = field(default=_DEFAULT.scheme, metadata={"help": "lora | asymlora | moe_lora | mixlora"})

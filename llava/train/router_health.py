@@ -29,6 +29,7 @@ import re
 import torch
 from transformers import TrainerCallback
 
+from llava.adapters.routing import is_router_parameter
 from llava.adapters.state import mutual_information
 
 PREFIX = "router_health/"
@@ -38,7 +39,7 @@ def router_parameters_by_layer(model) -> dict[int, list[tuple[str, torch.nn.Para
     """Trainable router parameters (routers, mixlora's router_cfs) grouped by the `.layers.N.` in their names."""
     groups: dict[int, list] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad or "router" not in name:
+        if not p.requires_grad or not is_router_parameter(name):
             continue
         match = re.search(r"\.layers\.(\d+)\.", f".{name}.")
         if match:

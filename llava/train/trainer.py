@@ -1,6 +1,6 @@
 """LlavaTrainer: transformers' Trainer plus what LLaVA fine-tuning needs, the whole training step in one file.
 
-* the projector in its own optimizer group at `--mm_projector_lr`;
+* the projector (`--mm_projector_lr`) and the routers (`--router_lr`) in optimizer groups of their own;
 * task ids and the token mask handed to the adapter layers before each forward;
 * the LM head and loss only on labelled positions (train/supervised_logits.py);
 * the balance loss added to the LM loss (value for logging here, gradient injected in backward, see
@@ -33,6 +33,7 @@ from transformers.trainer import SCHEDULER_NAME
 
 from llava.adapters.attached import adapter_config, routing_state
 from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict
+from llava.adapters.routing import is_router_parameter
 from llava.adapters.state import load_shares
 from llava.checkpoint import Base, load_trained_weights, newest_checkpoint_note, save_checkpoint
 from llava.data.sampler import ModalityLengthGroupedSampler
@@ -46,6 +47,7 @@ from llava.train.supervised_logits import accepts_logits_mask, supervised_logits
 
 __all__ = ["LlavaTrainer", "NonFiniteLossError"]
 logger = logging.getLogger(__name__)
+RATE_LOGS = {"adapters": "learning_rate", "routers": "router_learning_rate", "projector": "projector_learning_rate"}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -87,20 +89,22 @@ class LlavaTrainer(Trainer):
             return self.optimizer
         model = self.model
         decay = set(self.get_decay_parameter_names(model))
-        proj_lr = self.args.mm_projector_lr
-        groups: dict[tuple[bool, bool], list] = {}
+        rates = {"adapters": None, "routers": self.args.router_lr, "projector": self.args.mm_projector_lr}
+        groups: dict[tuple[str, bool], list] = {}
         for name, p in model.named_parameters():
             if not p.requires_grad:
                 continue
-            is_proj = proj_lr is not None and name.startswith(PROJECTOR_PREFIX)
-            groups.setdefault((is_proj, name in decay), []).append(p)
+            kind = "projector" if name.startswith(PROJECTOR_PREFIX) else "routers" if is_router_parameter(name) \
+                else "adapters"
+            kind = kind if rates[kind] is not None else "adapters"  # no rate of its own: the adapters' group
+            groups.setdefault((kind, name in decay), []).append(p)
         param_groups = []
-        for (is_proj, has_decay), params in sorted(groups.items()):  # adapters first: the Trainer logs group 0's lr
-            group = {"params": params, "weight_decay": self.args.weight_decay if has_decay else 0.0,
-                     "name": "projector" if is_proj else "adapters"}
-            if is_proj:
-                group["lr"] = proj_lr
-            param_groups.append(group)
+        for (kind, has_decay), params in sorted(groups.items(), key=lambda item: (list(rates).index(item[0][0]),
+                                                                                    item[0][1])):
+            group = {"params": params, "weight_decay": self.args.weight_decay if has_decay else 0.0, "name": kind}
+            if rates[kind] is not None:
+                group["lr"] = rates[kind]
+            param_groups.append(group)  # adapters first: the Trainer logs group 0's rate
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer
@@ -163,10 +167,8 @@ class LlavaTrainer(Trainer):
         self._log_router_load(logs)
         if "learning_rate" in logs and self.optimizer is not None:
             for group in self.optimizer.param_groups:
-                if group.get("name") == "projector":
-                    logs["projector_learning_rate"] = group["lr"]
-                elif group.get("name") == "adapters":
-                    logs["learning_rate"] = group["lr"]
+                if group.get("name") in RATE_LOGS:
+                    logs[RATE_LOGS[group["name"]]] = group["lr"]
         super().log(logs, *args, **kwargs)
         if self.router_health is not None and "loss" in logs:  # to the trackers only (router_health.py)
             self.control = self.callback_handler.on_log(self.args, self.state, self.control,

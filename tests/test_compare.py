@@ -77,12 +77,20 @@ def test_router_specialisation_and_yes_no_singles(compare_root, tmp_path):
     compare, data = compare_root[0] / "runs", compare_root[0] / "data"
     recipe = [*RECIPE, "--data", str(data)]
     router_specialisation.main(["--out", str(tmp_path / "router"), "--compare", str(compare), "--coefs", "0,0.05",
-                                "--schemes", "asymlora", *recipe])
+                                "--schemes", "asymlora", "--variant", "fast=--router_lr 2e-2", *recipe])
     rows = json.loads((tmp_path / "router" / "router.json").read_text())
-    assert [(r["scheme"], r["coef"]) for r in rows] == [("asymlora", 0.0), ("asymlora", 0.05)]
+    assert [(r["scheme"], r["coef"], r["variant"]) for r in rows] == [
+        ("asymlora", 0.0, None), ("asymlora", 0.05, None), ("asymlora", 0.05, "fast")]
     assert (compare / "asymlora" / "seed0" / "eval" / "outcomes.json").exists()  # the preset's run lives there
     config = json.loads((tmp_path / "router" / "coef0" / "asymlora" / "seed0" / "llava_adapters.json").read_text())
     assert config["balance_coef"] == 0.0
+    # a variant: the preset's coefficient with its flags added, trained in its own folder, tested against the preset
+    fast = tmp_path / "router" / "fast" / "asymlora" / "seed0"
+    assert json.loads((fast / "llava_adapters.json").read_text())["balance_coef"] == 0.05
+    logged = [h for h in json.loads((fast / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+    assert logged and all(h["router_learning_rate"] > h["learning_rate"] for h in logged if h["learning_rate"] > 0)
+    table = (tmp_path / "router" / "router.md").read_text()
+    assert "| asymlora | fast: --router_lr 2e-2 |" in table.split("difference to the preset")[1]
     for r in rows:
         assert 0 <= r["mi_mean"] <= r["mi_ceiling"] and len(r["mi_bits"]) == len(r["mi_answer_bits"]) > 0
         low, mean, high = r["accuracy"]["colour"][1], r["accuracy"]["colour"][0], r["accuracy"]["colour"][2]

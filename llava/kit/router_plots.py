@@ -1,4 +1,4 @@
-"""The task-expert dependence of routed runs at a glance: one row per (scheme, balance coefficient), one column per
+"""The task-expert dependence of routed runs at a glance: one row per (scheme, balance coefficient or variant), one column per
 routed layer, colour = mutual information between task and top expert in bits (0: every task picks alike)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ def plot_mutual_information(rows: list[dict], path: str, key: str = "mi_bits", t
     top = max(max(row) for row in grid)
     fig, ax = subplots(figsize=(2.0 + 0.28 * len(layers), 1.2 + 0.4 * len(rows)))
     image = ax.imshow(grid, vmin=0, vmax=max(top, 1e-3), cmap="magma", aspect="auto")
-    ax.set_yticks(range(len(rows)), [f"{r['scheme']} coef {r['coef']:g}" for r in rows], fontsize=7)
+    labels = [f"{r['scheme']} {r['variant']}" if r.get("variant") else f"{r['scheme']} coef {r['coef']:g}" for r in rows]
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.set_xticks(range(len(layers)), [str(k) for k in layers], fontsize=6)
     ax.set_xlabel("layer")
     fig.colorbar(image, ax=ax, label="MI(task; top expert), bits")

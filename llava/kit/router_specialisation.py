@@ -13,6 +13,10 @@ layer (~1e-4 here), reported beside it. Also: the gate-mass load per task x expe
 kit's accuracies with their intervals, so a specialisation can be weighed against what it costs.
 
 python -m llava.kit.router_specialisation --out runs/router [--coefs 0,0.05,0.5] [--schemes asymlora,moe_lora]
+    [--variant "NAME=TRAINING FLAGS" ...]
+
+A variant (repeatable) is the preset's coefficient with training flags added (e.g. `--variant "router_lr10=--router_lr
+2e-3"`), trained under OUT/NAME and tested against the preset's run like a coefficient.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 
 import torch
 
@@ -112,22 +117,33 @@ def measured(checkpoint: str, data: str, image_folder: str, out: str, batches: i
     return measure(checkpoint, data, image_folder, out, batches)
 
 
+def setting(row: dict) -> str:
+    """What a row varies: its balance coefficient, or its variant's name and flags (at the preset's coefficient)."""
+    if row.get("variant"):
+        return f"{row['variant']}: {row['flags']}"
+    return f"balance coef {row['coef']:g}"
+
+
+def is_preset(row: dict) -> bool:
+    return row["coef"] == PRESET_COEF and not row.get("variant")
+
+
 def report(rows: list[dict]) -> str:
-    lines = ["| scheme | balance coef | MI mean, all tokens (bits) | MI max (layer) | MI mean, answer tokens | "
+    lines = ["| scheme | setting | MI mean, all tokens (bits) | MI max (layer) | MI mean, answer tokens | "
              + " | ".join(COLUMNS) + " |", "|---|---|---|---|---|" + "---|" * len(COLUMNS)]
     for r in rows:
         cells = [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in (r["accuracy"][c] for c in COLUMNS)]
-        lines.append(f"| {r['scheme']} | {r['coef']:g} | {r['mi_mean']:.4f} | {r['mi_max']:.4f} ({r['mi_max_layer']}) "
+        lines.append(f"| {r['scheme']} | {setting(r)} | {r['mi_mean']:.4f} | {r['mi_max']:.4f} ({r['mi_max_layer']}) "
                      f"| {r['mi_answer_mean']:.4f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def costs(rows: list[dict]) -> str:
-    """Each coefficient's accuracy minus the preset's, same scheme and seed, paired over the questions (one seed:
+    """Each coefficient's (and variant's) accuracy minus the preset's, same scheme and seed, paired over the questions (one seed:
     McNemar's exact test), Holm-adjusted over every test of the table: with dozens of cells a few raw p < 0.05 are
     expected by chance."""
-    preset = {r["scheme"]: r["outcomes"] for r in rows if r["coef"] == PRESET_COEF}
-    others = [r for r in rows if r["coef"] != PRESET_COEF and r["scheme"] in preset]
+    preset = {r["scheme"]: r["outcomes"] for r in rows if is_preset(r)}
+    others = [r for r in rows if not is_preset(r) and r["scheme"] in preset]
     tests = {(k, c): paired_test(as_array([r["outcomes"][c]]), as_array([preset[r["scheme"]][c]]))
              for k, r in enumerate(others) for c in COLUMNS}
     adjusted = holm({key: t["p"] for key, t in tests.items()})
@@ -136,11 +152,11 @@ def costs(rows: list[dict]) -> str:
         mark = " *" if adjusted[key] < 0.05 else " †" if tests[key]["p"] < 0.05 else ""
         return f"{tests[key]['diff']:+.1f}{mark}"
 
-    lines = [f"difference to balance coef {PRESET_COEF:g} (points, same seed and questions; McNemar's exact test; "
+    lines = [f"difference to the preset (balance coef {PRESET_COEF:g}) (points, same seed and questions; McNemar's exact test; "
              f"† p < 0.05, * Holm-adjusted p < 0.05 over the table's {len(tests)} tests):", "",
-             "| scheme | balance coef | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+             "| scheme | setting | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for k, r in enumerate(others):
-        lines.append(f"| {r['scheme']} | {r['coef']:g} | " + " | ".join(cell((k, c)) for c in COLUMNS) + " |")
+        lines.append(f"| {r['scheme']} | {setting(r)} | " + " | ".join(cell((k, c)) for c in COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -155,34 +171,42 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batches", type=int, default=4, help="teacher-forced batches of 8 per task for the counts")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                    help="the preset's coefficient with these training flags added, under OUT/NAME (repeatable)")
     args, recipe = ap.parse_known_args(argv)
     kit = parser().parse_args(recipe)  # the recipe flags of `make compare` (--steps, --test, --data, ...)
     schemes = args.schemes.split(",")
     if any(s not in ROUTED_SCHEMES for s in schemes):
         raise SystemExit(f"routed schemes are {ROUTED_SCHEMES}, not {schemes}")
     coefs = [float(c) for c in args.coefs.split(",")]
+    variants = dict(variant_flags(v) for v in args.variant)
     settings = compare_settings(kit)
     check_settings(args.out, {**settings, "seed": args.seed})
-    if PRESET_COEF in coefs:
+    if PRESET_COEF in coefs or variants:
         check_settings(args.compare, settings)
     manifest = kit_manifest(kit.data, kit)
     images = manifest["pairs_root"]
 
-    def root(coef: float) -> str:
-        return args.compare if coef == PRESET_COEF else os.path.join(args.out, f"coef{coef:g}")
-
-    jobs = [(run_one, s, args.seed, manifest, images, root(c), kit.steps, kit.model, kit.batch,
-             ["--balance_coef", str(c)]) for c in coefs for s in schemes]
+    # (name, coefficient, flags, where its runs live, where its measurement goes); the preset's runs are compare's
+    plan = [(None, c, ["--balance_coef", str(c)], args.compare if c == PRESET_COEF else
+                  os.path.join(args.out, f"coef{c:g}"), os.path.join(args.out, f"coef{c:g}")) for c in coefs]
+    plan += [(name, PRESET_COEF, flags, os.path.join(args.out, name), os.path.join(args.out, name))
+                  for name, flags in variants.items()]
+    if variants and PRESET_COEF not in coefs:  # the preset is what every variant is tested against
+        plan.append((None, PRESET_COEF, [], args.compare, os.path.join(args.out, f"coef{PRESET_COEF:g}")))
+    jobs = [(run_one, s, args.seed, manifest, images, runs, kit.steps, kit.model, kit.batch, flags)
+            for _, _, flags, runs, _ in plan for s in schemes]
     in_workers(jobs, args.workers, "router runs")
     rows = []
-    for c in coefs:
+    for name, c, flags, runs, measurements in plan:
         for s in schemes:
-            run = os.path.join(root(c), s, f"seed{args.seed}")
+            run = os.path.join(runs, s, f"seed{args.seed}")
             with open(os.path.join(run, "eval", "outcomes.json")) as f:
                 outcomes = json.load(f)
-            result = measured(run, manifest["mixture"], images, os.path.join(args.out, f"coef{c:g}", s), args.batches)
+            result = measured(run, manifest["mixture"], images, os.path.join(measurements, s), args.batches)
             accuracy = {col: interval(as_array([outcomes[col]])) for col in COLUMNS}
-            rows.append({"scheme": s, "coef": c, **result, "accuracy": accuracy, "outcomes": outcomes})
+            rows.append({"scheme": s, "coef": c, "variant": name, "flags": shlex.join(flags) if name else "",
+                         **result, "accuracy": accuracy, "outcomes": outcomes})
     text = report(rows) + "\n\n" + costs(rows)
     for row in rows:
         del row["outcomes"]
@@ -193,6 +217,13 @@ def main(argv=None):
     plot_mutual_information(rows, os.path.join(args.out, "router_mi.png"), "mi_bits", "all tokens")
     plot_mutual_information(rows, os.path.join(args.out, "router_mi_answers.png"), "mi_answer_bits", "answer tokens")
     print(text)
+
+
+def variant_flags(text: str) -> tuple[str, list[str]]:
+    name, sep, flags = text.partition("=")
+    if not sep or not name or "/" in name or not flags.strip():
+        raise SystemExit(f"--variant takes NAME=FLAGS (e.g. router_lr10=--router_lr 2e-3), not {text!r}")
+    return name, shlex.split(flags)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,15 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import torch
 from tqdm import tqdm
 
-from llava.console import on_a_terminal
+from llava.console import on_a_terminal, progress_bars_only_on_a_terminal
 
 
 def _share_cores(threads: int) -> None:
-    """Worker start-up: this worker and the training processes it starts use `threads` threads."""
+    """Worker start-up: this worker and the training processes it starts use `threads` threads; a spawned worker
+    starts with transformers' bars on, so it turns them off itself where its stderr (the parent's) is a log."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
+    progress_bars_only_on_a_terminal()
 
 
 def in_workers(jobs: list[tuple], workers: int, desc: str, follow: dict[int, tuple] | None = None) -> list:

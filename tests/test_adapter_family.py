@@ -121,6 +121,22 @@ def test_mixlora_routers_learn_from_lm_loss(tiny):
         assert m.router_cfs.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("router,learns", [("topk", False), ("switch", True), ("dense", True)])
+def test_a_top_1_router_learns_from_the_output_only_with_a_switch_gate(router, learns):
+    """One expert kept: topk's gate, renormalised over the kept experts, is exactly 1 whatever the router says, so the
+    output gives the router no gradient; switch's gate is the expert's full-softmax probability (Switch Transformer),
+    which keeps it. Eval mode: no balance-loss statistic, the output's gradient only."""
+    torch.manual_seed(0)
+    base = nn.Linear(24, 20).requires_grad_(False)
+    layer = AdapterLinear(base, "asymlora", r=4, alpha=8, num_experts=3, router=router, top_k=1,
+                          state=RoutingState()).eval()
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    layer(torch.randn(3, 4, 24)).square().sum().backward()
+    assert bool(layer.router.weight.grad.abs().sum() > 0) == learns
+    assert layer.lora_A.grad.abs().sum() > 0  # the adapter itself learns under every gate
+
+
 def test_mixlora_selects_r_factors_per_instance():
     layer = make_layer("mixlora", num_experts=8, r=3)
     layer.eval()

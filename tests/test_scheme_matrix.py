@@ -7,8 +7,8 @@ as at 7B. Each run's mode as transformers saw it is checked (none leaks into the
 stepped (AdamW, decoupled weight decay; DeepSpeed's CPU Adam under offload). Cells:
 
     mode             processes   schemes   test
-    ZeRO-3           2           all seven test_zero3_two_processes_every_scheme_and_an_exact_resume (+ resumed)
-    DDP              1           all seven test_ddp_trains_like_zero3
+    ZeRO-3           2           all eight test_zero3_two_processes_every_scheme_and_an_exact_resume (+ resumed)
+    DDP              1           all eight test_ddp_trains_like_zero3
     ZeRO-2           2, 1        three     test_every_deepspeed_mode_trains_like_zero3_on_two_processes
     ZeRO-3           1           three     test_every_deepspeed_mode_trains_like_zero3_on_two_processes
     ZeRO-3-offload   2           three     test_every_deepspeed_mode_trains_like_zero3_on_two_processes
@@ -19,7 +19,8 @@ no DeepSpeed); the other modes differ from these in how they partition and reduc
 differ most in what they train exercise: asymlora (shared A, routed B heads, the paper's preset), task heads x
 experts (task-selected heads beside routed ones) and mixlora (per-sample factor picks: sparse router gradients).
 lora and moe_lora hold nothing those three do not (one A and B; per-expert A and B behind a router). The seventh
-scheme is the paper's asymlora with `--router_lr` (the routers in an optimizer group of their own).
+and eighth are the paper's asymlora with `--router_lr` (the routers in an optimizer group of their own) and with
+`--router switch --top_k 1` (Switch Transformer's gate).
 
 Every scheme's checkpoint of every cell loads into llava.eval.generate and answers; every DeepSpeed checkpoint holds
 only what trains (lean_checkpoint_problem). Resume across world sizes: test_resume_world_size.py (fp32, exact).
@@ -53,6 +54,9 @@ SCHEMES = {
     "mixlora": ("finetune_mixlora.sh", {"NUM_EXPERTS": "8", "R": "2", "BALANCE_COEF": "0"}),
     # the routers in their own optimizer group at 10x the adapters' rate (docs/training.md, --router_lr)
     "asymlora_router_lr": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --router_lr 2e-3"}),
+    # Switch Transformer's top-1 gate (the expert's full-softmax probability) on the paper's MLP-block routers
+    "asymlora_switch": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --router switch "
+                                                               "--top_k 1"}),
 }
 
 
@@ -168,7 +172,7 @@ def router_health(out) -> dict[str, float]:
             for tag in events.Tags()["scalars"] if tag.startswith("train/router_health/")}
 
 
-ROUTED = ["moe_lora", "asymlora", "asymlora_task_x_expert", "mixlora", "asymlora_router_lr"]
+ROUTED = ["moe_lora", "asymlora", "asymlora_task_x_expert", "mixlora", "asymlora_router_lr", "asymlora_switch"]
 MODE_SCHEMES = ["asymlora", "asymlora_task_x_expert", "mixlora"]  # the other modes' cells (see the module's text)
 EVERY_SCHEME = {("zero3", 2), (None, 1)}
 HEALTH = {}  # (stage, processes, run) -> router health at the last step

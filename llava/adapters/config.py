@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from llava.adapters import presets
 from llava.adapters.balance import KINDS as BALANCE_KINDS
 from llava.adapters.presets import ATTENTION, MLP
+from llava.adapters.routing import ROUTERS
 from llava.adapters.schemes import Scheme, scheme
 
 __all__ = ["AdapterConfig", "ATTENTION", "MLP", "CONFIG_NAME", "config_path"]
@@ -47,7 +48,8 @@ class AdapterConfig:
     r, alpha         rank and scale numerator: delta is multiplied by alpha / r
     num_experts (E)  routed heads (asymlora), expert pairs (moe_lora), factor-pool size (mixlora)
     num_tasks (T)    asymlora only: B heads per task, selected by the batch's task ids (paper Eq. 2 / Eq. 3)
-    router           dense (softmax over E) | topk (top_k experts, renormalised)
+    router           dense (softmax over E) | topk (top_k experts, renormalised) | switch (top_k experts, gated by
+                     their full-softmax probability)
     router_scope     module (each linear routes on its own input) | mlp_block (one router per MLP block, fed the
                      block input, shared by gate/up/down: the paper's released code)
     targets          linear layer names (suffixes) of the language model that get an adapter
@@ -81,9 +83,9 @@ class AdapterConfig:
         spec = scheme(self.scheme)
         if self.r < 1 or self.num_experts < 1 or self.num_tasks < 1:
             raise ValueError("r, num_experts and num_tasks must be >= 1")
-        if self.router not in ("dense", "topk"):
-            raise ValueError(f"router must be 'dense' or 'topk', got {self.router!r}")
-        if self.router == "topk" and not 1 <= self.top_k <= self.num_experts:
+        if self.router not in ROUTERS:
+            raise ValueError(f"router must be one of {ROUTERS}, got {self.router!r}")
+        if self.router != "dense" and not 1 <= self.top_k <= self.num_experts:
             raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
         if self.balance_loss not in BALANCE_KINDS:
             raise ValueError(f"balance_loss must be one of {BALANCE_KINDS}, got {self.balance_loss!r}")

@@ -10,15 +10,21 @@ from torch import nn
 
 from llava.adapters.state import AttachAux, RoutingState
 
+ROUTERS = ("dense", "topk", "switch")
+
 
 def compute_gates(logits: torch.Tensor, router: str, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (gates, probs): gates are what weight the heads, probs the full softmax (for the balance loss)."""
+    """Return (gates, probs): gates are what weight the heads, probs the full softmax (for the balance loss).
+
+    topk: the kept experts' softmax renormalised over them (Mixtral's gate; with k=1 the gate is exactly 1, so the LM
+    loss gives the router no gradient). switch: the kept experts weighted by their probability in the full softmax
+    (Switch Transformer's gate), which keeps that gradient at any k."""
     probs = torch.softmax(logits.float(), dim=-1)
     if router == "dense" or top_k >= logits.shape[-1]:
         return probs, probs
     top_val, top_idx = logits.float().topk(top_k, dim=-1)
-    gates = torch.zeros_like(probs).scatter(-1, top_idx, torch.softmax(top_val, dim=-1))
-    return gates, probs
+    kept = probs.gather(-1, top_idx) if router == "switch" else torch.softmax(top_val, dim=-1)
+    return torch.zeros_like(probs).scatter(-1, top_idx, kept), probs
 
 
 def is_router_parameter(name: str) -> bool:

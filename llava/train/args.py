@@ -56,8 +56,9 @@ class TrainingArguments(transformers.TrainingArguments):
     adapter_scheme: str = field(default=_DEFAULT.scheme, metadata={"help": "lora | asymlora | moe_lora | mixlora"})
     num_experts: int = field(default=_DEFAULT.num_experts, metadata={"help": "routed B heads / experts / mixlora factor pool size"})
     num_tasks: int = field(default=_DEFAULT.num_tasks, metadata={"help": "asymlora task heads; -1: one per data task"})
-    router: str = field(default=_DEFAULT.router, metadata={"help": "dense | topk"})
-    top_k: int = field(default=_DEFAULT.top_k, metadata={"help": "experts per token with --router topk"})
+    router: str = field(default=_DEFAULT.router, metadata={"help": "dense | topk (renormalised) | switch (top_k by "
+                                                                        "full-softmax probability)"})
+    top_k: int = field(default=_DEFAULT.top_k, metadata={"help": "experts per token with --router topk or switch"})
     router_scope: str = field(default=_DEFAULT.router_scope, metadata={"help": "module | mlp_block (paper preset)"})
     lora_targets: str = field(default=",".join(_DEFAULT.targets),
                               metadata={"help": "language-model linear layers that get adapters"})

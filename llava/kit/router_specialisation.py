@@ -187,23 +187,27 @@ def main(argv=None):
     manifest = kit_manifest(kit.data, kit)
     images = manifest["pairs_root"]
 
-    # (name, coefficient, flags, where its runs live, where its measurement goes); the preset's runs are compare's
-    plan = [(None, c, ["--balance_coef", str(c)], args.compare if c == PRESET_COEF else
-                  os.path.join(args.out, f"coef{c:g}"), os.path.join(args.out, f"coef{c:g}")) for c in coefs]
-    plan += [(name, PRESET_COEF, flags, os.path.join(args.out, name), os.path.join(args.out, name))
-                  for name, flags in variants.items()]
     if variants and PRESET_COEF not in coefs:  # the preset is what every variant is tested against
-        plan.append((None, PRESET_COEF, [], args.compare, os.path.join(args.out, f"coef{PRESET_COEF:g}")))
-    jobs = [(run_one, s, args.seed, manifest, images, runs, kit.steps, kit.model, kit.batch, flags)
-            for _, _, flags, runs, _ in plan for s in schemes]
+        coefs.append(PRESET_COEF)
+    plan = [(None, c, ["--balance_coef", str(c)]) for c in coefs]  # (variant, coefficient, training flags)
+    plan += [(name, PRESET_COEF, flags) for name, flags in variants.items()]
+
+    def folder(name: str | None, coef: float) -> str:  # where a setting's measurements go
+        return os.path.join(args.out, name or f"coef{coef:g}")
+
+    def runs(name: str | None, coef: float) -> str:  # where its runs live: the preset's are `make compare`'s
+        return args.compare if name is None and coef == PRESET_COEF else folder(name, coef)
+
+    jobs = [(run_one, s, args.seed, manifest, images, runs(name, c), kit.steps, kit.model, kit.batch, flags)
+            for name, c, flags in plan for s in schemes]
     in_workers(jobs, args.workers, "router runs")
     rows = []
-    for name, c, flags, runs, measurements in plan:
+    for name, c, flags in plan:
         for s in schemes:
-            run = os.path.join(runs, s, f"seed{args.seed}")
+            run = os.path.join(runs(name, c), s, f"seed{args.seed}")
             with open(os.path.join(run, "eval", "outcomes.json")) as f:
                 outcomes = json.load(f)
-            result = measured(run, manifest["mixture"], images, os.path.join(measurements, s), args.batches)
+            result = measured(run, manifest["mixture"], images, os.path.join(folder(name, c), s), args.batches)
             accuracy = {col: interval(as_array([outcomes[col]])) for col in COLUMNS}
             rows.append({"scheme": s, "coef": c, "variant": name, "flags": shlex.join(flags) if name else "",
                          **result, "accuracy": accuracy, "outcomes": outcomes})

@@ -82,7 +82,8 @@ class LlavaTrainer(Trainer):
 
     # --- optimisation ------------------------------------------------------------------------------------------
     def create_optimizer(self, model=None):
-        """Two learning rates (adapters / projector) x decay / no decay, as LLaVA's trainer. Under ZeRO-Offload
+        """One group per rate (adapters; the projector and the routers where given their own) x decay / no decay,
+        as LLaVA's trainer does for the projector. Under ZeRO-Offload
         accelerate rebuilds this AdamW as DeepSpeed's CPU Adam (decoupled decay: it checks for AdamW) from these
         groups."""
         if self.optimizer is not None:
@@ -99,12 +100,14 @@ class LlavaTrainer(Trainer):
             kind = kind if rates[kind] is not None else "adapters"  # no rate of its own: the adapters' group
             groups.setdefault((kind, name in decay), []).append(p)
         param_groups = []
-        for (kind, has_decay), params in sorted(groups.items(), key=lambda item: (list(rates).index(item[0][0]),
-                                                                                    item[0][1])):
-            group = {"params": params, "weight_decay": self.args.weight_decay if has_decay else 0.0, "name": kind}
-            if rates[kind] is not None:
-                group["lr"] = rates[kind]
-            param_groups.append(group)  # adapters first: the Trainer logs group 0's rate
+        for key in ((kind, has_decay) for kind in rates for has_decay in (False, True)):  # adapters first
+            if key in groups:
+                kind, has_decay = key
+                group = {"params": groups[key], "weight_decay": self.args.weight_decay if has_decay else 0.0,
+                         "name": kind}
+                if rates[kind] is not None:
+                    group["lr"] = rates[kind]
+                param_groups.append(group)
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer

@@ -160,8 +160,7 @@ def costs(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
-    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
+def arguments(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/router")
     ap.add_argument("--compare", default="runs/compare",
@@ -174,7 +173,12 @@ def main(argv=None):
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                     help="the preset's coefficient with these training flags added, under OUT/NAME (repeatable)")
     args, recipe = ap.parse_known_args(argv)
-    kit = parser().parse_args(recipe)  # the recipe flags of `make compare` (--steps, --test, --data, ...)
+    return args, parser().parse_args(recipe)  # the recipe flags of `make compare` (--steps, --test, --data, ...)
+
+
+def main(argv=None):
+    progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
+    args, kit = arguments(argv)
     schemes = args.schemes.split(",")
     if any(s not in ROUTED_SCHEMES for s in schemes):
         raise SystemExit(f"routed schemes are {ROUTED_SCHEMES}, not {schemes}")
@@ -211,15 +215,19 @@ def main(argv=None):
             accuracy = {col: interval(as_array([outcomes[col]])) for col in COLUMNS}
             rows.append({"scheme": s, "coef": c, "variant": name, "flags": shlex.join(flags) if name else "",
                          **result, "accuracy": accuracy, "outcomes": outcomes})
+    write_outputs(rows, args.out)
+
+
+def write_outputs(rows: list[dict], out: str) -> None:
     text = report(rows) + "\n\n" + costs(rows)
     for row in rows:
         del row["outcomes"]
-    with open(os.path.join(args.out, "router.md"), "w") as f:
+    with open(os.path.join(out, "router.md"), "w") as f:
         f.write(text + "\n")
-    with open(os.path.join(args.out, "router.json"), "w") as f:
+    with open(os.path.join(out, "router.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    plot_mutual_information(rows, os.path.join(args.out, "router_mi.png"), "mi_bits", "all tokens")
-    plot_mutual_information(rows, os.path.join(args.out, "router_mi_answers.png"), "mi_answer_bits", "answer tokens")
+    plot_mutual_information(rows, os.path.join(out, "router_mi.png"), "mi_bits", "all tokens")
+    plot_mutual_information(rows, os.path.join(out, "router_mi_answers.png"), "mi_answer_bits", "answer tokens")
     print(text)
 
 

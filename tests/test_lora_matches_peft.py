@@ -1,5 +1,6 @@
 """Our lora layer is LoRA: same weights as PEFT's -> same outputs and gradients (fp32, 1e-6)."""
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
@@ -51,3 +52,41 @@ def test_lora_layer_equals_peft_outputs_and_grads():
     torch.testing.assert_close(x1.grad, x2.grad, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(layer.lora_A.grad, peft_layer.lora_A["default"].weight.grad, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(layer.lora_B.grad, peft_layer.lora_B["default"].weight.grad, atol=1e-6, rtol=1e-6)
+
+
+class Stack(nn.Module):
+    """Four decoder layers with attention and MLP linears, as inject_adapters and PEFT see a causal LM."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Module()
+        self.model.layers = nn.ModuleList()
+        for _ in range(4):
+            layer = nn.Module()
+            layer.self_attn = nn.Module()
+            layer.self_attn.q_proj = nn.Linear(8, 8)
+            layer.mlp = nn.Module()
+            layer.mlp.up_proj = nn.Linear(8, 8)
+            self.model.layers.append(layer)
+
+
+def adapted(names, suffix: str) -> list[str]:
+    return sorted(n.removesuffix(suffix) for n in names if n.endswith(suffix))
+
+
+def test_layer_selection_adapts_the_modules_peft_layers_to_transform_does():
+    ours = inject_adapters(Stack(), AdapterConfig(scheme="lora", r=2, alpha=4, targets=["q_proj", "up_proj"],
+                                                  layers=[1, 3]))
+    theirs = get_peft_model(Stack(), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "up_proj"],
+                                                layers_to_transform=[1, 3]))
+    ours_names = adapted(dict(ours.named_parameters()), ".lora_A")  # ours: a parameter; PEFT's: a module dict
+    peft_names = [n.removeprefix("base_model.model.") for n in adapted(dict(theirs.named_modules()), ".lora_A")]
+    assert ours_names == peft_names == ["model.layers.1.mlp.up_proj", "model.layers.1.self_attn.q_proj",
+                                        "model.layers.3.mlp.up_proj", "model.layers.3.self_attn.q_proj"]
+
+
+def test_layer_selection_outside_the_stack_is_refused():
+    with pytest.raises(ValueError, match="decoder layers 0-3"):
+        inject_adapters(Stack(), AdapterConfig(scheme="lora", r=2, alpha=4, targets=["q_proj"], layers=[2, 4]))
+    with pytest.raises(ValueError, match="indices >= 0"):
+        AdapterConfig(scheme="lora", layers=[-1])

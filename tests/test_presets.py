@@ -13,6 +13,7 @@ import yaml
 from llava.adapters import AdapterConfig, presets
 from llava.adapters.attached import adapter_config
 from llava.train.adapter_setup import adapter_config_from_args
+from llava.train.args import adapter_flags
 from llava.train.config_file import training_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,3 +101,13 @@ def test_the_shell_lines_let_a_set_variable_win():
     proc = subprocess.run([sys.executable, "-m", "llava.adapters.presets", "shell", "dora", "7b"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: unknown scheme 'dora'")
+
+
+def test_the_layers_flag_takes_indices_and_ranges(parser):
+    assert adapter_settings(parser, ["--lora_layers", "0,2,5-7"])["layers"] == [0, 2, 5, 6, 7]
+    assert adapter_settings(parser, ["--lora_layers", "all"])["layers"] is None
+    for bad in ("top", "7-5"):
+        with pytest.raises(ValueError, match="--lora_layers"):
+            adapter_settings(parser, ["--lora_layers", bad])
+    flags = adapter_flags(presets.variant("asymlora", 8, layers=[3, 4]))  # a preset with layers, as flags
+    assert adapter_settings(parser, flags) == expected("asymlora", "7b", r=8, alpha=16, layers=[3, 4])

@@ -54,6 +54,9 @@ class AdapterConfig:
                      block input, shared by gate/up/down: the paper's released code)
     targets          linear layer names (suffixes) of the language model that get an adapter
     mixture_targets  subset of targets that get `scheme`; the other targets get plain lora. None: all targets.
+    layers           indices of the decoder layers whose targets get adapters; None: every layer (PEFT's
+                     `layers_to_transform`). Gradients stop at the lowest adapted layer, so adapting only the top
+                     layers also saves the backward pass through the rest.
     balance_coef     load-balancing loss coefficient (0 disables)
     balance_loss     hydra (the AsymLoRA authors' per-sample loss pooled over all routed layers) | switch
                      (Switch Transformer's, per router); formulas in balance.py
@@ -73,6 +76,7 @@ class AdapterConfig:
     router_scope: str = "module"
     targets: list[str] = field(default_factory=lambda: ATTENTION + MLP)
     mixture_targets: list[str] | None = None
+    layers: list[int] | None = None
     balance_coef: float = 0.0
     balance_loss: str = "hydra"
     router_bias: bool = False
@@ -96,6 +100,8 @@ class AdapterConfig:
         spec.check(self.r, self.num_experts, self.num_tasks)
         if self.mixture_targets is not None and not set(self.mixture_targets) <= set(self.targets):
             raise ValueError(f"mixture_targets {self.mixture_targets} must be a subset of targets {self.targets}")
+        if self.layers is not None and (not self.layers or min(self.layers) < 0):
+            raise ValueError(f"layers must be decoder layer indices >= 0 (None: every layer), got {self.layers}")
         if self.task_names and len(self.task_names) != self.num_tasks and self.num_tasks > 1:
             raise ValueError(f"{len(self.task_names)} task names for num_tasks={self.num_tasks}")
 

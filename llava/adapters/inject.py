@@ -43,6 +43,16 @@ def _adapter_dtype(config: AdapterConfig, base: nn.Linear) -> torch.dtype:
     return torch.float32
 
 
+def excluded_modules(lm: nn.Module, layers: list[int] | None) -> set[int]:
+    """ids of the modules inside decoder layers not in `layers` (empty where `layers` is None: every layer)."""
+    if layers is None:
+        return set()
+    decoder = list(lm.layers)
+    if max(layers) >= len(decoder):
+        raise ValueError(f"adapter layers {layers}: the language model has decoder layers 0-{len(decoder) - 1}")
+    return {id(m) for i, layer in enumerate(decoder) if i not in layers for m in layer.modules()}
+
+
 def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bool = True) -> nn.Module:
     """Freeze the model, wrap the target linears of its language model, and make adapters (+ projector) trainable."""
     if adapters_of(model) is not None:
@@ -53,9 +63,10 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
         p.requires_grad_(False)
     block_routers: dict[int, BlockRouter] = {}
     wrapped = 0
+    excluded = excluded_modules(lm, config.layers)
     for name, module in list(lm.named_modules()):
         for child_name, child in list(module.named_children()):
-            if child_name not in config.targets or not isinstance(child, nn.Linear):
+            if child_name not in config.targets or not isinstance(child, nn.Linear) or id(child) in excluded:
                 continue
             scheme = config.scheme_for(child_name)
             block = None

@@ -10,7 +10,7 @@
 160 steps of 2: yes/no is learnt after enough optimizer steps, not samples (docs/experiment_kit.md's History);
 `--steps 96` does not learn it, and `--batch 1` learns it on one CPU and less well on another (docs/demo.md).
 
-python -m llava.kit.demo [--steps 160] [--batch 2]
+python -m llava.kit.demo [--steps 160] [--batch 2] [--lora_layers 15-29]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ STEPS, BATCH = 160, 2
 YES_NO_TURNS, TEST = 8, 40  # questions per training yes/no conversation; held-out questions per task (and pair images)
 
 
-def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0) -> list[str]:
+def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0, layers: str | None = None) -> list[str]:
     return [
         "--model_name_or_path", "small", "--version", SMALL_VERSION, "--data_path", mixture,
         "--image_folder", DATA, "--lora_enable", "True",
@@ -51,6 +51,7 @@ def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0)
         "--report_to", report_to(), "--output_dir", output, "--seed", str(seed),
         "--bf16", str(torch.cuda.is_available() or cpu_compute_dtype() == "bf16"),
         "--use_cpu", str(not torch.cuda.is_available()),
+        *(["--lora_layers", layers] if layers else []),
     ]
 
 
@@ -58,6 +59,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=STEPS, help="optimizer steps of the fine-tuning")
     ap.add_argument("--batch", type=int, default=BATCH, help="samples per optimizer step")
+    ap.add_argument("--lora_layers", help="adapters on these decoder layers only (e.g. 15-29; default: all)")
     args = ap.parse_args(argv)
     progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
     t0 = time.time()
@@ -69,7 +71,7 @@ def main(argv=None) -> None:
     mixture = ",".join(f"{t}={manifest['train'][t]}" for t in TASKS)
     manifest = {**manifest, "tasks": list(TASKS), "eval": {t: manifest["eval"][t] for t in TASKS}}
     pretrained_tower()  # once per machine (cached); says so when it trains
-    trainer = train(train_args(mixture, OUTPUT, steps=args.steps, batch=args.batch))
+    trainer = train(train_args(mixture, OUTPUT, steps=args.steps, batch=args.batch, layers=args.lora_layers))
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     print("\nloss by step: " + "  ".join(f"{s}:{loss:.3f}" for s, loss in losses))
     scores = headline(evaluate(OUTPUT, manifest, os.path.join(OUTPUT, "eval")))

@@ -26,11 +26,27 @@ def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> 
         scheme=args.adapter_scheme, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
         num_experts=args.num_experts, num_tasks=num_tasks if task_heads else 1,
         router=args.router, top_k=args.top_k, router_scope=args.router_scope, targets=targets,
-        mixture_targets=mixture, balance_coef=args.balance_coef, balance_loss=args.balance_loss,
+        mixture_targets=mixture, layers=layer_indices(args.lora_layers), balance_coef=args.balance_coef, balance_loss=args.balance_loss,
         router_bias=args.router_bias,
         task_names=task_names if (task_heads and num_tasks > 1) else [],
         adapter_dtype=adapter_dtype(args),
     )
+
+
+def layer_indices(text: str | None) -> list[int] | None:
+    """`--lora_layers` (e.g. "0,2,15-29") as sorted indices; None or "all": every layer."""
+    if text is None or text.strip() in ("", "all"):
+        return None
+    indices = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            indices.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise ValueError(f"--lora_layers takes indices and ranges like 0,2,15-29, not {text!r}") from None
+    if not indices:
+        raise ValueError(f"--lora_layers {text!r} names no layer (a range's first index is its lowest)")
+    return sorted(indices)
 
 
 def adapter_dtype(args: TrainingArguments) -> str:

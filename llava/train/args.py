@@ -63,6 +63,8 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_targets: str = field(default=",".join(_DEFAULT.targets),
                               metadata={"help": "language-model linear layers that get adapters"})
     mixture_targets: str | None = field(default=None, metadata={"help": "targets that get the mixture; rest: lora"})
+    lora_layers: str | None = field(default=None, metadata={"help": "decoder layers whose targets get adapters, as "
+                                                                     "indices and ranges (e.g. 15-29); default: all"})
     balance_coef: float = field(default=_DEFAULT.balance_coef, metadata={"help": "load-balancing loss coefficient"})
     balance_loss: str = field(default=_DEFAULT.balance_loss, metadata={"help": "hydra (AsymLoRA authors', per sample over all "
                                                                  "routed layers) | switch (per router)"})
@@ -97,7 +99,7 @@ class TrainingArguments(transformers.TrainingArguments):
 
 
 _FLAG_NAMES = {"scheme": "adapter_scheme", "r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
-               "targets": "lora_targets"}
+               "targets": "lora_targets", "layers": "lora_layers"}
 
 
 def adapter_flags(settings: dict) -> list[str]:
@@ -106,5 +108,5 @@ def adapter_flags(settings: dict) -> list[str]:
     for name, value in settings.items():
         if name not in AdapterConfig.__dataclass_fields__:
             raise ValueError(f"{name!r} is not an adapter setting")
-        flags += [f"--{_FLAG_NAMES.get(name, name)}", ",".join(value) if isinstance(value, list) else str(value)]
+        flags += [f"--{_FLAG_NAMES.get(name, name)}", ",".join(map(str, value)) if isinstance(value, list) else str(value)]
     return flags

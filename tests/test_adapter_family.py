@@ -258,3 +258,33 @@ def test_mixlora_reads_an_instance_from_its_prompt_in_training_as_at_inference()
     torch.testing.assert_close(training, inference)
     state.begin_batch(token_mask=torch.ones(1, 6))  # without labels every attended token counts
     assert not torch.equal(MixLoRA.selection(layer, x), inference)
+
+
+def test_a_prompt_router_gives_each_sample_one_gate_read_from_its_prompt():
+    """router_input="prompt": every token of a sample gets the gate of its prompt's mean (the reply's tokens, present
+    in training only, are left out, so training routes as inference does); decoding keeps the prompt's gates."""
+    torch.manual_seed(0)
+    layer = AdapterLinear(nn.Linear(24, 20), "asymlora", r=4, alpha=8, num_experts=3, state=RoutingState(),
+                          router_input="prompt")
+    state = layer.state
+    x = torch.randn(2, 6, 24)
+    x[:, 4:] *= 50  # reply tokens far from the prompt's
+    labels = torch.tensor([[-100] * 4 + [11, 12]] * 2)
+    state.begin_batch(token_mask=torch.ones(2, 6), labels=labels)
+    training, _ = layer.router.route(x, state)
+    assert training.shape == (2, 6, 3)
+    assert torch.equal(training, training[:, :1].expand(2, 6, 3))  # one gate per sample
+    assert not torch.allclose(training[0], training[1])  # ... and its own
+    layer.eval()
+    state.begin_batch(token_mask=torch.ones(2, 4))  # inference: the prompt alone
+    prompt, _ = layer.router.route(x[:, :4], state)
+    torch.testing.assert_close(prompt[:, 0], training[:, 0])
+    step, _ = layer.router.route(torch.randn(2, 1, 24) * 50, state)  # one new token: the prompt's gates
+    torch.testing.assert_close(step[:, 0], prompt[:, 0])
+    state.begin_batch()  # the next batch routes afresh
+    assert not torch.allclose(layer.router.route(torch.randn(2, 1, 24) * 50, state)[0][:, 0], prompt[:, 0])
+    layer.train()
+    with torch.no_grad():
+        layer.lora_B.normal_()  # a fresh B = 0 blocks every gradient but B's
+    layer(x).square().sum().backward()  # the output's loss reaches the router through the pooled input
+    assert layer.router.weight.grad.abs().sum() > 0

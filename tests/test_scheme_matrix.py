@@ -20,7 +20,8 @@ differ most in what they train exercise: asymlora (shared A, routed B heads, the
 experts (task-selected heads beside routed ones) and mixlora (per-sample factor picks: sparse router gradients).
 lora and moe_lora hold nothing those three do not (one A and B; per-expert A and B behind a router). The seventh
 and eighth are the paper's asymlora with `--router_lr` (the routers in an optimizer group of their own) and with
-`--router switch --top_k 1` (Switch Transformer's gate).
+`--router switch --top_k 1 --router_input prompt` (Switch Transformer's gate on one gate per sample, read from its
+prompt).
 
 Every scheme's checkpoint of every cell loads into llava.eval.generate and answers; every DeepSpeed checkpoint holds
 only what trains (lean_checkpoint_problem). Resume across world sizes: test_resume_world_size.py (fp32, exact).
@@ -54,9 +55,10 @@ SCHEMES = {
     "mixlora": ("finetune_mixlora.sh", {"NUM_EXPERTS": "8", "R": "2", "BALANCE_COEF": "0"}),
     # the routers in their own optimizer group at 10x the adapters' rate (docs/training.md, --router_lr)
     "asymlora_router_lr": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --router_lr 2e-3"}),
-    # Switch Transformer's top-1 gate (the expert's full-softmax probability) on the paper's MLP-block routers
-    "asymlora_switch": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --router switch "
-                                                               "--top_k 1"}),
+    # Switch Transformer's top-1 gate (the expert's full-softmax probability) on the paper's MLP-block routers, each
+    # router reading its sample's prompt (one gate per sample): two router options in one run
+    "asymlora_switch_prompt": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 "
+                                                                      "--router switch --top_k 1 --router_input prompt"}),
 }
 
 
@@ -172,7 +174,7 @@ def router_health(out) -> dict[str, float]:
             for tag in events.Tags()["scalars"] if tag.startswith("train/router_health/")}
 
 
-ROUTED = ["moe_lora", "asymlora", "asymlora_task_x_expert", "mixlora", "asymlora_router_lr", "asymlora_switch"]
+ROUTED = ["moe_lora", "asymlora", "asymlora_task_x_expert", "mixlora", "asymlora_router_lr", "asymlora_switch_prompt"]
 MODE_SCHEMES = ["asymlora", "asymlora_task_x_expert", "mixlora"]  # the other modes' cells (see the module's text)
 EVERY_SCHEME = {("zero3", 2), (None, 1)}
 HEALTH = {}  # (stage, processes, run) -> router health at the last step

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from llava.adapters import presets
 from llava.adapters.balance import KINDS as BALANCE_KINDS
 from llava.adapters.presets import ATTENTION, MLP
-from llava.adapters.routing import ROUTERS
+from llava.adapters.routing import ROUTER_INPUTS, ROUTERS
 from llava.adapters.schemes import Scheme, scheme
 
 __all__ = ["AdapterConfig", "ATTENTION", "MLP", "CONFIG_NAME", "config_path"]
@@ -50,6 +50,8 @@ class AdapterConfig:
     num_tasks (T)    asymlora only: B heads per task, selected by the batch's task ids (paper Eq. 2 / Eq. 3)
     router           dense (softmax over E) | topk (top_k experts, renormalised) | switch (top_k experts, gated by
                      their full-softmax probability)
+    router_input     token (each token routes on its own input) | prompt (one gate per sample from the mean of its
+                     prompt tokens, kept through decoding)
     router_scope     module (each linear routes on its own input) | mlp_block (one router per MLP block, fed the
                      block input, shared by gate/up/down: the paper's released code)
     targets          linear layer names (suffixes) of the language model that get an adapter
@@ -73,6 +75,7 @@ class AdapterConfig:
     num_tasks: int = 1
     router: str = "dense"
     top_k: int = 1
+    router_input: str = "token"
     router_scope: str = "module"
     targets: list[str] = field(default_factory=lambda: ATTENTION + MLP)
     mixture_targets: list[str] | None = None
@@ -89,6 +92,8 @@ class AdapterConfig:
             raise ValueError("r, num_experts and num_tasks must be >= 1")
         if self.router not in ROUTERS:
             raise ValueError(f"router must be one of {ROUTERS}, got {self.router!r}")
+        if self.router_input not in ROUTER_INPUTS:
+            raise ValueError(f"router_input must be one of {ROUTER_INPUTS}, got {self.router_input!r}")
         if self.router != "dense" and not 1 <= self.top_k <= self.num_experts:
             raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
         if self.balance_loss not in BALANCE_KINDS:

@@ -80,7 +80,8 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
                     hidden = module.gate_proj.in_features
                     router = BlockRouter(module, hidden, config.num_experts, state, router=config.router,
                                          top_k=config.top_k, dtype=_adapter_dtype(config, child),
-                                         device=child.weight.device, bias=config.router_bias)
+                                         device=child.weight.device, bias=config.router_bias,
+                                         router_input=config.router_input)
                     module.add_module("adapter_router", router)
                     block_routers[id(module)] = router
                 block = block_routers[id(module)]
@@ -89,7 +90,8 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
                                   num_experts=config.num_experts if scheme == config.scheme else 1,
                                   num_tasks=config.num_tasks if spec.task_heads else 1,
                                   router=config.router, top_k=config.top_k, state=state, block_router=block,
-                                  dtype=_adapter_dtype(config, child), router_bias=config.router_bias)
+                                  dtype=_adapter_dtype(config, child), router_bias=config.router_bias,
+                                  router_input=config.router_input)
             setattr(module, child_name, layer)
             wrapped += 1
     if wrapped == 0:

@@ -24,7 +24,7 @@ class AdapterLinear(nn.Module):
     def __init__(self, base: nn.Linear, scheme: str, r: int, alpha: float, dropout: float = 0.0,
                  num_experts: int = 1, num_tasks: int = 1, router: str = "dense", top_k: int = 1,
                  state: RoutingState | None = None, block_router=None, dtype: torch.dtype | None = torch.float32,
-                 router_bias: bool = False):
+                 router_bias: bool = False, router_input: str = "token"):
         super().__init__()
         self.base = base
         self.scheme = scheme
@@ -42,7 +42,7 @@ class AdapterLinear(nn.Module):
         # they compute in the input's dtype. dtype=None keeps them in the base's (floating) dtype.
         kw = dict(dtype=dtype or base.weight.dtype, device=base.weight.device)
         self.variant.create(self, base.in_features, base.out_features,
-                            dict(router=router, top_k=top_k, bias=router_bias), kw)
+                            dict(router=router, top_k=top_k, bias=router_bias, router_input=router_input), kw)
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # fan-in d_in: every expert's A gets LoRA's init
         # the router whose balance statistic this layer's output carries (fixed once built: not looked up per call)
         self._aux_key = id(block_router if block_router is not None else getattr(self, "router", None))

@@ -11,6 +11,7 @@ from torch import nn
 from llava.adapters.state import AttachAux, RoutingState
 
 ROUTERS = ("dense", "topk", "switch")
+ROUTER_INPUTS = ("token", "prompt")  # what a router reads: each token, or its sample's prompt (one gate per sample)
 
 
 def compute_gates(logits: torch.Tensor, router: str, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +37,7 @@ class Router(nn.Module):
     """Linear gate d_in -> E, nn.Linear's default init; a bias optional (the AsymLoRA authors' router has one)."""
 
     def __init__(self, in_features: int, num_experts: int, router: str = "dense", top_k: int = 1,
-                 dtype=None, device=None, bias: bool = False):
+                 dtype=None, device=None, bias: bool = False, router_input: str = "token"):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_experts, in_features, dtype=dtype, device=device))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
@@ -46,6 +47,7 @@ class Router(nn.Module):
             self.bias = nn.Parameter(torch.empty(num_experts, dtype=dtype, device=device).uniform_(-bound, bound))
         self.router = router
         self.top_k = top_k
+        self.router_input = router_input
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Computed in the input's dtype (the weights may be kept in fp32)."""
@@ -56,14 +58,40 @@ class Router(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return compute_gates(self.logits(x), self.router, self.top_k)
 
+    def prompt_gates(self, x: torch.Tensor, state: RoutingState) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gates, probs) of router_input="prompt": one gate per sample from the mean of its prompt tokens, the same for
+        every token of the sample (a task is a property of the instruction, not of each token; the prompt is all a model
+        has at inference). Cached decoding, one new token per step, keeps the prompt's gates."""
+        cached = state.sample_gates.get(id(self))
+        if cached is not None and x.dim() == 3 and x.shape[1] == 1 and cached[0].shape[0] == x.shape[0]:
+            gates, probs = cached
+        else:
+            gates, probs = self(prompt_mean(x, state.mask_for(x, instance=True)))  # [batch, E]
+            if not self.training:
+                state.sample_gates[id(self)] = (gates, probs)
+        shape = (*x.shape[:-1], gates.shape[-1])
+        if x.dim() == 3:
+            gates, probs = gates.unsqueeze(1), probs.unsqueeze(1)
+        return gates.expand(shape), probs.expand(shape)
+
     def route(self, x: torch.Tensor, state: RoutingState):
         """Gates for x, plus (when training) the balance-loss statistic to attach to the output, else None."""
-        gates, probs = self(x)
+        gates, probs = self.prompt_gates(x, state) if self.router_input == "prompt" else self(x)
         stat = None
         if self.training:
             stat = state.balance.record(id(self), probs, gates, state.mask_for(x))
         state.record_load(gates, getattr(self, "load_layer", None))  # a no-op unless load or a trace is recorded
         return gates.to(x.dtype), stat
+
+
+def prompt_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """[batch, d]: the mean of each sample's tokens where `mask` (its prompt) is set, else of all its tokens."""
+    if x.dim() == 2:
+        return x.mean(0, keepdim=True)
+    if mask is not None:
+        m = mask.unsqueeze(-1).to(x.dtype)
+        return (x * m).sum(1) / m.sum(1).clamp_min(1)
+    return x.mean(1)
 
 
 def attach_aux(out: torch.Tensor, stat: torch.Tensor | None, state: RoutingState, key: int) -> torch.Tensor:

@@ -27,6 +27,7 @@ class RoutingState:
         self.layer_entropy: dict[int, torch.Tensor] = {}  # per layer: [sum of per-token gate entropy (nats), tokens]
         self.layer_top: dict[int, torch.Tensor] | None = None  # per layer, tokens whose top expert is e: [T, E]
         self.instance_selection: dict[int, torch.Tensor] = {}  # mixlora: per-layer selection of this batch
+        self.sample_gates: dict[int, tuple] = {}  # router_input="prompt": per router, this batch's (gates, probs)
         self.trace = None  # a RoutingTrace while serving records what the routers did (trace.py)
 
     def begin_batch(self, task_ids=None, token_mask=None, labels=None) -> None:
@@ -39,6 +40,7 @@ class RoutingState:
             self.instance_mask = prompt if self.token_mask is None else self.token_mask & prompt
         self.balance.begin()
         self.instance_selection = {}
+        self.sample_gates = {}
 
     def finish_forward(self) -> torch.Tensor | None:
         """The balance loss of the forward that just ran (detached, before balance_coef), or None without routers.

@@ -67,7 +67,9 @@ def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int, ans
             for batch in task_batches_:
                 inputs = {k: v for k, v in batch.items() if k not in ("task_ids", "sample_index")}
                 mask = batch["labels"] != IGNORE_INDEX if answers_only else batch["attention_mask"]
-                with adapter_batch(model, task_ids=batch["task_ids"], token_mask=mask, labels=batch["labels"]):
+                with adapter_batch(model, task_ids=batch["task_ids"], token_mask=mask, labels=batch["labels"]) as state:
+                    # a prompt router reads the prompt whichever tokens are counted (answers only: none of them)
+                    state.instance_mask = batch["attention_mask"].bool() & (batch["labels"] == IGNORE_INDEX)
                     model(**inputs)
     state = routing_state(model)
     return ({k: v.clone().cpu() for k, v in state.layer_top.items()},

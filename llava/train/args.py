@@ -59,6 +59,8 @@ class TrainingArguments(transformers.TrainingArguments):
     router: str = field(default=_DEFAULT.router, metadata={"help": "dense | topk (renormalised) | switch (top_k by "
                                                                         "full-softmax probability)"})
     top_k: int = field(default=_DEFAULT.top_k, metadata={"help": "experts per token with --router topk or switch"})
+    router_input: str = field(default=_DEFAULT.router_input, metadata={"help": "token | prompt (one gate per "
+                                                                              "sample from its prompt tokens)"})
     router_scope: str = field(default=_DEFAULT.router_scope, metadata={"help": "module | mlp_block (paper preset)"})
     lora_targets: str = field(default=",".join(_DEFAULT.targets),
                               metadata={"help": "language-model linear layers that get adapters"})

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llava.adapters.routing import Router
+from llava.adapters.routing import Router, prompt_mean
 from llava.adapters.schemes.base import Scheme, scaled_projection
 
 
@@ -54,7 +54,7 @@ class MixLoRA(Scheme):
         cached = state.instance_selection.get(id(layer))
         if cached is not None and x.dim() == 3 and x.shape[1] == 1 and cached.shape[0] == x.shape[0]:
             return cached  # cached decoding: one new token per step keeps the prompt's selection
-        inst = _instance_mean(x, state.mask_for(x, instance=True))
+        inst = prompt_mean(x, state.mask_for(x, instance=True))
         r, e = layer.r, layer.num_experts
         logits_a = layer.router_a.logits(inst).float()
         top_a, idx_a = logits_a.topk(r, dim=-1)
@@ -74,11 +74,3 @@ class MixLoRA(Scheme):
             state.instance_selection[id(layer)] = select
         return select
 
-
-def _instance_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if x.dim() == 2:
-        return x.mean(0, keepdim=True)
-    if mask is not None:
-        m = mask.unsqueeze(-1).to(x.dtype)
-        return (x * m).sum(1) / m.sum(1).clamp_min(1)
-    return x.mean(1)

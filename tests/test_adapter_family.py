@@ -288,3 +288,42 @@ def test_a_prompt_router_gives_each_sample_one_gate_read_from_its_prompt():
         layer.lora_B.normal_()  # a fresh B = 0 blocks every gradient but B's
     layer(x).square().sum().backward()  # the output's loss reaches the router through the pooled input
     assert layer.router.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("router,top_k", [("dense", 1), ("switch", 1)])
+def test_prompt_routing_equals_a_reference_computed_by_hand(router, top_k):
+    """Fused prompt routing against the expert-by-expert loop fed gates computed here: softmax of the router on the
+    mean of each sample's prompt tokens (Switch: the top expert kept at its probability), the same for every token.
+    Outputs, every gradient (input, A, B heads, router) and the balance statistic (hydra: the per-sample mean of the
+    full softmax over counted tokens, here the pooled softmax itself) agree."""
+    layers = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        layer = AdapterLinear(nn.Linear(24, 20).requires_grad_(False), "asymlora", r=4, alpha=8, num_experts=3,
+                              router=router, top_k=top_k, state=RoutingState(), router_bias=True)
+        with torch.no_grad():
+            layer.lora_B.normal_()
+        layers.append(layer)
+    fused, loop = layers
+    prompt = torch.tensor([[True] * 4 + [False] * 2, [True] * 3 + [False] * 3])
+    labels = torch.where(prompt, -100, 7)
+    fused.state.begin_batch(token_mask=torch.ones(2, 6), labels=labels)
+    fused.router.router_input = "prompt"
+    x1 = torch.randn(2, 6, 24, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1 = fused(x1)
+
+    pooled = torch.stack([x2[b][prompt[b]].mean(0) for b in range(2)])  # [2, 24]
+    probs = torch.softmax(pooled @ loop.router.weight.t() + loop.router.bias, -1)
+    gates = probs if router == "dense" else probs * torch.nn.functional.one_hot(probs.argmax(-1), 3)
+    y2 = loop.base(x2) + loop_delta(loop, x2, gates.unsqueeze(1).expand(2, 6, 3))
+    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused.state.balance.prob_stats[0], probs.detach(), rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    g1, g2 = grads(fused, x1), grads(loop, x2)
+    assert g1.keys() == g2.keys() and g1["router.weight"].abs().sum() > 0
+    for name in g1:
+        scale = max(1.0, g2[name].abs().max().item())
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-5, atol=1e-6 * scale, msg=name)

@@ -91,6 +91,11 @@ def test_router_specialisation_and_yes_no_singles(compare_root, tmp_path):
     assert logged and all(h["router_learning_rate"] > h["learning_rate"] for h in logged if h["learning_rate"] > 0)
     table = (tmp_path / "router" / "router.md").read_text()
     assert "| asymlora | fast: --router_lr 2e-2 |" in table.split("difference to the preset")[1]
+    # what the routers did while training, from the runs' tensorboard events: at 10x the rate they move further
+    training = {r["variant"]: r["training"] for r in rows if r["coef"] == 0.05}
+    assert training["fast"]["weight_change_median"] > training[None]["weight_change_median"] > 0
+    assert all(0 < t["grad_share_min"] <= t["grad_share_mean"] <= t["grad_share_max"] < 1 for t in training.values())
+    assert "| layers with MI >= 0.5 |" in table
     for r in rows:
         assert 0 <= r["mi_mean"] <= r["mi_ceiling"] and len(r["mi_bits"]) == len(r["mi_answer_bits"]) > 0
         low, mean, high = r["accuracy"]["colour"][1], r["accuracy"]["colour"][0], r["accuracy"]["colour"][2]

@@ -42,7 +42,7 @@ def test_with_as_many_tokens_per_task_it_is_scikit_learns_mutual_information():
 
 def test_costs_mark_only_differences_that_survive_holm():
     """A coefficient 30 points worse on one column is marked; one identical to the preset is not."""
-    from llava.kit.router_specialisation import PRESET_COEF, costs
+    from llava.kit.router_report import PRESET_COEF, costs
     from llava.kit.table import COLUMNS
 
     preset = {c: {f"q{i}": i % 2 == 0 for i in range(200)} for c in COLUMNS}
@@ -56,3 +56,25 @@ def test_costs_mark_only_differences_that_survive_holm():
     assert lines[0].split(" | ")[2] == "-30.0 *"
     assert "*" not in lines[0].split(" | ", 3)[3] and "*" not in lines[1] and "†" not in lines[1]
     assert lines[1].split(" | ")[2] == "+0.0"
+
+
+def test_router_training_reads_a_runs_tensorboard_events(tmp_path):
+    """Hand-written events: at each step the routers' gradient norms of all layers together over the model's, and the
+    median layer's last weight change."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from llava.kit.router_training import router_training
+
+    assert router_training(str(tmp_path)) is None  # no events: nothing to report
+    writer = SummaryWriter(str(tmp_path / "runs" / "stamp"))
+    for step, total, layers in [(10, 10.0, (0.3, 0.4)), (20, 1.0, (0.06, 0.08))]:  # shares 0.05 and 0.1
+        writer.add_scalar("train/grad_norm", total, step)
+        for layer, norm in enumerate(layers):
+            writer.add_scalar(f"train/router_health/layer{layer}/grad_norm", norm, step)
+    for layer, change in enumerate((0.2, 0.9, 0.5)):
+        writer.add_scalar(f"train/router_health/layer{layer}/weight_change", 99.0, 10)  # not the last: ignored
+        writer.add_scalar(f"train/router_health/layer{layer}/weight_change", change, 20)
+    writer.close()
+    got = router_training(str(tmp_path))
+    assert got == pytest.approx({"grad_share_mean": 0.075, "grad_share_min": 0.05, "grad_share_max": 0.1,
+                                 "weight_change_median": 0.5})

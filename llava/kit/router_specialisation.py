@@ -29,7 +29,6 @@ import shlex
 
 import torch
 
-from llava.adapters import presets
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.adapters.routing import label_router_layers
 from llava.adapters.state import mutual_information
@@ -47,14 +46,15 @@ from llava.kit.compare import (
     run_one,
 )
 from llava.kit.router_plots import plot_mutual_information
-from llava.kit.stats import as_array, holm, interval, paired_test
+from llava.kit.router_report import PRESET_COEF, costs, report
+from llava.kit.router_training import router_training
+from llava.kit.stats import as_array, interval
 from llava.kit.table import COLUMNS
 from llava.kit.workers import in_workers
 from llava.model.image import ImageTransform
 from llava.train.plots import plot_router_load
 
 ROUTED_SCHEMES = [s for s, settings in SCHEMES.items() if settings.get("balance_coef")]
-PRESET_COEF = presets.preset("asymlora")["balance_coef"]
 
 
 def top_expert_counts(model, batches: dict[int, list[dict]], num_tasks: int, answers_only: bool = False):
@@ -119,49 +119,6 @@ def measured(checkpoint: str, data: str, image_folder: str, out: str, batches: i
     return measure(checkpoint, data, image_folder, out, batches)
 
 
-def setting(row: dict) -> str:
-    """What a row varies: its balance coefficient, or its variant's name and flags (at the preset's coefficient)."""
-    if row.get("variant"):
-        return f"{row['variant']}: {row['flags']}"
-    return f"balance coef {row['coef']:g}"
-
-
-def is_preset(row: dict) -> bool:
-    return row["coef"] == PRESET_COEF and not row.get("variant")
-
-
-def report(rows: list[dict]) -> str:
-    lines = ["| scheme | setting | MI mean, all tokens (bits) | MI max (layer) | MI mean, answer tokens | "
-             + " | ".join(COLUMNS) + " |", "|---|---|---|---|---|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        cells = [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in (r["accuracy"][c] for c in COLUMNS)]
-        lines.append(f"| {r['scheme']} | {setting(r)} | {r['mi_mean']:.4f} | {r['mi_max']:.4f} ({r['mi_max_layer']}) "
-                     f"| {r['mi_answer_mean']:.4f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def costs(rows: list[dict]) -> str:
-    """Each coefficient's (and variant's) accuracy minus the preset's, same scheme and seed, paired over the questions (one seed:
-    McNemar's exact test), Holm-adjusted over every test of the table: with dozens of cells a few raw p < 0.05 are
-    expected by chance."""
-    preset = {r["scheme"]: r["outcomes"] for r in rows if is_preset(r)}
-    others = [r for r in rows if not is_preset(r) and r["scheme"] in preset]
-    tests = {(k, c): paired_test(as_array([r["outcomes"][c]]), as_array([preset[r["scheme"]][c]]))
-             for k, r in enumerate(others) for c in COLUMNS}
-    adjusted = holm({key: t["p"] for key, t in tests.items()})
-
-    def cell(key) -> str:
-        mark = " *" if adjusted[key] < 0.05 else " †" if tests[key]["p"] < 0.05 else ""
-        return f"{tests[key]['diff']:+.1f}{mark}"
-
-    lines = [f"difference to the preset (balance coef {PRESET_COEF:g}) (points, same seed and questions; McNemar's exact test; "
-             f"† p < 0.05, * Holm-adjusted p < 0.05 over the table's {len(tests)} tests):", "",
-             "| scheme | setting | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
-    for k, r in enumerate(others):
-        lines.append(f"| {r['scheme']} | {setting(r)} | " + " | ".join(cell((k, c)) for c in COLUMNS) + " |")
-    return "\n".join(lines)
-
-
 def arguments(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/router")
@@ -216,7 +173,7 @@ def main(argv=None):
             result = measured(run, manifest["mixture"], images, os.path.join(folder(name, c), s), args.batches)
             accuracy = {col: interval(as_array([outcomes[col]])) for col in COLUMNS}
             rows.append({"scheme": s, "coef": c, "variant": name, "flags": shlex.join(flags) if name else "",
-                         **result, "accuracy": accuracy, "outcomes": outcomes})
+                         **result, "training": router_training(run), "accuracy": accuracy, "outcomes": outcomes})
     write_outputs(rows, args.out)
 
 

@@ -327,3 +327,26 @@ def test_prompt_routing_equals_a_reference_computed_by_hand(router, top_k):
     for name in g1:
         scale = max(1.0, g2[name].abs().max().item())
         torch.testing.assert_close(g1[name], g2[name], rtol=1e-5, atol=1e-6 * scale, msg=name)
+
+
+def test_router_temperature_noise_and_zero_init():
+    """Temperature divides the logits (checked by hand); noise perturbs the gates in training only; a zero-initialised
+    router starts with every gate uniform and still learns."""
+    from llava.adapters.routing import Router
+
+    torch.manual_seed(0)
+    router, x, state = Router(24, 3, bias=True), torch.randn(2, 5, 24), RoutingState()
+    plain = torch.softmax(x @ router.weight.t() + router.bias, -1)
+    router.configure(temperature=0.5)
+    torch.testing.assert_close(router.route(x, state)[0], torch.softmax(torch.log(plain) * 2, -1))
+    router.configure(noise=1.0)
+    assert not torch.allclose(router.route(x, state)[0], router.route(x, state)[0])  # training: noisy
+    router.eval()
+    torch.testing.assert_close(router.route(x, state)[0], plain)  # inference: the plain gates
+    router.train()
+    router.configure(init="zero")
+    router.noise = 0.0
+    gates, _ = router.route(x, state)
+    torch.testing.assert_close(gates, torch.full_like(gates, 1 / 3))
+    (gates * torch.randn_like(gates)).sum().backward()
+    assert router.weight.grad.abs().sum() > 0

@@ -19,9 +19,9 @@ no DeepSpeed); the other modes differ from these in how they partition and reduc
 differ most in what they train exercise: asymlora (shared A, routed B heads, the paper's preset), task heads x
 experts (task-selected heads beside routed ones) and mixlora (per-sample factor picks: sparse router gradients).
 lora and moe_lora hold nothing those three do not (one A and B; per-expert A and B behind a router). The seventh
-and eighth are the paper's asymlora with `--router_lr` (the routers in an optimizer group of their own) and with
-`--router switch --top_k 1 --router_input prompt` (Switch Transformer's gate on one gate per sample, read from its
-prompt).
+and eighth are the paper's asymlora with `--router_lr --router_noise` (the routers in an optimizer group of their own,
+noise on their logits) and with `--router switch --top_k 1 --router_input prompt --router_init zero
+--router_temperature 2` (Switch Transformer's gate on one gate per sample, read from its prompt, from zero weights).
 
 Every scheme's checkpoint of every cell loads into llava.eval.generate and answers; every DeepSpeed checkpoint holds
 only what trains (lean_checkpoint_problem). Resume across world sizes: test_resume_world_size.py (fp32, exact).
@@ -53,12 +53,16 @@ SCHEMES = {
     "asymlora_task_heads": ("finetune_asymlora.sh", {"NUM_TASKS": "3", "NUM_EXPERTS": "1", "BALANCE_COEF": "0"}),
     "asymlora_task_x_expert": ("finetune_asymlora.sh", {"NUM_TASKS": "3", "NUM_EXPERTS": "2"}),
     "mixlora": ("finetune_mixlora.sh", {"NUM_EXPERTS": "8", "R": "2", "BALANCE_COEF": "0"}),
-    # the routers in their own optimizer group at 10x the adapters' rate (docs/training.md, --router_lr)
-    "asymlora_router_lr": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --router_lr 2e-3"}),
+    # the routers in their own optimizer group at 10x the adapters' rate (docs/training.md, --router_lr), with a little
+    # noise on their logits in training (small enough that every mode still trains alike within bf16's rounding)
+    "asymlora_router_lr": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --router_lr 2e-3 "
+                                                                  "--router_noise 0.01"}),
     # Switch Transformer's top-1 gate (the expert's full-softmax probability) on the paper's MLP-block routers, each
-    # router reading its sample's prompt (one gate per sample): two router options in one run
+    # router reading its sample's prompt (one gate per sample), started at zero, its logits halved by a temperature:
+    # four router options in one run
     "asymlora_switch_prompt": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 "
-                                                                      "--router switch --top_k 1 --router_input prompt"}),
+                                                                      "--router switch --top_k 1 --router_input prompt "
+                                                                      "--router_init zero --router_temperature 2"}),
 }
 
 

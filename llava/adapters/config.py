@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from llava.adapters import presets
 from llava.adapters.balance import KINDS as BALANCE_KINDS
 from llava.adapters.presets import ATTENTION, MLP
-from llava.adapters.routing import ROUTER_INPUTS, ROUTERS
+from llava.adapters.routing import ROUTER_INITS, ROUTER_INPUTS, ROUTERS
 from llava.adapters.schemes import Scheme, scheme
 
 __all__ = ["AdapterConfig", "ATTENTION", "MLP", "CONFIG_NAME", "config_path"]
@@ -52,6 +52,9 @@ class AdapterConfig:
                      their full-softmax probability)
     router_input     token (each token routes on its own input) | prompt (one gate per sample from the mean of its
                      prompt tokens, kept through decoding)
+    router_temperature, router_noise, router_init
+                     routers' logits divided by the temperature; Gaussian noise of that std added to them in
+                     training; initial weights kaiming (nn.Linear's) or zero (every gate uniform at the start)
     router_scope     module (each linear routes on its own input) | mlp_block (one router per MLP block, fed the
                      block input, shared by gate/up/down: the paper's released code)
     targets          linear layer names (suffixes) of the language model that get an adapter
@@ -76,6 +79,9 @@ class AdapterConfig:
     router: str = "dense"
     top_k: int = 1
     router_input: str = "token"
+    router_temperature: float = 1.0
+    router_noise: float = 0.0
+    router_init: str = "kaiming"
     router_scope: str = "module"
     targets: list[str] = field(default_factory=lambda: ATTENTION + MLP)
     mixture_targets: list[str] | None = None
@@ -92,6 +98,11 @@ class AdapterConfig:
             raise ValueError("r, num_experts and num_tasks must be >= 1")
         if self.router not in ROUTERS:
             raise ValueError(f"router must be one of {ROUTERS}, got {self.router!r}")
+        if self.router_temperature <= 0 or self.router_noise < 0:
+            raise ValueError(f"router_temperature must be > 0 and router_noise >= 0, got {self.router_temperature}, "
+                             f"{self.router_noise}")
+        if self.router_init not in ROUTER_INITS:
+            raise ValueError(f"router_init must be one of {ROUTER_INITS}, got {self.router_init!r}")
         if self.router_input not in ROUTER_INPUTS:
             raise ValueError(f"router_input must be one of {ROUTER_INPUTS}, got {self.router_input!r}")
         if self.router != "dense" and not 1 <= self.top_k <= self.num_experts:

@@ -10,7 +10,7 @@ from torch import nn
 from llava.adapters.attached import adapters_of, attach
 from llava.adapters.config import AdapterConfig
 from llava.adapters.layer import AdapterLinear
-from llava.adapters.routing import BlockRouter
+from llava.adapters.routing import BlockRouter, Router
 from llava.adapters.schemes import scheme as scheme_class
 from llava.adapters.state import RoutingState
 
@@ -96,6 +96,9 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, train_projector: bo
             wrapped += 1
     if wrapped == 0:
         raise ValueError(f"no linear layer named {config.targets} in the language model")
+    for m in lm.modules():
+        if isinstance(m, Router):
+            m.configure(config.router_temperature, config.router_noise, config.router_init)
     for _, m in adapter_modules(model):
         for pname, p in m.named_parameters():
             if not pname.startswith("base."):

@@ -11,7 +11,8 @@ from torch import nn
 from llava.adapters.state import AttachAux, RoutingState
 
 ROUTERS = ("dense", "topk", "switch")
-ROUTER_INPUTS = ("token", "prompt")  # what a router reads: each token, or its sample's prompt (one gate per sample)
+ROUTER_INPUTS = ("token", "prompt")
+ROUTER_INITS = ("kaiming", "zero")  # nn.Linear's default, or all-zero weights and bias (every gate uniform at start)  # what a router reads: each token, or its sample's prompt (one gate per sample)
 
 
 def compute_gates(logits: torch.Tensor, router: str, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,12 +49,26 @@ class Router(nn.Module):
         self.router = router
         self.top_k = top_k
         self.router_input = router_input
+        self.temperature = 1.0  # logits are divided by it: below 1 sharper gates, above 1 flatter
+        self.noise = 0.0  # std of Gaussian noise added to the logits in training (exploration; none at inference)
+
+    def configure(self, temperature: float = 1.0, noise: float = 0.0, init: str = "kaiming") -> None:
+        """The study's router knobs (AdapterConfig.router_temperature, router_noise, router_init)."""
+        self.temperature, self.noise = temperature, noise
+        if init == "zero":
+            with torch.no_grad():
+                self.weight.zero_()
+                if self.bias is not None:
+                    self.bias.zero_()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Computed in the input's dtype (the weights may be kept in fp32)."""
         weight = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, weight, bias)
+        logits = F.linear(x, weight, bias)
+        if self.training and self.noise > 0:  # drawn again identically when checkpointing recomputes (RNG restored)
+            logits = logits + torch.randn_like(logits) * self.noise
+        return logits / self.temperature if self.temperature != 1.0 else logits
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return compute_gates(self.logits(x), self.router, self.top_k)

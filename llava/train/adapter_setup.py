@@ -25,7 +25,9 @@ def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> 
     return AdapterConfig(
         scheme=args.adapter_scheme, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
         num_experts=args.num_experts, num_tasks=num_tasks if task_heads else 1,
-        router=args.router, top_k=args.top_k, router_input=args.router_input, router_scope=args.router_scope, targets=targets,
+        router=args.router, top_k=args.top_k, router_input=args.router_input,
+        router_temperature=args.router_temperature, router_noise=args.router_noise, router_init=args.router_init,
+        router_scope=args.router_scope, targets=targets,
         mixture_targets=mixture, layers=layer_indices(args.lora_layers), balance_coef=args.balance_coef, balance_loss=args.balance_loss,
         router_bias=args.router_bias,
         task_names=task_names if (task_heads and num_tasks > 1) else [],

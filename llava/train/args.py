@@ -61,6 +61,11 @@ class TrainingArguments(transformers.TrainingArguments):
     top_k: int = field(default=_DEFAULT.top_k, metadata={"help": "experts per token with --router topk or switch"})
     router_input: str = field(default=_DEFAULT.router_input, metadata={"help": "token | prompt (one gate per "
                                                                               "sample from its prompt tokens)"})
+    router_temperature: float = field(default=_DEFAULT.router_temperature, metadata={"help": "routers' logits are "
+                                                                                          "divided by it"})
+    router_noise: float = field(default=_DEFAULT.router_noise, metadata={"help": "std of Gaussian noise on the routers' "
+                                                                              "logits in training"})
+    router_init: str = field(default=_DEFAULT.router_init, metadata={"help": "kaiming | zero (uniform gates at start)"})
     router_scope: str = field(default=_DEFAULT.router_scope, metadata={"help": "module | mlp_block (paper preset)"})
     lora_targets: str = field(default=",".join(_DEFAULT.targets),
                               metadata={"help": "language-model linear layers that get adapters"})

@@ -7,6 +7,7 @@ wandb; `--report_to`) get:
 * `router_health/layerL/load/expertE`: share of gate mass on expert E since the last log (all tasks);
 * `router_health/layerL/gate_entropy`: mean per-token entropy of the gates over log(E): 1 uniform, 0 one expert;
 * `router_health/layerL/weight_change`: ||W - W_start|| / ||W_start|| over the layer's router weights (fp32 masters);
+  ||W|| where they started at zero (`--router_init zero`);
 * `router_health/layerL/grad_norm`: norm of the layer's router gradient in the last optimizer step (averaged over
   ranks, before clipping);
 * `router_health/layerL/load/TASK/expertE`: the same per data task;
@@ -186,15 +187,18 @@ class RouterHealth(TrainerCallback):
         return total if previous is None else total - previous.to(total.device)
 
     def _weight_change(self, group) -> float | None:
-        moved, size = 0.0, 0.0
+        moved, size, counted = 0.0, 0.0, 0
         for name, p in group:
             weight = self._full_weight(p)  # collective under DeepSpeed: called for every parameter on every rank
             if weight is None or name not in self.start:
                 continue
+            counted += 1
             start = self.start[name].to(weight.device)
             moved += float((weight - start).pow(2).sum())
             size += float(start.pow(2).sum())
-        return math.sqrt(moved / size) if size > 0 else None
+        if not counted:
+            return None
+        return math.sqrt(moved / size) if size > 0 else math.sqrt(moved)  # started at zero: how far from zero
 
     def close(self) -> None:
         for handle in self._handles:

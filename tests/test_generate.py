@@ -80,13 +80,15 @@ ADAPTERS = {
     "asymlora_paper": dict(r=4, alpha=8),  # AdapterConfig.preset("asymlora"): routed B heads per MLP block
     "moe_lora": dict(scheme="moe_lora", r=4, alpha=8, num_experts=3, router="topk", top_k=2),
     "mixlora": dict(scheme="mixlora", r=2, alpha=4, num_experts=8),
+    "asymlora_prompt": dict(r=4, alpha=8, router_input="prompt"),  # one gate per sample from its prompt, kept
 }
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 @pytest.mark.parametrize("name", list(ADAPTERS))
 def test_batched_equals_one_by_one_with_every_adapter(tmp_path, name, dtype):
-    """Routers see padded positions in a left-padded batch (token routers) or pool over the prompt (MixLoRA): the
+    """Routers see padded positions in a left-padded batch (token routers) or pool over the prompt (MixLoRA, prompt
+    routers, whose gates are then kept through decoding): the
     greedy answers must still be those of one question at a time, also in fp16, LLaVA's evaluation dtype (adapters
     cast to it once, as a checkpoint loads for inference)."""
     import torch
@@ -97,7 +99,7 @@ def test_batched_equals_one_by_one_with_every_adapter(tmp_path, name, dtype):
 
     m, tok, ip = load_model("tiny", dtype=dtype)
     kw = ADAPTERS[name]
-    config = AdapterConfig.preset("asymlora", **kw) if name == "asymlora_paper" else AdapterConfig(**kw)
+    config = AdapterConfig.preset("asymlora", **kw) if name.startswith("asymlora") else AdapterConfig(**kw)
     inject_adapters(m, config)
     torch.manual_seed(0)
     with torch.no_grad():

@@ -78,3 +78,38 @@ def test_router_training_reads_a_runs_tensorboard_events(tmp_path):
     got = router_training(str(tmp_path))
     assert got == pytest.approx({"grad_share_mean": 0.075, "grad_share_min": 0.05, "grad_share_max": 0.1,
                                  "weight_change_median": 0.5})
+
+
+def test_router_seeds_pools_a_setting_over_its_seeds(tmp_path, capsys):
+    """Two one-seed studies read back: per seed the MI and the layers at half a bit; pooled over seeds and questions
+    a column 30 points worse in both is significant, an unchanged one is not."""
+    import json
+
+    from llava.kit import router_seeds
+    from llava.kit.router_report import PRESET_COEF
+    from llava.kit.table import COLUMNS
+
+    preset = {c: {f"q{i}": i % 2 == 0 for i in range(200)} for c in COLUMNS}
+    worse = {c: dict(v) for c, v in preset.items()}
+    for i in range(0, 120, 2):
+        worse[COLUMNS[0]][f"q{i}"] = False
+    studies = []
+    for seed, bits in ((0, [0.6, 0.7, 0.1]), (1, [0.2, 0.5, 0.0])):
+        study = tmp_path / f"study{seed}"
+        rows = [{"scheme": "asymlora", "coef": PRESET_COEF, "variant": None, "mi_mean": 0.01,
+                 "mi_bits": {"0": 0.0, "1": 0.01, "2": 0.02}},
+                {"scheme": "asymlora", "coef": PRESET_COEF, "variant": "v", "mi_mean": sum(bits) / 3,
+                 "mi_bits": {str(k): b for k, b in enumerate(bits)}}]
+        for root, result in ((tmp_path / "compare", preset), (study / "v", worse)):
+            (root / "asymlora" / f"seed{seed}" / "eval").mkdir(parents=True)
+            (root / "asymlora" / f"seed{seed}" / "eval" / "outcomes.json").write_text(json.dumps(result))
+        (study / "settings.json").write_text(json.dumps({"seed": seed}))
+        (study / "router.json").write_text(json.dumps(rows))
+        studies.append(str(study))
+    router_seeds.main(["--variant", "v", "--compare", str(tmp_path / "compare"), *studies])
+    out = capsys.readouterr().out
+    assert "| 0 | 0.010 | 0 of 3 | 0.467 | 2 of 3 |" in out and "| 1 | 0.010 | 0 of 3 | 0.233 | 1 of 3 |" in out
+    first = next(line for line in out.splitlines() if line.startswith(f"| {COLUMNS[0]} |"))
+    assert "| -30.0 [" in first and float(first.rsplit("(", 1)[1].rstrip(") |")) < 0.05  # Holm-adjusted
+    second = next(line for line in out.splitlines() if line.startswith(f"| {COLUMNS[1]} |"))
+    assert "| +0.0 [+0.0, +0.0] |" in second

@@ -350,3 +350,28 @@ def test_router_temperature_noise_and_zero_init():
     torch.testing.assert_close(gates, torch.full_like(gates, 1 / 3))
     (gates * torch.randn_like(gates)).sum().backward()
     assert router.weight.grad.abs().sum() > 0
+
+
+def test_a_zero_router_that_nothing_breaks_the_symmetry_of_is_refused():
+    """Zero router weights, zero B heads, a dense gate and nothing else: every head gets the same update and the
+    router no gradient, for ever (the study's prompt_coef0_zero run); noise, a balance loss or top-k break the tie."""
+    dead = dict(scheme="asymlora", num_experts=3, router_init="zero", balance_coef=0.0)
+    with pytest.raises(ValueError, match="never learns"):
+        AdapterConfig(**dead)
+    AdapterConfig(**{**dead, "router_noise": 0.1})
+    AdapterConfig(**{**dead, "balance_coef": 0.05})
+    AdapterConfig(**{**dead, "router": "switch", "top_k": 1})
+    torch.manual_seed(0)
+    layer = AdapterLinear(nn.Linear(24, 20).requires_grad_(False), "asymlora", r=4, alpha=8, num_experts=3,
+                          state=RoutingState())
+    layer.router.configure(init="zero")
+    x = torch.randn(2, 5, 24)
+    for _ in range(3):  # three plain SGD steps on an output loss: the heads stay equal, the router does not move
+        layer.zero_grad()
+        layer(x).square().sum().backward()
+        with torch.no_grad():
+            for p in (layer.lora_A, layer.lora_B, layer.router.weight):
+                p -= 0.1 * p.grad
+    heads = [layer.head_B(e) for e in range(3)]
+    assert heads[0].abs().sum() > 0 and all(torch.equal(heads[0], h) for h in heads[1:])
+    assert layer.router.weight.abs().max() < 1e-4 * heads[0].abs().max()  # rounding only: the softmax of equals

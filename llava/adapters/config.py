@@ -103,6 +103,13 @@ class AdapterConfig:
                              f"{self.router_noise}")
         if self.router_init not in ROUTER_INITS:
             raise ValueError(f"router_init must be one of {ROUTER_INITS}, got {self.router_init!r}")
+        if (self.router_init == "zero" and self.router == "dense" and self.num_experts > 1 and self.balance_coef == 0
+                and self.router_noise == 0 and spec.token_routed):
+            # B heads start at zero: with equal gates every head gets the same update, stays equal to the others, and
+            # the softmax passes the router no gradient from equal heads (measured: docs/experiment_kit.md, part 3)
+            raise ValueError("router_init='zero' with a dense router, no balance loss and no router noise never "
+                             "learns: every head and gate stays identical; keep kaiming, or add --router_noise or "
+                             "--balance_coef")
         if self.router_input not in ROUTER_INPUTS:
             raise ValueError(f"router_input must be one of {ROUTER_INPUTS}, got {self.router_input!r}")
         if self.router != "dense" and not 1 <= self.top_k <= self.num_experts:

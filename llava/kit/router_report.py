@@ -19,6 +19,11 @@ def setting(row: dict) -> str:
     return f"balance coef {row['coef']:g}"
 
 
+def specialised_layers(row: dict) -> int:
+    """Layers whose task-expert mutual information reaches SPECIALISED_BITS."""
+    return sum(bits >= SPECIALISED_BITS for bits in row["mi_bits"].values())
+
+
 def is_preset(row: dict) -> bool:
     return row["coef"] == PRESET_COEF and not row.get("variant")
 
@@ -29,7 +34,7 @@ def report(rows: list[dict]) -> str:
              + " | ".join(COLUMNS) + " |", "|---|---|---|---|---|---|---|---|" + "---|" * len(COLUMNS)]
     for r in rows:
         cells = [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in (r["accuracy"][c] for c in COLUMNS)]
-        specialised = sum(bits >= SPECIALISED_BITS for bits in r["mi_bits"].values())
+        specialised = specialised_layers(r)
         lines.append(f"| {r['scheme']} | {setting(r)} | {r['mi_mean']:.4f} | {r['mi_max']:.4f} ({r['mi_max_layer']}) "
                      f"| {specialised} of {len(r['mi_bits'])} | {r['mi_answer_mean']:.4f} | {training_cells(r)} | "
                      + " | ".join(cells) + " |")

@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from llava.kit.router_report import PRESET_COEF, SPECIALISED_BITS
+from llava.kit.router_report import is_preset, specialised_layers
 from llava.kit.stats import as_array, holm, interval, paired_test
 from llava.kit.table import COLUMNS
 
@@ -23,7 +23,7 @@ def study_rows(study: str, variant: str) -> tuple[int, dict, dict]:
         seed = json.load(f)["seed"]
     with open(os.path.join(study, "router.json")) as f:
         rows = json.load(f)
-    preset = [r for r in rows if r["coef"] == PRESET_COEF and not r.get("variant")]
+    preset = [r for r in rows if is_preset(r)]
     chosen = [r for r in rows if r.get("variant") == variant]
     if len(preset) != 1 or len(chosen) != 1:
         raise SystemExit(f"{study}: router.json holds no single preset row and {variant!r} row")
@@ -40,7 +40,7 @@ def pooled(studies: list[str], variant: str, compare: str) -> str:
     per_seed, mine, theirs = [], {c: [] for c in COLUMNS}, {c: [] for c in COLUMNS}
     for study in studies:
         seed, preset, row = study_rows(study, variant)
-        passed = [sum(b >= SPECIALISED_BITS for b in r["mi_bits"].values()) for r in (preset, row)]
+        passed = [specialised_layers(r) for r in (preset, row)]
         per_seed.append(f"| {seed} | {preset['mi_mean']:.3f} | {passed[0]} of {len(preset['mi_bits'])} | "
                         f"{row['mi_mean']:.3f} | {passed[1]} of {len(row['mi_bits'])} |")
         a, b = outcomes(row, study, compare, seed), outcomes(preset, study, compare, seed)

@@ -294,8 +294,9 @@ def test_a_prompt_router_gives_each_sample_one_gate_read_from_its_prompt():
 def test_prompt_routing_equals_a_reference_computed_by_hand(router, top_k):
     """Fused prompt routing against the expert-by-expert loop fed gates computed here: softmax of the router on the
     mean of each sample's prompt tokens (Switch: the top expert kept at its probability), the same for every token.
-    Outputs, every gradient (input, A, B heads, router) and the balance statistic (hydra: the per-sample mean of the
-    full softmax over counted tokens, here the pooled softmax itself) agree."""
+    Outputs, every gradient (input, A, B heads, router; with the router z-loss on) and the statistics agree (hydra:
+    the per-sample mean of the full softmax over counted tokens, here the pooled softmax itself; z: the squared
+    logsumexp of each sample's one logit vector, averaged)."""
     layers = []
     for _ in range(2):
         torch.manual_seed(0)
@@ -311,17 +312,22 @@ def test_prompt_routing_equals_a_reference_computed_by_hand(router, top_k):
     fused.router.router_input = "prompt"
     x1 = torch.randn(2, 6, 24, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_(True)
+    fused.state.z_grad_scale = z_coef = 0.1
     y1 = fused(x1)
+    fused.state.finish_forward()
 
     pooled = torch.stack([x2[b][prompt[b]].mean(0) for b in range(2)])  # [2, 24]
-    probs = torch.softmax(pooled @ loop.router.weight.t() + loop.router.bias, -1)
+    logits = pooled @ loop.router.weight.t() + loop.router.bias
+    z_loss = torch.logsumexp(logits, -1).square().mean()
+    torch.testing.assert_close(fused.state.z_value, z_loss.detach())
+    probs = torch.softmax(logits, -1)
     gates = probs if router == "dense" else probs * torch.nn.functional.one_hot(probs.argmax(-1), 3)
     y2 = loop.base(x2) + loop_delta(loop, x2, gates.unsqueeze(1).expand(2, 6, 3))
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fused.state.balance.prob_stats[0], probs.detach(), rtol=1e-5, atol=1e-6)
     g = torch.randn_like(y1)
     y1.backward(g)
-    y2.backward(g)
+    ((y2 * g).sum() + z_coef * z_loss).backward()
     g1, g2 = grads(fused, x1), grads(loop, x2)
     assert g1.keys() == g2.keys() and g1["router.weight"].abs().sum() > 0
     for name in g1:
@@ -375,3 +381,13 @@ def test_a_zero_router_that_nothing_breaks_the_symmetry_of_is_refused():
     heads = [layer.head_B(e) for e in range(3)]
     assert heads[0].abs().sum() > 0 and all(torch.equal(heads[0], h) for h in heads[1:])
     assert layer.router.weight.abs().max() < 1e-4 * heads[0].abs().max()  # rounding only: the softmax of equals
+
+
+def test_router_z_loss_is_refused_where_it_cannot_act():
+    """A negative coefficient, or a scheme without token routers (lora, mixlora) given a z-loss, is a user's mistake."""
+    AdapterConfig(scheme="moe_lora", num_experts=3, router_z_loss_coef=1e-3)
+    for bad in (dict(scheme="lora", router_z_loss_coef=1e-3), dict(scheme="mixlora", num_experts=4, r=2,
+                                                                   router_z_loss_coef=1e-3),
+                dict(scheme="asymlora", num_experts=3, router_z_loss_coef=-1.0)):
+        with pytest.raises(ValueError, match="router_z_loss_coef"):
+            AdapterConfig(**bad)

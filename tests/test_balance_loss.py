@@ -1,6 +1,6 @@
-"""Balance losses against their formulas written out here (the AsymLoRA authors' `hydra`, Switch's `switch`):
-the applied router gradient is the gradient of exactly the logged value, with padding, several layers and
-samples, gradient accumulation and gradient checkpointing."""
+"""Router losses against their formulas written out here (the AsymLoRA authors' `hydra` and Switch's `switch` balance
+losses, ST-MoE's router z-loss): the applied router gradient is the gradient of exactly the logged value, with padding,
+several layers and samples, gradient accumulation and gradient checkpointing."""
 
 import pytest
 import torch
@@ -16,6 +16,9 @@ from llava.train.activation_checkpointing import language_inputs_require_grad
 def reference_loss(kind, inputs, routers, mask):
     """The formula, from the router inputs x_l [B, S, d] captured in the forward, differentiable in the routers."""
     m = mask.float().unsqueeze(-1)  # [B, S, 1]
+    if kind == "z":  # per layer and sample: mean over attended tokens of logsumexp(logits)^2; mean over both
+        z = [torch.logsumexp(F.linear(x, r.weight, r.bias).float(), -1).square() for x, r in zip(inputs, routers)]
+        return torch.stack([(zl * m[..., 0]).sum(1) / m[..., 0].sum(1) for zl in z]).mean()
     probs = [torch.softmax(F.linear(x, r.weight, r.bias).float(), -1) for x, r in zip(inputs, routers)]
     tops = [F.one_hot(p.argmax(-1), p.shape[-1]).float() for p in probs]
     if kind == "hydra":  # per sample: mean over layers and attended tokens; sum_e P_e H_e; mean over samples
@@ -33,7 +36,8 @@ def reference_loss(kind, inputs, routers, mask):
 def model_for(kind):
     model, _ = build_tiny(seed=0)
     torch.manual_seed(5)
-    inject_adapters(model, AdapterConfig.preset("asymlora", r=4, dropout=0.0, balance_loss=kind))  # fresh B = 0
+    balance = kind if kind != "z" else "hydra"
+    inject_adapters(model, AdapterConfig.preset("asymlora", r=4, dropout=0.0, balance_loss=balance))  # fresh B = 0
     routers = [m for m in model.modules() if isinstance(m, BlockRouter)]
     assert len(routers) == 2  # two decoder layers, one router per MLP block
     return model.train(), routers
@@ -48,7 +52,7 @@ def batch(seed, vocab):
     return ids, mask
 
 
-@pytest.mark.parametrize("kind", ["hydra", "switch"])
+@pytest.mark.parametrize("kind", ["hydra", "switch", "z"])
 @pytest.mark.parametrize("checkpointing", [None, True, False])  # off, reentrant, non-reentrant
 def test_applied_gradient_is_the_logged_values_gradient(kind, checkpointing):
     coef, ga = 0.05, 2
@@ -65,10 +69,11 @@ def test_applied_gradient_is_the_logged_values_gradient(kind, checkpointing):
         ids, mask = batch(micro, model.config.text_config.vocab_size)
         captured.clear()
         state.begin_batch(None, mask)
-        state.aux_grad_scale = coef / ga
+        state.aux_grad_scale, state.z_grad_scale = (0.0, coef / ga) if kind == "z" else (coef / ga, 0.0)
         out = model(input_ids=ids, attention_mask=mask, labels=ids)
-        logged.append(state.finish_forward())
-        out.loss.backward()  # B = 0: the LM loss sends the routers nothing; their gradient is the balance loss's
+        balance = state.finish_forward()
+        logged.append(state.z_value if kind == "z" else balance)
+        out.loss.backward()  # B = 0: the LM loss sends the routers nothing; their gradient is the router loss's
         ref = reference_loss(kind, captured, routers, mask)
         assert logged[-1].item() == pytest.approx(ref.item(), rel=1e-6, abs=1e-7)
         reference_total = reference_total + coef / ga * ref

@@ -19,8 +19,8 @@ no DeepSpeed); the other modes differ from these in how they partition and reduc
 differ most in what they train exercise: asymlora (shared A, routed B heads, the paper's preset), task heads x
 experts (task-selected heads beside routed ones) and mixlora (per-sample factor picks: sparse router gradients).
 lora and moe_lora hold nothing those three do not (one A and B; per-expert A and B behind a router). The seventh
-and eighth are the paper's asymlora with `--router_lr --router_noise` (the routers in an optimizer group of their own,
-noise on their logits) and with `--router switch --top_k 1 --router_input prompt --router_init zero
+and eighth are the paper's asymlora with `--router_lr --router_noise --router_z_loss_coef` (the routers in an
+optimizer group of their own, noise on their logits, ST-MoE's z-loss on them) and with `--router switch --top_k 1 --router_input prompt --router_init zero
 --router_temperature 2` (Switch Transformer's gate on one gate per sample, read from its prompt, from zero weights).
 
 Every scheme's checkpoint of every cell loads into llava.eval.generate and answers; every DeepSpeed checkpoint holds
@@ -54,9 +54,10 @@ SCHEMES = {
     "asymlora_task_x_expert": ("finetune_asymlora.sh", {"NUM_TASKS": "3", "NUM_EXPERTS": "2"}),
     "mixlora": ("finetune_mixlora.sh", {"NUM_EXPERTS": "8", "R": "2", "BALANCE_COEF": "0"}),
     # the routers in their own optimizer group at 10x the adapters' rate (docs/training.md, --router_lr), with a little
-    # noise on their logits in training (small enough that every mode still trains alike within bf16's rounding)
+    # noise on their logits in training (small enough that every mode still trains alike within bf16's rounding) and
+    # the router z-loss
     "asymlora_router_lr": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --router_lr 2e-3 "
-                                                                  "--router_noise 0.01"}),
+                                                                  "--router_noise 0.01 --router_z_loss_coef 1e-3"}),
     # Switch Transformer's top-1 gate (the expert's full-softmax probability) on the paper's MLP-block routers, each
     # router reading its sample's prompt (one gate per sample), started at zero, its logits halved by a temperature:
     # four router options in one run
@@ -140,6 +141,7 @@ def train_cells(parts, tmp_path, nproc: int, stages: list, resume: dict) -> dict
         history = json.loads((out / "trainer_state.json").read_text())["log_history"]
         losses[stage][name] = [h["loss"] for h in history if "loss" in h]
         HEALTH[(stage, nproc, name)] = router_health(out)
+        Z_LOSSES[(stage, nproc, name)] = [h["router_z_loss"] for h in history if "router_z_loss" in h]
         LEARNING_RATES[(stage, nproc, name)] = [(h["learning_rate"], h["projector_learning_rate"],
                                                  h.get("router_learning_rate")) for h in history if "loss" in h]
     return losses
@@ -197,6 +199,7 @@ def check_router_health(health: dict, name: str, layers: int) -> None:
 
 
 CELLS = {}  # (stage, processes) -> losses per run, shared by the tests of this module (one worker runs the file)
+Z_LOSSES = {}  # (stage, processes, run) -> the router z-loss logged at each step (runs that set its coefficient)
 LEARNING_RATES = {}  # (stage, processes, run) -> [(adapters' rate, projector's rate) logged after each step]
 # the cells of one process count train in one launch (one start-up of torch, transformers and DeepSpeed per process
 # for all of them); DDP first, so no run follows a DeepSpeed one that could leave ZeRO-3 state behind for it
@@ -248,6 +251,11 @@ def test_zero3_two_processes_every_scheme_and_an_exact_resume(parts, tmp_path_fa
     fast, preset = HEALTH[("zero3", 2, "asymlora_router_lr")], HEALTH[("zero3", 2, "asymlora")]
     for key in (k for k in preset if k.endswith("weight_change")):
         assert 5 < fast[key] / preset[key] < 15, (key, fast[key], preset[key])
+    # the router z-loss is logged at every step and only where it is set; the routers' logits start small, so each
+    # value is near log(3)^2 = 1.2
+    assert len(Z_LOSSES[("zero3", 2, "asymlora_router_lr")]) == STEPS
+    assert all(0.3 < z < 5 for z in Z_LOSSES[("zero3", 2, "asymlora_router_lr")])
+    assert Z_LOSSES[("zero3", 2, "asymlora")] == []
 
 
 @pytest.mark.parametrize("stage,nproc", [("zero2", 2), ("zero3_offload", 2), ("zero2", 1), ("zero3", 1)])
@@ -278,6 +286,9 @@ def test_ddp_trains_like_zero3(parts, tmp_path_factory, nproc):
     for name in cell_schemes(None, nproc):
         assert losses[name] == pytest.approx(reference[name], rel=0.01), name
     same_router_health(None, nproc)
+    if nproc == 1:  # DeepSpeed's partitioned routers and DDP's plain ones: the same z-loss (a mean over samples)
+        z_ddp, z_zero3 = Z_LOSSES[(None, 1, "asymlora_router_lr")], Z_LOSSES[("zero3", 2, "asymlora_router_lr")]
+        assert len(z_ddp) == STEPS and z_ddp == pytest.approx(z_zero3, rel=0.01)
 
 
 def same_router_health(stage, nproc) -> None:

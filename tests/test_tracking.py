@@ -115,6 +115,8 @@ def wandb_history(run_dir):
         if kind == 0 and length == 0:  # zero padding to the block's end
             pos += left
             continue
+        if pos + 7 + length > len(data):  # the record being written as we read: the file ends inside it
+            break
         chunks.append(data[pos + 7:pos + 7 + length])
         pos += 7 + length
         if kind in (1, 4):  # a full record, or the last chunk of one
@@ -132,9 +134,16 @@ def wandb_history(run_dir):
 def finished_wandb_history(run_dir, wait_s=60.0):
     """The history once the transaction log holds its exit record (wandb's service may still be writing after
     `wandb.finish()` returns on a loaded machine)."""
+    from google.protobuf.message import DecodeError
+
     deadline = time.monotonic() + wait_s
     while True:
-        history, kinds = wandb_history(run_dir)
+        try:
+            history, kinds = wandb_history(run_dir)
+        except DecodeError:  # a block read half-written; a finished file that does not parse fails at the deadline
+            if time.monotonic() > deadline:
+                raise
+            history, kinds = {}, {}
         if kinds.get("exit") or time.monotonic() > deadline:
             return history, kinds
         time.sleep(0.5)

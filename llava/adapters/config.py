@@ -65,6 +65,9 @@ class AdapterConfig:
     balance_coef     load-balancing loss coefficient (0 disables)
     balance_loss     hydra (the AsymLoRA authors' per-sample loss pooled over all routed layers) | switch
                      (Switch Transformer's, per router); formulas in balance.py
+    router_z_loss_coef
+                     router z-loss coefficient (ST-MoE: the squared logsumexp of the router logits; 0 disables);
+                     formula in z_loss.py
     router_bias      routers get a bias (the AsymLoRA authors' nn.Linear router has one)
     adapter_dtype    fp32 (adapter weights in fp32 whatever the base, computed in the input dtype) | base
     task_names       names of the tasks, in task-id order (from the data mixture)
@@ -88,6 +91,7 @@ class AdapterConfig:
     layers: list[int] | None = None
     balance_coef: float = 0.0
     balance_loss: str = "hydra"
+    router_z_loss_coef: float = 0.0
     router_bias: bool = False
     adapter_dtype: str = "fp32"
     task_names: list[str] = field(default_factory=list)
@@ -101,6 +105,9 @@ class AdapterConfig:
         if self.router_temperature <= 0 or self.router_noise < 0:
             raise ValueError(f"router_temperature must be > 0 and router_noise >= 0, got {self.router_temperature}, "
                              f"{self.router_noise}")
+        if self.router_z_loss_coef < 0 or (self.router_z_loss_coef > 0 and not spec.token_routed):
+            raise ValueError(f"router_z_loss_coef must be >= 0 and is for token-routed schemes (asymlora, moe_lora), "
+                             f"got {self.router_z_loss_coef} with {self.scheme}")
         if self.router_init not in ROUTER_INITS:
             raise ValueError(f"router_init must be one of {ROUTER_INITS}, got {self.router_init!r}")
         if (self.router_init == "zero" and self.router == "dense" and self.num_experts > 1 and self.balance_coef == 0

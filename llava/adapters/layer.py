@@ -82,7 +82,7 @@ class AdapterLinear(nn.Module):
         y = self.base(x)
         # y + u Bcat^T as one GEMM that accumulates into y (no separate pass over the [tokens, d_out] output)
         out = torch.addmm(y.reshape(-1, y.shape[-1]), u.reshape(-1, u.shape[-1]), cast(self.lora_B, u).t()).view_as(y)
-        return attach_aux(out, aux, self.state, self._aux_key)
+        return attach_aux(out, aux, self._aux_key)
 
     def adapter_delta(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(s * delta(x), balance loss or None): everything the adapter adds to the frozen layer."""

@@ -70,33 +70,46 @@ class Router(nn.Module):
             logits = logits + torch.randn_like(logits) * self.noise
         return logits / self.temperature if self.temperature != 1.0 else logits
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return compute_gates(self.logits(x), self.router, self.top_k)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(gates, probs, logits). Routing goes through the module call, so ZeRO-3 gathers the weights (hooks)."""
+        logits = self.logits(x)
+        return (*compute_gates(logits, self.router, self.top_k), logits)
 
-    def prompt_gates(self, x: torch.Tensor, state: RoutingState) -> tuple[torch.Tensor, torch.Tensor]:
-        """(gates, probs) of router_input="prompt": one gate per sample from the mean of its prompt tokens, the same for
-        every token of the sample (a task is a property of the instruction, not of each token; the prompt is all a model
-        has at inference). Cached decoding, one new token per step, keeps the prompt's gates."""
-        cached = state.sample_gates.get(id(self))
+    def prompt_gates(self, x: torch.Tensor, state: RoutingState):
+        """(gates, probs, logits) of router_input="prompt": one gate per sample from the mean of its prompt tokens, the
+        same for every token of the sample (a task is a property of the instruction, not of each token; the prompt is
+        all a model has at inference). logits: [batch, 1, E], None when cached decoding, one new token per step, keeps
+        the prompt's gates."""
+        cached, logits = state.sample_gates.get(id(self)), None
         if cached is not None and x.dim() == 3 and x.shape[1] == 1 and cached[0].shape[0] == x.shape[0]:
             gates, probs = cached
         else:
-            gates, probs = self(prompt_mean(x, state.mask_for(x, instance=True)))  # [batch, E]
+            gates, probs, logits = self(prompt_mean(x, state.mask_for(x, instance=True)))  # [batch, E] each
+            logits = logits.unsqueeze(1)
             if not self.training:
                 state.sample_gates[id(self)] = (gates, probs)
         shape = (*x.shape[:-1], gates.shape[-1])
         if x.dim() == 3:
             gates, probs = gates.unsqueeze(1), probs.unsqueeze(1)
-        return gates.expand(shape), probs.expand(shape)
+        return gates.expand(shape), probs.expand(shape), logits
 
     def route(self, x: torch.Tensor, state: RoutingState):
-        """Gates for x, plus (when training) the balance-loss statistic to attach to the output, else None."""
-        gates, probs = self.prompt_gates(x, state) if self.router_input == "prompt" else self(x)
-        stat = None
+        """Gates for x, plus (when training) the auxiliary losses' statistics to attach to the output (`attach_aux`):
+        a list of (loss, statistic, gradient scale), else None."""
+        if self.router_input == "prompt":
+            gates, probs, logits = self.prompt_gates(x, state)
+            z_mask = None  # one logit vector per sample
+        else:
+            gates, probs, logits = self(x)
+            z_mask = state.mask_for(x)
+        aux = None
         if self.training:
-            stat = state.balance.record(id(self), probs, gates, state.mask_for(x))
+            mask = state.mask_for(x)
+            aux = [(state.balance, state.balance.record(id(self), probs, gates, mask), state.aux_grad_scale)]
+            if state.z_grad_scale and logits is not None:
+                aux.append((state.z_loss, state.z_loss.record(id(self), logits, z_mask), state.z_grad_scale))
         state.record_load(gates, getattr(self, "load_layer", None))  # a no-op unless load or a trace is recorded
-        return gates.to(x.dtype), stat
+        return gates.to(x.dtype), aux
 
 
 def prompt_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -109,11 +122,14 @@ def prompt_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x.mean(1)
 
 
-def attach_aux(out: torch.Tensor, stat: torch.Tensor | None, state: RoutingState, key: int) -> torch.Tensor:
-    """Hook router `key`'s balance-loss statistic onto `out` so backward delivers its gradient (see AttachAux)."""
-    if stat is None or not torch.is_grad_enabled() or state.aux_grad_scale == 0.0 or not stat.requires_grad:
+def attach_aux(out: torch.Tensor, aux: list | None, key: int) -> torch.Tensor:
+    """Hook router `key`'s auxiliary-loss statistics onto `out` so backward delivers their gradients (AttachAux)."""
+    if aux is None or not torch.is_grad_enabled():
         return out
-    return AttachAux.apply(out, stat, state, key)
+    for loss, stat, scale in aux:
+        if scale != 0.0 and stat.requires_grad:
+            out = AttachAux.apply(out, stat, loss, key, scale)
+    return out
 
 
 class BlockRouter(Router):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from llava.adapters.balance import BalanceLoss, onehot
+from llava.adapters.z_loss import RouterZLoss
 from llava.constants import IGNORE_INDEX
 
 
@@ -22,6 +23,9 @@ class RoutingState:
         self.instance_mask: torch.Tensor | None = None
         self.aux_grad_scale: float = 0.0  # d(total loss)/d(balance loss): balance_coef / gradient-accumulation steps
         self.balance = BalanceLoss(balance_loss)
+        self.z_grad_scale: float = 0.0  # d(total loss)/d(router z-loss): router_z_loss_coef / accumulation steps
+        self.z_loss = RouterZLoss()
+        self.z_value: torch.Tensor | None = None  # the last training forward's z-loss (finish_forward)
         self.load: torch.Tensor | None = None  # [num_data_tasks, E] summed gate mass; None: not tracked
         self.layer_load: dict[int, torch.Tensor] = {}  # the same per transformer layer (Router.load_layer)
         self.layer_entropy: dict[int, torch.Tensor] = {}  # per layer: [sum of per-token gate entropy (nats), tokens]
@@ -39,12 +43,15 @@ class RoutingState:
             prompt = labels == IGNORE_INDEX
             self.instance_mask = prompt if self.token_mask is None else self.token_mask & prompt
         self.balance.begin()
+        self.z_loss.begin()
         self.instance_selection = {}
         self.sample_gates = {}
 
     def finish_forward(self) -> torch.Tensor | None:
-        """The balance loss of the forward that just ran (detached, before balance_coef), or None without routers.
-        Call once after every training forward and before its backward: it fixes the gradient backward applies."""
+        """The balance loss of the forward that just ran (detached, before balance_coef), or None without routers;
+        the router z-loss goes to `z_value`. Call once after every training forward and before its backward: it
+        fixes the gradients backward applies."""
+        self.z_value = self.z_loss.finish()
         return self.balance.finish()
 
     def mask_for(self, x: torch.Tensor, instance: bool = False) -> torch.Tensor | None:
@@ -137,22 +144,22 @@ def load_table(load: torch.Tensor, task_names: list[str], unit: str = "expert") 
 
 
 class AttachAux(torch.autograd.Function):
-    """Identity on `out`; in backward, also sends the balance loss's gradient to a router's statistic `stat`.
+    """Identity on `out`; in backward, also sends an auxiliary loss's gradient to a router's statistic `stat`.
 
     Attaching the statistic to a layer output (instead of adding a loss to the final one) is what lets it reach the
     router under reentrant gradient checkpointing, whose first forward runs without autograd: the recomputed forward
-    rebuilds this node, and backward through it reaches the router. The gradient is read from the state's
-    BalanceLoss at backward time, when the whole forward's statistics are known.
+    rebuilds this node, and backward through it reaches the router. The gradient is read from the loss (BalanceLoss,
+    RouterZLoss) at backward time, when the whole forward's statistics are known, times `scale` (its coefficient
+    over the gradient-accumulation steps).
     """
 
     @staticmethod
-    def forward(ctx, out, stat, state, key: int):
-        ctx.state, ctx.key = state, key
+    def forward(ctx, out, stat, loss, key: int, scale: float):
+        ctx.loss, ctx.key, ctx.scale = loss, key, scale
         ctx.save_for_backward(stat.detach())
         return out.view_as(out)
 
     @staticmethod
     def backward(ctx, grad_out):
         (stat,) = ctx.saved_tensors
-        grad_stat = ctx.state.balance.grad_for(ctx.key, stat) * ctx.state.aux_grad_scale
-        return grad_out, grad_stat, None, None
+        return grad_out, ctx.loss.grad_for(ctx.key, stat) * ctx.scale, None, None, None

@@ -29,6 +29,7 @@ def adapter_config_from_args(args: TrainingArguments, task_names: list[str]) -> 
         router_temperature=args.router_temperature, router_noise=args.router_noise, router_init=args.router_init,
         router_scope=args.router_scope, targets=targets,
         mixture_targets=mixture, layers=layer_indices(args.lora_layers), balance_coef=args.balance_coef, balance_loss=args.balance_loss,
+        router_z_loss_coef=args.router_z_loss_coef,
         router_bias=args.router_bias,
         task_names=task_names if (task_heads and num_tasks > 1) else [],
         adapter_dtype=adapter_dtype(args),

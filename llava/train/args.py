@@ -73,6 +73,8 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_layers: str | None = field(default=None, metadata={"help": "decoder layers whose targets get adapters, as "
                                                                      "indices and ranges (e.g. 15-29); default: all"})
     balance_coef: float = field(default=_DEFAULT.balance_coef, metadata={"help": "load-balancing loss coefficient"})
+    router_z_loss_coef: float = field(default=_DEFAULT.router_z_loss_coef, metadata={
+        "help": "router z-loss coefficient (ST-MoE: penalises large router logits; 0 disables)"})
     balance_loss: str = field(default=_DEFAULT.balance_loss, metadata={"help": "hydra (AsymLoRA authors', per sample over all "
                                                                  "routed layers) | switch (per router)"})
     router_bias: bool = field(default=_DEFAULT.router_bias, metadata={"help": "routers with a bias (the AsymLoRA authors')"})

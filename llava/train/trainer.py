@@ -59,7 +59,7 @@ class LlavaTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.image_processor = image_processor
         self.base = base
-        self._loss_parts = {"lm_loss": [], "balance_loss": []}
+        self._loss_parts = {"lm_loss": [], "balance_loss": [], "router_z_loss": []}
         self.rank_record = RankRecord() if self.args.record_ranks else None
         has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
         self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
@@ -127,10 +127,12 @@ class LlavaTrainer(Trainer):
         if self.rank_record is not None and model.training and sample_index is not None:
             self.rank_record.add(self.state.global_step + 1, sample_index)
         state = routing_state(self.model)
-        coef = adapter_config(self.model).balance_coef if state is not None else 0.0
+        config = adapter_config(self.model) if state is not None else None
+        coef, z_coef = (config.balance_coef, config.router_z_loss_coef) if config is not None else (0.0, 0.0)
         if state is not None:
             state.begin_batch(task_ids, inputs.get("attention_mask"), inputs.get("labels"))
-            state.aux_grad_scale = coef / self.args.gradient_accumulation_steps if model.training else 0.0
+            per_step = 1.0 / self.args.gradient_accumulation_steps if model.training else 0.0
+            state.aux_grad_scale, state.z_grad_scale = coef * per_step, z_coef * per_step
         if self.vision_keepalive is not None:
             self.vision_keepalive.pending = inputs.get("pixel_values") is None
         scaled_for_ga = num_items_in_batch is not None and self.model_accepts_loss_kwargs
@@ -155,11 +157,14 @@ class LlavaTrainer(Trainer):
             self._loss_parts["balance_loss"].append(balance.detach())
             # The value joins the reported loss; its gradient arrives through AttachAux (coef / GA per step).
             loss = loss + (coef * balance / ga).to(loss.dtype).detach()
+        if state is not None and state.z_value is not None and z_coef > 0:
+            self._loss_parts["router_z_loss"].append(state.z_value.detach())
+            loss = loss + (z_coef * state.z_value / ga).to(loss.dtype).detach()  # gradient: AttachAux, as above
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs, *args, **kwargs):
-        """Adds lm_loss / balance_loss (means over the logging window and over ranks: every rank calls log) and
-        each optimizer group's learning rate."""
+        """Adds lm_loss / balance_loss / router_z_loss (means over the logging window and over ranks: every rank calls
+        log) and each optimizer group's learning rate."""
         for key, values in self._loss_parts.items():
             if values and "loss" in logs:
                 value = torch.stack(values).mean()

@@ -10,7 +10,7 @@
 160 steps of 2: yes/no is learnt after enough optimizer steps, not samples (docs/experiment_kit.md's History);
 `--steps 96` does not learn it, and `--batch 1` learns it on one CPU and less well on another (docs/demo.md).
 
-python -m llava.kit.demo [--steps 160] [--batch 2] [--lora_layers 15-29]
+python -m llava.kit.demo [--steps 160] [--batch 2] [--lr 2e-3] [--lora_layers 15-29]
 """
 
 from __future__ import annotations
@@ -36,15 +36,17 @@ from llava.train.train import train
 DATA = "playground/data/kit_demo"  # playground/data/demo holds the tiny preset scripts' data
 OUTPUT = "checkpoints/demo-asymlora"
 TASKS = ("vqa", "caption")  # vqa with twice caption's samples: its yes/no half needs the most examples (docs)
-STEPS, BATCH = 160, 2
+STEPS, BATCH, LR = 160, 2, 2e-3
 YES_NO_TURNS, TEST = 8, 40  # questions per training yes/no conversation; held-out questions per task (and pair images)
 
 
-def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0, layers: str | None = None) -> list[str]:
+def train_args(mixture: str, output: str, steps: int, batch: int, seed: int = 0, layers: str | None = None,
+               lr: float = LR) -> list[str]:
     return [
         "--model_name_or_path", "small", "--version", SMALL_VERSION, "--data_path", mixture,
         "--image_folder", DATA, "--lora_enable", "True",
-        *adapter_flags(presets.variant("asymlora", 8, dropout=0.0)), "--learning_rate", "2e-3", "--freeze_mm_mlp_adapter", "True", "--warmup_ratio", "0.05",
+        *adapter_flags(presets.variant("asymlora", 8, dropout=0.0)), "--learning_rate", str(lr),
+        "--freeze_mm_mlp_adapter", "True", "--warmup_ratio", "0.05",
         "--lr_scheduler_type", "cosine", "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
         "--model_max_length", str(KIT_MAX_TOKENS), "--group_by_modality_length", "True", "--logging_steps", "20",
         "--save_steps", str(steps), "--save_total_limit", "1",
@@ -59,6 +61,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=STEPS, help="optimizer steps of the fine-tuning")
     ap.add_argument("--batch", type=int, default=BATCH, help="samples per optimizer step")
+    ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine schedule)")
     ap.add_argument("--lora_layers", help="adapters on these decoder layers only (e.g. 15-29; default: all)")
     args = ap.parse_args(argv)
     progress_bars_only_on_a_terminal()  # a log file gets no carriage-return floods
@@ -71,7 +74,8 @@ def main(argv=None) -> None:
     mixture = ",".join(f"{t}={manifest['train'][t]}" for t in TASKS)
     manifest = {**manifest, "tasks": list(TASKS), "eval": {t: manifest["eval"][t] for t in TASKS}}
     pretrained_tower()  # once per machine (cached); says so when it trains
-    trainer = train(train_args(mixture, OUTPUT, steps=args.steps, batch=args.batch, layers=args.lora_layers))
+    trainer = train(train_args(mixture, OUTPUT, steps=args.steps, batch=args.batch, layers=args.lora_layers,
+                                 lr=args.lr))
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     print("\nloss by step: " + "  ".join(f"{s}:{loss:.3f}" for s, loss in losses))
     scores = headline(evaluate(OUTPUT, manifest, os.path.join(OUTPUT, "eval")))

@@ -99,7 +99,7 @@ def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8,
     training flags go last, so they override the scheme's (e.g. ["--balance_coef", "0"])."""
     out = os.path.join(root, scheme, f"seed{seed}")
     done = os.path.join(out, "eval", "scores.json")
-    if os.path.exists(done):
+    if evaluated(root, scheme, seed):
         with open(done) as f:
             return json.load(f)
     os.makedirs(out, exist_ok=True)
@@ -111,6 +111,17 @@ def run_one(scheme, seed, manifest, images, root, steps, model="small", batch=8,
         if proc.returncode != 0:
             raise RuntimeError(f"{scheme} seed {seed} failed (exit {proc.returncode}); see {out}/train.log")
     return evaluate(out, manifest, os.path.join(out, "eval"))
+
+
+def evaluated(root: str, scheme: str, seed: int) -> bool:
+    return os.path.exists(os.path.join(root, scheme, f"seed{seed}", "eval", "scores.json"))
+
+
+def workers_for(jobs: list[tuple], workers: int) -> int:
+    """`workers` while a `run_one` job has a run to train or evaluate; 1 (no pool of processes to start, each of
+    which imports the stack) once every run is done and a call only rebuilds its tables."""
+    left = [job for job in jobs if job[0] is run_one and not evaluated(job[5], job[1], job[2])]
+    return workers if left else 1
 
 
 def check_settings(root: str, settings: dict) -> None:
@@ -202,7 +213,7 @@ def main(argv=None):
     # leave idle
     follow = {k: (interference_of, scheme, seed, args.out, manifest, images) for k, (scheme, seed) in enumerate(pairs)
               if scheme in INTERFERENCE_SCHEMES and seed == seeds[0]}
-    in_workers(jobs, args.workers, "compare runs", follow)
+    in_workers(jobs, workers_for(jobs, args.workers), "compare runs", follow)
     outcomes = {s: read_outcomes(args.out, s, seeds) for s in schemes}
     counts = {s: adapter_weights(os.path.join(args.out, s, f"seed{seeds[0]}")) for s in schemes}
     text, tests, stats = summarise(outcomes, blind_outcomes(manifest), counts)

@@ -44,6 +44,7 @@ from llava.kit.compare import (
     kit_manifest,
     parser,
     run_one,
+    workers_for,
 )
 from llava.kit.router_plots import plot_mutual_information
 from llava.kit.router_report import PRESET_COEF, costs, report
@@ -163,7 +164,7 @@ def main(argv=None):
 
     jobs = [(run_one, s, args.seed, manifest, images, runs(name, c), kit.steps, kit.model, kit.batch, flags)
             for name, c, flags in plan for s in schemes]
-    in_workers(jobs, args.workers, "router runs")
+    in_workers(jobs, workers_for(jobs, args.workers), "router runs")
     rows = []
     for name, c, flags in plan:
         for s in schemes:

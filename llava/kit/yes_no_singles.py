@@ -18,7 +18,15 @@ import json
 import os
 
 from llava.console import progress_bars_only_on_a_terminal
-from llava.kit.compare import check_settings, compare_settings, kit_manifest, parser, read_outcomes, run_one
+from llava.kit.compare import (
+    check_settings,
+    compare_settings,
+    kit_manifest,
+    parser,
+    read_outcomes,
+    run_one,
+    workers_for,
+)
 from llava.kit.evaluate import blind_outcomes
 from llava.kit.stats import as_array, paired_test
 from llava.kit.table import COLUMNS
@@ -75,7 +83,7 @@ def main(argv=None):
     singles = kit_manifest(kit.data, kit)
     jobs = [(run_one, s, seed, m, m["pairs_root"], root, kit.steps, kit.model, kit.batch)
             for seed in seeds for s in schemes for m, root in ((base, args.compare), (singles, args.out))]
-    in_workers(jobs, kit.workers, "yes/no singles runs")
+    in_workers(jobs, workers_for(jobs, kit.workers), "yes/no singles runs")
     blind = blind_outcomes(base)
     rows = [report(s, seeds, read_outcomes(args.compare, s, seeds), read_outcomes(args.out, s, seeds), blind, args.share)
             for s in schemes]

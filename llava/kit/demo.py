@@ -8,9 +8,10 @@
    (question-only) baseline, and the router load per task.
 
 160 steps of 2: yes/no is learnt after enough optimizer steps, not samples (docs/experiment_kit.md's History);
-`--steps 96` does not learn it, and `--batch 1` learns it on one CPU and less well on another (docs/demo.md).
+`--steps 96`, `--steps 100 --lr 4e-3` and `--yes_no_turns 4` do not learn it, and `--batch 1` learns it on one CPU
+and less well on another (docs/demo.md).
 
-python -m llava.kit.demo [--steps 160] [--batch 2] [--lr 2e-3] [--lora_layers 15-29]
+python -m llava.kit.demo [--steps 160] [--batch 2] [--lr 2e-3] [--yes_no_turns 8] [--lora_layers 15-29]
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=STEPS, help="optimizer steps of the fine-tuning")
     ap.add_argument("--batch", type=int, default=BATCH, help="samples per optimizer step")
+    ap.add_argument("--yes_no_turns", type=int, default=YES_NO_TURNS, help="questions per training yes/no conversation")
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate (cosine schedule)")
     ap.add_argument("--lora_layers", help="adapters on these decoder layers only (e.g. 15-29; default: all)")
     args = ap.parse_args(argv)
@@ -70,7 +72,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     if not torch.cuda.is_available():
         print(compute_dtype_line("the demo"))
-    manifest = build(DATA, n_train=640, n_test=TEST, seed=0, train_sizes={"vqa": 2 * 640}, yes_no_turns=YES_NO_TURNS)
+    manifest = build(DATA, n_train=640, n_test=TEST, seed=0, train_sizes={"vqa": 2 * 640},
+                     yes_no_turns=args.yes_no_turns)
     mixture = ",".join(f"{t}={manifest['train'][t]}" for t in TASKS)
     manifest = {**manifest, "tasks": list(TASKS), "eval": {t: manifest["eval"][t] for t in TASKS}}
     pretrained_tower()  # once per machine (cached); says so when it trains

@@ -78,8 +78,8 @@ class Router(nn.Module):
     def prompt_gates(self, x: torch.Tensor, state: RoutingState):
         """(gates, probs, logits) of router_input="prompt": one gate per sample from the mean of its prompt tokens, the
         same for every token of the sample (a task is a property of the instruction, not of each token; the prompt is
-        all a model has at inference). logits: [batch, 1, E], None when cached decoding, one new token per step, keeps
-        the prompt's gates."""
+        all a model has at inference). logits: [batch, 1, E]; None when cached decoding (one new token per step)
+        reuses the prompt's gates."""
         cached, logits = state.sample_gates.get(id(self)), None
         if cached is not None and x.dim() == 3 and x.shape[1] == 1 and cached[0].shape[0] == x.shape[0]:
             gates, probs = cached

@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from llava.adapters.recorded_loss import RecordedLoss
+
 KINDS = ("hydra", "switch")
 
 
@@ -37,7 +39,9 @@ def _dp_world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-class BalanceLoss:
+class BalanceLoss(RecordedLoss):
+    what = "balance-loss"
+
     def __init__(self, kind: str = "hydra"):
         if kind not in KINDS:
             raise ValueError(f"balance_loss must be one of {KINDS}, got {kind!r}")
@@ -45,12 +49,10 @@ class BalanceLoss:
         self.begin()
 
     def begin(self) -> None:
-        self.keys: list[int] = []
+        super().begin()
         self.prob_stats: list[torch.Tensor] = []  # detached copies of what each router attaches
         self.top_stats: list[torch.Tensor] = []
         self.counts: list[torch.Tensor] = []
-        self.finished = False
-        self._grads: dict[int, torch.Tensor] = {}
 
     def record(self, key: int, probs: torch.Tensor, gates: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Statistics of one router for this forward; returns the tensor (with grad) to attach to its output.
@@ -72,27 +74,20 @@ class BalanceLoss:
             count = weight.sum().reshape(1)
             stat = (probs * weight).sum((0, 1))  # sum of probabilities over counted tokens [E]
             top_stat = (top * weight).sum((0, 1))
-        if not self.finished:
-            self.keys.append(key)
+        if self.recording(key):
             self.prob_stats.append(stat.detach())
             self.top_stats.append(top_stat)
             self.counts.append(count)
         return stat
 
-    def finish(self) -> torch.Tensor | None:
-        """The loss value of this forward (before balance_coef); fixes the gradients backward will apply."""
-        if self.finished or not self.keys:
-            self.finished = True
-            return None
-        self.finished = True
+    def compute(self) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         num_routers = len(self.keys)
         probs, tops = torch.stack(self.prob_stats).float(), torch.stack(self.top_stats).float()
         if self.kind == "hydra":  # [L, batch, E]
             p_mean, h_mean = probs.mean(0), tops.mean(0)
             value = (p_mean * h_mean).sum(-1).mean()
             grad = h_mean / (num_routers * h_mean.shape[0])  # d value / d P_l[s, e], the same for every l
-            self._grads = {k: grad for k in self.keys}
-            return value
+            return value, {k: grad for k in self.keys}
         counts = torch.stack(self.counts).float()  # [L, 1]
         world = _dp_world()
         if world > 1:  # global token statistics: one collective per forward
@@ -104,11 +99,4 @@ class BalanceLoss:
         frac, mean_prob = tops / counts, probs / counts
         value = (num_experts * (frac * mean_prob).sum(-1)).mean()
         grad = world * num_experts * frac / (num_routers * counts)  # d value / d (local probability sums), x world
-        self._grads = {k: grad[i] for i, k in enumerate(self.keys)}
-        return value
-
-    def grad_for(self, key: int, like: torch.Tensor) -> torch.Tensor:
-        if key not in self._grads:
-            raise RuntimeError("balance-loss gradient requested before finish(): call adapter_state.finish_forward() "
-                               "after the forward and before backward")
-        return self._grads[key].to(device=like.device, dtype=like.dtype)
+        return value, {k: grad[i] for i, k in enumerate(self.keys)}

@@ -96,18 +96,15 @@ class Router(nn.Module):
     def route(self, x: torch.Tensor, state: RoutingState):
         """Gates for x, plus (when training) the auxiliary losses' statistics to attach to the output (`attach_aux`):
         a list of (loss, statistic, gradient scale), else None."""
-        if self.router_input == "prompt":
-            gates, probs, logits = self.prompt_gates(x, state)
-            z_mask = None  # one logit vector per sample
-        else:
-            gates, probs, logits = self(x)
-            z_mask = state.mask_for(x)
+        prompt = self.router_input == "prompt"
+        gates, probs, logits = self.prompt_gates(x, state) if prompt else self(x)
         aux = None
         if self.training:
             mask = state.mask_for(x)
             aux = [(state.balance, state.balance.record(id(self), probs, gates, mask), state.aux_grad_scale)]
-            if state.z_grad_scale and logits is not None:
-                aux.append((state.z_loss, state.z_loss.record(id(self), logits, z_mask), state.z_grad_scale))
+            if state.z_grad_scale and logits is not None:  # a prompt router: one logit vector per sample, no mask
+                z_stat = state.z_loss.record(id(self), logits, None if prompt else mask)
+                aux.append((state.z_loss, z_stat, state.z_grad_scale))
         state.record_load(gates, getattr(self, "load_layer", None))  # a no-op unless load or a trace is recorded
         return gates.to(x.dtype), aux
 

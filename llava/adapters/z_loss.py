@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import torch
 
+from llava.adapters.recorded_loss import RecordedLoss
 
-class RouterZLoss:
+
+class RouterZLoss(RecordedLoss):
+    what = "router z-loss"
+
     def __init__(self):
         self.begin()
 
     def begin(self) -> None:
-        self.keys: list[int] = []
+        super().begin()
         self.stats: list[torch.Tensor] = []  # detached Z_l, [batch] each
-        self.finished = False
-        self._grads: dict[int, torch.Tensor] = {}
 
     def record(self, key: int, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Z_l of one router for this forward, [batch] (with grad: the tensor to attach).
@@ -36,24 +38,11 @@ class RouterZLoss:
         else:
             weight = mask.to(z.dtype)
             stat = (z * weight).sum(1) / weight.sum(1).clamp_min(1.0)
-        if not self.finished:
-            self.keys.append(key)
+        if self.recording(key):
             self.stats.append(stat.detach())
         return stat
 
-    def finish(self) -> torch.Tensor | None:
-        """The loss value of this forward (before its coefficient); fixes the gradients backward will apply."""
-        if self.finished or not self.keys:
-            self.finished = True
-            return None
-        self.finished = True
+    def compute(self) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         stats = torch.stack(self.stats)  # [L, batch]
         grad = torch.full_like(stats[0], 1.0 / stats.numel())  # d mean / d Z_l[s], the same for every l and s
-        self._grads = {k: grad for k in self.keys}
-        return stats.mean()
-
-    def grad_for(self, key: int, like: torch.Tensor) -> torch.Tensor:
-        if key not in self._grads:
-            raise RuntimeError("router z-loss gradient requested before finish(): call adapter_state.finish_forward() "
-                               "after the forward and before backward")
-        return self._grads[key].to(device=like.device, dtype=like.dtype)
+        return stats.mean(), {k: grad for k in self.keys}

@@ -1,5 +1,6 @@
-"""No host-device sync inside the adapter stack: a training forward + backward of the tiny preset with any scheme
-reads back to the host exactly as often as the same step without adapters (transformers' own image-token check).
+"""No host-device sync inside the adapter stack: a training forward + backward of the tiny preset with any scheme,
+padded or padding-free, reads back to the host exactly as often as the same step without adapters (transformers' own
+image-token check).
 A sync is counted at the ops that wait for the device: `_local_scalar_dense` (.item(), bool(), F.one_hot's range
 check), nonzero, masked_select and boolean indexing. Beyond the model, the trainer's non-finite guard reads the
 device once per optimizer step."""
@@ -12,6 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from llava.adapters import AdapterConfig, inject_adapters
 from llava.adapters.attached import routing_state
+from llava.adapters.packed import PackedSamples
 from llava.model.tiny import build_tiny
 
 SYNCING = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.masked_select.default",
@@ -43,7 +45,7 @@ SCHEMES = {
 }
 
 
-def training_step_syncs(settings: dict | None) -> collections.Counter:
+def training_step_syncs(settings: dict | None, packed: bool = False) -> collections.Counter:
     model, _ = build_tiny(seed=0)
     if settings is not None:
         inject_adapters(model, AdapterConfig(**{"r": 4, **settings}))
@@ -56,22 +58,28 @@ def training_step_syncs(settings: dict | None) -> collections.Counter:
     labels = ids.clone()
     labels[:, :n + 2] = -100
     pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mask, layout = torch.ones_like(ids), {"attention_mask": torch.ones_like(ids)}
+    if packed:  # the two samples end to end in one row (--padding_free)
+        ids, labels, mask = ids.reshape(1, -1), labels.reshape(1, -1), None
+        layout = {"position_ids": torch.arange(ids.shape[1] // 2).repeat(2)[None]}
     with SyncCounter() as counter:
         if settings is not None:
             state = routing_state(model)
-            state.begin_batch(torch.tensor([0, 2]), torch.ones_like(ids), labels)
+            samples = PackedSamples.from_position_ids(layout["position_ids"], 2) if packed else None
+            state.begin_batch(torch.tensor([0, 2]), mask, labels, samples)
             state.aux_grad_scale = 0.05
-        loss = model(input_ids=ids, pixel_values=pixels, labels=labels).loss
+        loss = model(input_ids=ids, pixel_values=pixels, labels=labels, use_cache=False, **layout).loss
         if settings is not None:
             state.finish_forward()
         loss.backward()
     return counter.counts
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "padding-free"])
 @pytest.mark.parametrize("name", list(SCHEMES))
-def test_adapters_add_no_host_sync_to_a_training_step(name):
-    base = training_step_syncs(None)
-    assert training_step_syncs(SCHEMES[name]) == base
+def test_adapters_add_no_host_sync_to_a_training_step(name, packed):
+    base = training_step_syncs(None, packed)
+    assert training_step_syncs(SCHEMES[name], packed) == base
 
 
 def test_the_non_finite_guard_reads_the_device_once_per_optimizer_step(tmp_path, small_data, monkeypatch, capsys):

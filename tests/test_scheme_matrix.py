@@ -21,7 +21,8 @@ experts (task-selected heads beside routed ones) and mixlora (per-sample factor 
 lora and moe_lora hold nothing those three do not (one A and B; per-expert A and B behind a router). The seventh
 and eighth are the paper's asymlora with `--router_lr --router_noise --router_z_loss_coef` (the routers in an
 optimizer group of their own, noise on their logits, ST-MoE's z-loss on them) and with `--router switch --top_k 1 --router_input prompt --router_init zero
---router_temperature 2` (Switch Transformer's gate on one gate per sample, read from its prompt, from zero weights).
+--router_temperature 2 --padding_free True` (Switch Transformer's gate on one gate per sample, read from its prompt, from zero
+weights; each rank's samples packed in one row).
 
 Every scheme's checkpoint of every cell loads into llava.eval.generate and answers; every DeepSpeed checkpoint holds
 only what trains (lean_checkpoint_problem). Resume across world sizes: test_resume_world_size.py (fp32, exact).
@@ -60,10 +61,12 @@ SCHEMES = {
                                                                   "--router_noise 0.01 --router_z_loss_coef 1e-3"}),
     # Switch Transformer's top-1 gate (the expert's full-softmax probability) on the paper's MLP-block routers, each
     # router reading its sample's prompt (one gate per sample), started at zero, its logits halved by a temperature:
-    # four router options in one run
+    # four router options in one run; and padding-free batches (each rank's samples packed in one row), where the
+    # per-sample prompt means and balance statistics are sums over each sample's span
     "asymlora_switch_prompt": ("finetune_asymlora.sh", {"EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 "
                                                                       "--router switch --top_k 1 --router_input prompt "
-                                                                      "--router_init zero --router_temperature 2"}),
+                                                                      "--router_init zero --router_temperature 2 "
+                                                                      "--padding_free True"}),
 }
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from llava.adapters.packed import PackedSamples, sample_sums
 from llava.adapters.recorded_loss import RecordedLoss
 
 KINDS = ("hydra", "switch")
@@ -54,10 +55,12 @@ class BalanceLoss(RecordedLoss):
         self.top_stats: list[torch.Tensor] = []
         self.counts: list[torch.Tensor] = []
 
-    def record(self, key: int, probs: torch.Tensor, gates: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def record(self, key: int, probs: torch.Tensor, gates: torch.Tensor, mask: torch.Tensor | None,
+               packed: PackedSamples | None = None) -> torch.Tensor:
         """Statistics of one router for this forward; returns the tensor (with grad) to attach to its output.
 
-        probs/gates: [..., E] float (full softmax / the gates used); mask: [batch, seq] of counted tokens or None.
+        probs/gates: [..., E] float (full softmax / the gates used); mask: [batch, seq] of counted tokens or None;
+        packed: the samples of a packed batch (hydra's statistics are per sample).
         A recomputation during backward (gradient checkpointing) returns the statistic without recording it again.
         """
         num_experts = probs.shape[-1]
@@ -67,9 +70,9 @@ class BalanceLoss(RecordedLoss):
         weight = weight.unsqueeze(-1)  # [batch, seq, 1]
         top = onehot(gates.detach().argmax(-1), num_experts, probs.dtype)
         if self.kind == "hydra":
-            count = weight.sum(1).clamp_min(1.0)  # [batch, 1]
-            stat = (probs * weight).sum(1) / count  # P_l[s, e]
-            top_stat = (top * weight).sum(1) / count  # H_l[s, e]
+            count = sample_sums(weight, packed).clamp_min(1.0)  # [samples, 1]
+            stat = sample_sums(probs * weight, packed) / count  # P_l[s, e]
+            top_stat = sample_sums(top * weight, packed) / count  # H_l[s, e]
         else:
             count = weight.sum().reshape(1)
             stat = (probs * weight).sum((0, 1))  # sum of probabilities over counted tokens [E]

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llava.adapters.packed import PackedSamples, sample_sums
 from llava.adapters.state import AttachAux, RoutingState
 
 ROUTERS = ("dense", "topk", "switch")
@@ -80,14 +81,16 @@ class Router(nn.Module):
         same for every token of the sample (a task is a property of the instruction, not of each token; the prompt is
         all a model has at inference). logits: [batch, 1, E]; None when cached decoding (one new token per step)
         reuses the prompt's gates."""
-        cached, logits = state.sample_gates.get(id(self)), None
+        cached, logits, packed = state.sample_gates.get(id(self)), None, state.packed_for(x)
         if cached is not None and x.dim() == 3 and x.shape[1] == 1 and cached[0].shape[0] == x.shape[0]:
             gates, probs = cached
         else:
-            gates, probs, logits = self(prompt_mean(x, state.mask_for(x, instance=True)))  # [batch, E] each
+            gates, probs, logits = self(prompt_mean(x, state.mask_for(x, instance=True), packed))  # [samples, E]
             logits = logits.unsqueeze(1)
             if not self.training:
                 state.sample_gates[id(self)] = (gates, probs)
+        if packed is not None:  # each token takes its own sample's gates
+            return packed.spread(gates), packed.spread(probs), logits
         shape = (*x.shape[:-1], gates.shape[-1])
         if x.dim() == 3:
             gates, probs = gates.unsqueeze(1), probs.unsqueeze(1)
@@ -100,22 +103,22 @@ class Router(nn.Module):
         gates, probs, logits = self.prompt_gates(x, state) if prompt else self(x)
         aux = None
         if self.training:
-            mask = state.mask_for(x)
-            aux = [(state.balance, state.balance.record(id(self), probs, gates, mask), state.aux_grad_scale)]
+            mask, packed = state.mask_for(x), state.packed_for(x)
+            aux = [(state.balance, state.balance.record(id(self), probs, gates, mask, packed), state.aux_grad_scale)]
             if state.z_grad_scale and logits is not None:  # a prompt router: one logit vector per sample, no mask
-                z_stat = state.z_loss.record(id(self), logits, None if prompt else mask)
+                z_stat = state.z_loss.record(id(self), logits, *((None, None) if prompt else (mask, packed)))
                 aux.append((state.z_loss, z_stat, state.z_grad_scale))
         state.record_load(gates, getattr(self, "load_layer", None))  # a no-op unless load or a trace is recorded
         return gates.to(x.dtype), aux
 
 
-def prompt_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """[batch, d]: the mean of each sample's tokens where `mask` (its prompt) is set, else of all its tokens."""
+def prompt_mean(x: torch.Tensor, mask: torch.Tensor | None, packed: PackedSamples | None = None) -> torch.Tensor:
+    """[samples, d]: the mean of each sample's tokens where `mask` (its prompt) is set, else of all its tokens."""
     if x.dim() == 2:
         return x.mean(0, keepdim=True)
-    if mask is not None:
-        m = mask.unsqueeze(-1).to(x.dtype)
-        return (x * m).sum(1) / m.sum(1).clamp_min(1)
+    if mask is not None or packed is not None:
+        m = (x.new_ones(x.shape[:2]) if mask is None else mask.to(x.dtype)).unsqueeze(-1)
+        return sample_sums(x * m, packed) / sample_sums(m, packed).clamp_min(1)
     return x.mean(1)
 
 

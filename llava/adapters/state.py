@@ -10,13 +10,15 @@ from __future__ import annotations
 import torch
 
 from llava.adapters.balance import BalanceLoss, onehot
+from llava.adapters.packed import PackedSamples, sample_sums
 from llava.adapters.z_loss import RouterZLoss
 from llava.constants import IGNORE_INDEX
 
 
 class RoutingState:
     def __init__(self, balance_loss: str = "hydra"):
-        self.task_ids: torch.Tensor | None = None  # [batch] long
+        self.task_ids: torch.Tensor | None = None  # [batch] long: one per sample
+        self.packed: PackedSamples | None = None  # several samples per row (padding-free training); None: one per row
         self.token_mask: torch.Tensor | None = None  # [batch, seq] bool: tokens that count for balance and load
         # [batch, seq] bool: the tokens a mixlora instance is read from: the prompt, which is all a model has at
         # inference; in training the reply's tokens are left out, or routing would see the answer it is to predict
@@ -34,9 +36,11 @@ class RoutingState:
         self.sample_gates: dict[int, tuple] = {}  # router_input="prompt": per router, this batch's (gates, probs)
         self.trace = None  # a RoutingTrace while serving records what the routers did (trace.py)
 
-    def begin_batch(self, task_ids=None, token_mask=None, labels=None) -> None:
-        """labels (training): the supervised tokens (label != IGNORE_INDEX) are dropped from the instance mask."""
+    def begin_batch(self, task_ids=None, token_mask=None, labels=None, packed: PackedSamples | None = None) -> None:
+        """labels (training): the supervised tokens (label != IGNORE_INDEX) are dropped from the instance mask.
+        packed: which sample each token is, for a batch packed along the sequence."""
         self.task_ids = task_ids
+        self.packed = packed
         self.token_mask = token_mask.bool() if token_mask is not None else None
         self.instance_mask = self.token_mask
         if labels is not None:
@@ -60,6 +64,10 @@ class RoutingState:
         if m is None or x.dim() != 3 or m.shape != x.shape[:2]:
             return None
         return m.to(x.device)
+
+    def packed_for(self, x: torch.Tensor) -> PackedSamples | None:
+        """The batch's packing if it lines up with x's [rows, seq]."""
+        return self.packed if self.packed is not None and self.packed.lines_up(x) else None
 
     def start_load_tracking(self, num_tasks: int, num_experts: int, top_counts: bool = False) -> None:
         """top_counts: also count each token's top expert per layer (the task-expert mutual information's input;
@@ -86,7 +94,7 @@ class RoutingState:
         g = gates.detach().float()
         if mask is not None:
             g = g * mask.unsqueeze(-1)
-        tasks, mass = self.task_ids.to(gates.device), g.sum(1)
+        tasks, mass = self.task_ids.to(gates.device), sample_sums(g, self.packed_for(gates))
         self.load.index_add_(0, tasks, mass)
         if layer is not None:
             if layer not in self.layer_load:
@@ -103,7 +111,8 @@ class RoutingState:
                 top = onehot(g.argmax(-1), g.shape[-1], torch.float32)
                 if mask is not None:
                     top = top * mask.unsqueeze(-1)
-                self.layer_top.setdefault(layer, torch.zeros_like(self.load)).index_add_(0, tasks, top.sum(1))
+                top = sample_sums(top, self.packed_for(gates))
+                self.layer_top.setdefault(layer, torch.zeros_like(self.load)).index_add_(0, tasks, top)
 
 
 def mutual_information(counts: torch.Tensor) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from llava.adapters.packed import PackedSamples, sample_sums
 from llava.adapters.recorded_loss import RecordedLoss
 
 
@@ -25,24 +26,26 @@ class RouterZLoss(RecordedLoss):
         super().begin()
         self.stats: list[torch.Tensor] = []  # detached Z_l, [batch] each
 
-    def record(self, key: int, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Z_l of one router for this forward, [batch] (with grad: the tensor to attach).
+    def record(self, key: int, logits: torch.Tensor, mask: torch.Tensor | None,
+               packed: PackedSamples | None = None) -> torch.Tensor:
+        """Z_l of one router for this forward, [samples] (with grad: the tensor to attach).
 
-        logits: [batch, seq, E] (a prompt router's: [batch, 1, E]) or [seq, E]; mask: [batch, seq] counted tokens or None.
+        logits: [batch, seq, E] (a prompt router's: [samples, 1, E]) or [seq, E]; mask: [batch, seq] counted tokens or
+        None; packed: the samples of a packed batch.
         A recomputation during backward (gradient checkpointing) returns the statistic without recording it again."""
         if logits.dim() == 2:
             logits = logits.unsqueeze(0)
         z = torch.logsumexp(logits.float(), dim=-1).square()  # [batch, seq]
-        if mask is None:
+        if mask is None and packed is None:
             stat = z.mean(1)
         else:
-            weight = mask.to(z.dtype)
-            stat = (z * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+            weight = z.new_ones(z.shape) if mask is None else mask.to(z.dtype)
+            stat = sample_sums(z * weight, packed) / sample_sums(weight, packed).clamp_min(1.0)
         if self.recording(key):
             self.stats.append(stat.detach())
         return stat
 
     def compute(self) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        stats = torch.stack(self.stats)  # [L, batch]
+        stats = torch.stack(self.stats)  # [L, samples]
         grad = torch.full_like(stats[0], 1.0 / stats.numel())  # d mean / d Z_l[s], the same for every l and s
         return stats.mean(), {k: grad for k in self.keys}

@@ -53,6 +53,11 @@ class TrainingArguments(transformers.TrainingArguments):
                                                                     "adapters' --learning_rate)"})
     freeze_mm_mlp_adapter: bool = field(default=False, metadata={"help": "keep the projector frozen"})
     group_by_modality_length: bool = field(default=False, metadata={"help": "batches of one modality, similar length"})
+    padding_free: bool | None = field(default=None, metadata={"help": "pack each batch's samples into one row "
+                                                                       "(positions restart per sample, attention kept "
+                                                                       "within each): no FLOPs on padding, the same loss "
+                                                                       "and gradients; default: on with "
+                                                                       "flash_attention_2 only (docs/training.md)"})
     adapter_scheme: str = field(default=_DEFAULT.scheme, metadata={"help": "lora | asymlora | moe_lora | mixlora"})
     num_experts: int = field(default=_DEFAULT.num_experts, metadata={"help": "routed B heads / experts / mixlora factor pool size"})
     num_tasks: int = field(default=_DEFAULT.num_tasks, metadata={"help": "asymlora task heads; -1: one per data task"})

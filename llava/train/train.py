@@ -75,8 +75,16 @@ def load_base_model(model_args, training_args):
         model_args.model_name_or_path, vision_tower=model_args.vision_tower,
         pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter, dtype=model_dtype(training_args),
         attn_implementation=model_args.attn_implementation, seed=model_args.model_seed, bits=training_args.bits)
-    model.config.use_cache = False
     return model, tokenizer, image_processor
+
+
+def padding_free(model_args, training_args) -> bool:
+    """--padding_free as asked; by default on only where attention runs per sample (flash-attn's varlen kernel). SDPA
+    and eager attend over the packed row under a block-diagonal mask, quadratic in the whole row's length: slower
+    than padding when batches are length-grouped (docs/benchmarks.md, bench/padding_free.py)."""
+    if training_args.padding_free is not None:
+        return training_args.padding_free
+    return model_args.attn_implementation == "flash_attention_2"
 
 
 def base_record(model_args, data_args, training_args, task_names: list[str]) -> Base:
@@ -112,7 +120,9 @@ def train(argv=None, callbacks=None):
         dataset = read_training_data(model, tokenizer, image_processor, model_args, data_args, training_args)
         transformers.set_seed(training_args.seed)  # adapter init draws from the global RNG: make --seed govern it
         set_trainable(model, model_args, training_args, dataset.task_names)
-        collator = SupervisedCollator(tokenizer.pad_token_id)
+        collator = SupervisedCollator(tokenizer.pad_token_id, padding_free=padding_free(model_args, training_args))
+        if collator.padding_free and training_args.should_log:
+            logger.info("padding-free batches: each micro-batch's samples packed in one row")
         trainer = LlavaTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                                processing_class=tokenizer, image_processor=image_processor,
                                base=base_record(model_args, data_args, training_args, dataset.task_names),

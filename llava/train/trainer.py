@@ -33,6 +33,7 @@ from transformers.trainer import SCHEDULER_NAME
 
 from llava.adapters.attached import adapter_config, routing_state
 from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict
+from llava.adapters.packed import PackedSamples
 from llava.adapters.routing import is_router_parameter
 from llava.adapters.state import load_shares
 from llava.checkpoint import Base, load_trained_weights, newest_checkpoint_note, save_checkpoint
@@ -130,7 +131,10 @@ class LlavaTrainer(Trainer):
         config = adapter_config(self.model) if state is not None else None
         coef, z_coef = (config.balance_coef, config.router_z_loss_coef) if config is not None else (0.0, 0.0)
         if state is not None:
-            state.begin_batch(task_ids, inputs.get("attention_mask"), inputs.get("labels"))
+            packed = None
+            if "position_ids" in inputs and "attention_mask" not in inputs and task_ids is not None:
+                packed = PackedSamples.from_position_ids(inputs["position_ids"], task_ids.numel())  # padding-free
+            state.begin_batch(task_ids, inputs.get("attention_mask"), inputs.get("labels"), packed)
             per_step = 1.0 / self.args.gradient_accumulation_steps if model.training else 0.0
             state.aux_grad_scale, state.z_grad_scale = coef * per_step, z_coef * per_step
         if self.vision_keepalive is not None:
@@ -140,7 +144,9 @@ class LlavaTrainer(Trainer):
             inputs = {**inputs, "num_items_in_batch": num_items_in_batch}
         if model.training and not return_outputs and "labels" in inputs and accepts_logits_mask(type(self.model)):
             inputs = supervised_logits_only(inputs)  # same loss; the head skips unlabelled positions
-        outputs = model(**inputs)
+        # no KV cache in a training forward (the LM builds one by default: text_config.use_cache), and a packed batch
+        # must not have one: transformers keeps packed samples apart only when there is none
+        outputs = model(**inputs, use_cache=False)
         loss = outputs.loss
         if scaled_for_ga and self.args.average_tokens_across_devices:
             # The model divided by the supervised-token count of ALL ranks; the data-parallel gradient average

@@ -44,8 +44,7 @@ class AsymLoRA(Scheme):
         else:
             gates = x.new_ones(*x.shape[:-1], 1)
         if layer.num_tasks > 1:
-            onehot = task_onehot(layer, x).view(x.shape[0], *([1] * (x.dim() - 2)), layer.num_tasks, 1)
-            gates = (onehot * gates.unsqueeze(-2)).flatten(-2)
+            gates = (task_onehot(layer, x).unsqueeze(-1) * gates.unsqueeze(-2)).flatten(-2)
         return (gates.unsqueeze(-1) * z.unsqueeze(-2)).flatten(-2), aux
 
     @staticmethod

@@ -67,14 +67,19 @@ def expert_gates(layer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | N
 
 
 def task_onehot(layer, x: torch.Tensor) -> torch.Tensor:
+    """[..., T] one-hot of each token's task, broadcastable over x's leading dimensions."""
     task_ids = layer.state.task_ids
     if task_ids is None:
         raise RuntimeError(f"this asymlora adapter has {layer.num_tasks} task heads: set the batch's task ids "
                            "(adapter_batch(model, task_ids=...) or --task)")
     task_ids = task_ids.to(x.device)
+    packed = layer.state.packed_for(x)
+    if packed is not None:
+        return onehot(packed.spread(task_ids), layer.num_tasks, x.dtype)  # [rows, seq, T]: each token its sample's
     if task_ids.numel() == 1 and x.shape[0] != 1:
         task_ids = task_ids.expand(x.shape[0])
-    return onehot(task_ids, layer.num_tasks, x.dtype)
+    onehot_ids = onehot(task_ids, layer.num_tasks, x.dtype)  # [batch, T]
+    return onehot_ids.view(x.shape[0], *([1] * (x.dim() - 2)), layer.num_tasks)  # broadcasts over x's tokens
 
 
 def plain_delta(layer) -> torch.Tensor:

@@ -45,16 +45,19 @@ class MixLoRA(Scheme):
         z = scaled_projection(layer, x)  # [..., E]: projections on every a
         if x.dim() == 2:
             return z @ select[0], None
+        packed = layer.state.packed_for(x)
+        if packed is not None:  # several instances in a row: each token takes its own instance's selection
+            return (z.unsqueeze(-2) @ packed.spread(select)).squeeze(-2), None
         return torch.bmm(z, select), None  # pick and pair factors per instance
 
     @staticmethod
     def selection(layer, x: torch.Tensor) -> torch.Tensor:
-        """Per-instance selection matrix S [batch, E, E] from the mean input over the sample's prompt tokens."""
+        """Per-instance selection matrix S [samples, E, E] from the mean input over the sample's prompt tokens."""
         state = layer.state
         cached = state.instance_selection.get(id(layer))
         if cached is not None and x.dim() == 3 and x.shape[1] == 1 and cached.shape[0] == x.shape[0]:
             return cached  # cached decoding: one new token per step keeps the prompt's selection
-        inst = prompt_mean(x, state.mask_for(x, instance=True))
+        inst = prompt_mean(x, state.mask_for(x, instance=True), state.packed_for(x))
         r, e = layer.r, layer.num_experts
         logits_a = layer.router_a.logits(inst).float()
         top_a, idx_a = logits_a.topk(r, dim=-1)

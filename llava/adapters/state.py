@@ -19,6 +19,7 @@ class RoutingState:
     def __init__(self, balance_loss: str = "hydra"):
         self.task_ids: torch.Tensor | None = None  # [batch] long: one per sample
         self.packed: PackedSamples | None = None  # several samples per row (padding-free training); None: one per row
+        self.task_onehots: dict = {}  # the batch's task one-hots, built once for every adapted linear (task_onehot)
         self.token_mask: torch.Tensor | None = None  # [batch, seq] bool: tokens that count for balance and load
         # [batch, seq] bool: the tokens a mixlora instance is read from: the prompt, which is all a model has at
         # inference; in training the reply's tokens are left out, or routing would see the answer it is to predict
@@ -41,6 +42,7 @@ class RoutingState:
         packed: which sample each token is, for a batch packed along the sequence."""
         self.task_ids = task_ids
         self.packed = packed
+        self.task_onehots = {}
         self.token_mask = token_mask.bool() if token_mask is not None else None
         self.instance_mask = self.token_mask
         if labels is not None:

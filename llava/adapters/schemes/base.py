@@ -67,19 +67,27 @@ def expert_gates(layer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | N
 
 
 def task_onehot(layer, x: torch.Tensor) -> torch.Tensor:
-    """[..., T] one-hot of each token's task, broadcastable over x's leading dimensions."""
-    task_ids = layer.state.task_ids
-    if task_ids is None:
+    """[..., T] one-hot of each token's task, broadcastable over x's leading dimensions. Built once per batch and
+    shared by every adapted linear (and every decoding step): two kernels each time it is built."""
+    state = layer.state
+    if state.task_ids is None:
         raise RuntimeError(f"this asymlora adapter has {layer.num_tasks} task heads: set the batch's task ids "
                            "(adapter_batch(model, task_ids=...) or --task)")
-    task_ids = task_ids.to(x.device)
-    packed = layer.state.packed_for(x)
+    packed = state.packed_for(x)
+    key = (layer.num_tasks, x.dtype, x.device, x.dim(), x.shape[0], packed is not None)
+    cached = state.task_onehots.get(key)
+    if cached is not None and cached[0] is state.task_ids and cached[1] is state.packed:
+        return cached[2]
+    task_ids = state.task_ids.to(x.device)
     if packed is not None:
-        return onehot(packed.spread(task_ids), layer.num_tasks, x.dtype)  # [rows, seq, T]: each token its sample's
-    if task_ids.numel() == 1 and x.shape[0] != 1:
-        task_ids = task_ids.expand(x.shape[0])
-    onehot_ids = onehot(task_ids, layer.num_tasks, x.dtype)  # [batch, T]
-    return onehot_ids.view(x.shape[0], *([1] * (x.dim() - 2)), layer.num_tasks)  # broadcasts over x's tokens
+        result = onehot(packed.spread(task_ids), layer.num_tasks, x.dtype)  # [rows, seq, T]: each token its sample's
+    else:
+        if task_ids.numel() == 1 and x.shape[0] != 1:
+            task_ids = task_ids.expand(x.shape[0])
+        onehot_ids = onehot(task_ids, layer.num_tasks, x.dtype)  # [batch, T], broadcast over x's tokens
+        result = onehot_ids.view(x.shape[0], *([1] * (x.dim() - 2)), layer.num_tasks)
+    state.task_onehots[key] = (state.task_ids, state.packed, result)
+    return result
 
 
 def plain_delta(layer) -> torch.Tensor:

@@ -8,8 +8,10 @@ with the projector in its own group. One process, no DeepSpeed: what a single GP
 
 FLOP model (per step, recompute not counted, so this is MFU not HFU): frozen LM linears 4 N T (forward + input
 gradient, no weight gradient), causal attention 6 s h per token and layer (forward 2, backward 4), LM head 4 V h per
-labelled position, adapters and routers 6 N_a T (all heads run: dense gates), projector 6 N_p per image token,
-frozen vision tower forward 2 N_v per patch + 4 s_v^2 h_v per image and layer.
+labelled position, adapters and token routers 6 N_a T (all heads run: dense gates), routers that read once per sample
+(mixlora's, prompt routers) 6 N_r per sample, mixlora's per-token factor selection 6 E^2 T per layer, projector 6 N_p
+per image token, frozen vision tower forward 2 N_v per patch + 4 s_v^2 h_v per image and layer. Checked against
+torch's FlopCounterMode on the toy model (tests/test_mfu_numerator.py).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from torch import nn
 
 from llava.adapters.attached import routing_state
 from llava.adapters.inject import adapter_modules, language_model, projector
-from llava.adapters.routing import label_router_layers
+from llava.adapters.layer import AdapterLinear
+from llava.adapters.routing import Router, label_router_layers
 from llava.data.token_count import DataTokens
 from llava.train import estimate, plan, plan_model
 from llava.train.activation_checkpointing import language_inputs_require_grad
@@ -72,11 +75,21 @@ def make_optimizer(model, device):
 
 
 def counts(model) -> dict:
+    """Parameter counts the FLOP model multiplies: frozen LM linears, adapter parameters applied to every token, router
+    parameters applied once per sample (mixlora's, and routers reading the prompt), mixlora's E x E selection per
+    token, the projector and the vision tower."""
     lm = language_model(model)
-    adapter_ids = {id(p) for _, m in adapter_modules(model) for n, p in m.named_parameters() if not n.startswith("base.")}
-    lm_linear = sum(m.weight.numel() for m in lm.modules() if isinstance(m, nn.Linear))
-    return {"lm_linear": lm_linear,
-            "adapters": sum(p.numel() for p in model.parameters() if id(p) in adapter_ids),
+    adapted = [m for _, m in adapter_modules(model) if isinstance(m, AdapterLinear)]
+    per_sample = {id(p) for m in adapted if m.scheme == "mixlora" for n, p in m.named_parameters() if "router" in n}
+    per_sample |= {id(p) for m in model.modules() if isinstance(m, Router) and m.router_input == "prompt"
+                   for p in m.parameters()}
+    proj = {id(p) for p in projector(model).parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad and id(p) not in proj]  # adapters and routers
+    return {"lm_linear": sum(m.weight.numel() for m in lm.modules()
+                             if isinstance(m, nn.Linear) and not m.weight.requires_grad),
+            "adapters": sum(p.numel() for p in trainable if id(p) not in per_sample),
+            "sample_routers": sum(p.numel() for p in trainable if id(p) in per_sample),
+            "mixlora_selection": sum(m.num_experts ** 2 for m in adapted if m.scheme == "mixlora"),
             "projector": sum(p.numel() for p in projector(model).parameters()),
             "vision": sum(p.numel() for p in model.model.vision_tower.parameters())}
 
@@ -88,7 +101,8 @@ def model_flops(model, n: dict, batch: int, seq: int, labelled: int) -> float:
     patches = (vision.image_size // vision.patch_size) ** 2 + 1
     lm = 4 * n["lm_linear"] * tokens + 6 * seq * text.hidden_size * text.num_hidden_layers * tokens
     head = 4 * text.vocab_size * text.hidden_size * labelled
-    adapters = 6 * n["adapters"] * tokens + 6 * n["projector"] * batch * img
+    adapters = (6 * (n["adapters"] + n["mixlora_selection"]) * tokens + 6 * n["sample_routers"] * batch
+                + 6 * n["projector"] * batch * img)
     tower = batch * (2 * n["vision"] * patches + 4 * patches**2 * vision.hidden_size * vision.num_hidden_layers)
     return float(lm + head + adapters + tower)
 

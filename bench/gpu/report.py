@@ -13,7 +13,7 @@ import os
 import sys
 import xml.etree.ElementTree as ET
 
-PARTS = ("train", "layer", "decode", "tests")
+PARTS = ("train", "layer", "decode", "deepspeed", "tests")
 
 
 def read_json(path: str):
@@ -52,7 +52,7 @@ def gather(out_dir: str) -> dict:
         s = read_json(status)
         s["status"] = "ok" if s["rc"] == 0 else ("timed out" if s["rc"] in (124, 137) else f"failed (exit {s['rc']})")
         report["parts"][s["part"]] = s
-    for part in ("train", "layer", "decode"):
+    for part in ("train", "layer", "decode", "deepspeed"):
         report[part] = read_json(os.path.join(out_dir, f"part_{part}.json"))
     report["tests"] = read_tests(os.path.join(out_dir, "part_tests.xml"))
     return report
@@ -130,6 +130,21 @@ def decode_section(t: dict) -> list[str]:
     return lines
 
 
+def deepspeed_section(t: dict) -> list[str]:
+    if "error" in t:
+        return [t["error"]]
+    lines = [f"`bash scripts/finetune_asymlora.sh`, DeepSpeed {t['deepspeed']}, one process, bf16, a parts-built model "
+             f"(bench/gpu/deepspeed_card.py); {t['steps']} steps, then resumed from checkpoint-2.", "",
+             "| stage | exit | wall (s) | s per step | losses | resumed: exit | steps 3-4, largest difference |",
+             "|---|---|---|---|---|---|---|"]
+    for stage, r in t["stages"].items():
+        losses = " / ".join(f"{x:.4f}" for x in r.get("losses", [])) or r.get("error", "-")
+        resumed = r.get("resumed", {})
+        lines.append(f"| {stage} | {r['rc']} | {r['wall_s']} | {fmt(r.get('step_s'), '.3f')} | {losses} | "
+                     f"{resumed.get('rc', '-')} | {fmt(r.get('resume_max_difference'), '.2e')} |")
+    return lines
+
+
 def tests_section(t: dict) -> list[str]:
     lines = [f"`pytest -m cuda`: {t['collected']} collected, {t['passed']} passed, {t['failed']} failed, "
              f"{t['skipped']} skipped."]
@@ -149,7 +164,9 @@ def markdown(report: dict) -> str:
         lines.append(f"| {part} | {s['status']} | {s['wall_s']} ({s['cap_s']}) |" if s else f"| {part} | not run | - |")
     builders = {"train": ("Training step, LLaVA-1.5-7B shape", train_section),
                 "layer": ("Adapter layer, bf16", layer_section),
-                "decode": ("Decoding", decode_section), "tests": ("CUDA tests", tests_section)}
+                "decode": ("Decoding", decode_section),
+                "deepspeed": ("The card's command under DeepSpeed, resumed", deepspeed_section),
+                "tests": ("CUDA tests", tests_section)}
     for part, (title, build) in builders.items():
         lines += ["", f"## {title}", ""]
         if report[part]:

@@ -27,8 +27,20 @@ DATASHEET_BF16 = {"H200": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 SXM": 989.
                   "H100 PCIe": 756.0e12, "A100": 312.0e12, "L40S": 362.05e12, "GH200": 989.4e12}
 
 
+# the training part adds lora at the routed schemes' rank: the cost of routing at equal rank
+TRAIN_SCHEMES = (SCHEMES[0], f"{SCHEMES[0]} r=32", *SCHEMES[1:])
+
+
+def scheme_and_rank(name: str) -> tuple[str, int | None]:
+    """"lora r=32" -> ("lora", 32); a plain scheme name -> (name, None): its preset's rank."""
+    scheme, _, rank = name.partition(" r=")
+    return scheme, int(rank) if rank else None
+
+
 def adapter_config(name: str, smoke: bool) -> AdapterConfig:
-    return AdapterConfig.preset(name, "tiny" if smoke else "7b")
+    scheme, rank = scheme_and_rank(name)
+    overrides = {} if rank is None else {"r": rank, "alpha": 2 * rank}  # the presets' alpha = 2 r
+    return AdapterConfig.preset(scheme, "tiny" if smoke else "7b", **overrides)
 
 
 def llava_config(smoke: bool) -> LlavaConfig:

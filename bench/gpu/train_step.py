@@ -20,7 +20,7 @@ import statistics
 
 import torch
 from common import (
-    SCHEMES,
+    TRAIN_SCHEMES,
     build_model,
     datasheet_peak,
     deadline,
@@ -28,6 +28,7 @@ from common import (
     matmul_flops_per_s,
     remove_adapters,
     run_args,
+    scheme_and_rank,
     timed,
     with_adapters,
     write_part,
@@ -117,7 +118,8 @@ def planner_prediction(model, name: str, smoke: bool, batch: int, seq: int, peak
         act = plan_model.activations(model.config, batch, seq, True, True)
         cfg = model.config
     else:
-        p = plan.plan("7b", name, zero=0, gpus=1, bits=16, batch=batch, seq=seq)
+        scheme, rank = scheme_and_rank(name)
+        p = plan.plan("7b", scheme, zero=0, gpus=1, bits=16, batch=batch, seq=seq, r=rank)
         c, memory, act, cfg = p["counts"], p["memory"], p["activations_checkpointed"], plan_model.llava_config("7b")
     image = estimate.IMAGE_TOKENS
     data = DataTokens(records=batch, image_records=batch, text_tokens=float(batch * (seq - image)), sampled=batch,
@@ -176,7 +178,7 @@ def main():
     result = {"part": "train", "device": device_name, "attn": model.config._attn_implementation,
               "datasheet_bf16_flops": datasheet,
               "head_on_labelled_only": accepts_logits_mask(type(model)), "matmul_bf16_flops": ceiling, "schemes": {}}
-    for name in SCHEMES:
+    for name in TRAIN_SCHEMES:
         if not time_left():
             result["schemes"][name] = {"error": "skipped: the part's time budget ran out"}
             continue

@@ -53,6 +53,9 @@ class TrainingArguments(transformers.TrainingArguments):
                                                                     "adapters' --learning_rate)"})
     freeze_mm_mlp_adapter: bool = field(default=False, metadata={"help": "keep the projector frozen"})
     group_by_modality_length: bool = field(default=False, metadata={"help": "batches of one modality, similar length"})
+    checkpoint_layers: str = field(default="all", metadata={"help": "with activation checkpointing, the decoder layers "
+                                                                 "checkpointed: all, a number (the first N), or auto "
+                                                                 "(as few as the GPU's memory needs, by the planner)"})
     padding_free: bool | None = field(default=None, metadata={"help": "pack each batch's samples into one row "
                                                                        "(positions restart per sample, attention kept "
                                                                        "within each): no FLOPs on padding, the same loss "

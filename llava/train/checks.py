@@ -22,6 +22,8 @@ def check_arguments(model_args: ModelArguments, training_args: TrainingArguments
         raise ValueError(f"--bits {training_args.bits} with ZeRO-3 ({training_args.deepspeed}) is not supported: ZeRO-3 "
                          "cannot partition bitsandbytes' packed weights here. Use configs/deepspeed/zero2.json or no "
                          "DeepSpeed (a 4-bit 7B LM fits one GPU).")
+    if training_args.checkpoint_layers not in ("all", "auto") and not training_args.checkpoint_layers.isdigit():
+        raise ValueError(f"--checkpoint_layers {training_args.checkpoint_layers}: all, auto or a number of layers")
     if training_args.bits < 16 and not training_args.lora_enable:
         raise ValueError("--bits 4/8 (QLoRA) trains adapters on a frozen quantized LM: pass --lora_enable True")
 

@@ -52,17 +52,19 @@ class Counts:
 
 
 def count(llava) -> Counts:
+    """Parameter counts; a ZeRO-3-partitioned parameter counts whole (`ds_numel`), not its local shard."""
     adapter_ids = {id(p) for _, m in adapter_modules(llava) for n, p in m.named_parameters() if not n.startswith("base.")}
     c = Counts(0, 0, 0, 0)
     for name, p in llava.named_parameters():
+        numel = getattr(p, "ds_numel", p.numel())
         if id(p) in adapter_ids:
-            c.adapters += p.numel()
+            c.adapters += numel
         elif "multi_modal_projector" in name:
-            c.projector += p.numel()
+            c.projector += numel
         elif "vision_tower" in name:
-            c.frozen_vision += p.numel()
+            c.frozen_vision += numel
         else:
-            c.frozen_lm += p.numel()
+            c.frozen_lm += numel
     return c
 
 
@@ -85,12 +87,35 @@ def activations(cfg: LlavaConfig, batch: int, seq: int, checkpointing: bool, ada
     inputs 2 B on the 6 h-wide and the i-wide adapter input). With checkpointing only each layer's input (2h)
     is kept, plus one layer recomputed at a time. Logits: bf16 + their fp32 upcast for the loss (6 V).
     """
-    h, i, n, vocab = (cfg.text_config.hidden_size, cfg.text_config.intermediate_size,
-                      cfg.text_config.num_hidden_layers, cfg.text_config.vocab_size)
-    per_layer = 12 * h + 4 * h + 8 * i + ((18 * h + 3 * i) if adapted else 0)
+    n, vocab = cfg.text_config.num_hidden_layers, cfg.text_config.vocab_size
+    full, kept = layer_bytes_per_token(cfg, adapted)
     tokens = batch * seq
-    layers = tokens * (2 * h * n + per_layer) if checkpointing else tokens * per_layer * n
+    layers = tokens * (kept * n + full) if checkpointing else tokens * full * n
     return {"decoder layers": float(layers), "logits": float(tokens * 6 * vocab)}
+
+
+def layer_bytes_per_token(cfg: LlavaConfig, adapted: bool) -> tuple[int, int]:
+    """(saved activation bytes per token of a decoder layer that is not checkpointed, of one that is)."""
+    h, i = cfg.text_config.hidden_size, cfg.text_config.intermediate_size
+    return 12 * h + 4 * h + 8 * i + ((18 * h + 3 * i) if adapted else 0), 2 * h
+
+
+def layers_to_checkpoint(cfg: LlavaConfig, c: Counts, zero: int, gpus: int, bits: int, batch: int, seq: int,
+                         budget: float, adapted: bool = True) -> int:
+    """The fewest decoder layers to checkpoint (the first ones) so that model state, logits and saved activations fit
+    `budget` bytes per GPU (every layer when even that does not fit): each layer not checkpointed keeps all its
+    activations instead of its input, and saves its recompute (a third of its forward and backward). Backward frees
+    the later, whole layers before it rebuilds a checkpointed one, so the rebuilt layer adds to the peak only when
+    every layer is checkpointed."""
+    n, vocab = cfg.text_config.num_hidden_layers, cfg.text_config.vocab_size
+    full, kept = layer_bytes_per_token(cfg, adapted)
+    tokens = batch * seq
+    fixed = sum(memory_per_gpu(c, zero, gpus, bits).values()) + tokens * 6 * vocab
+    for checkpointed in range(n + 1):
+        whole = max((n - checkpointed) * full, full if checkpointed else 0)
+        if fixed + tokens * (checkpointed * kept + whole) <= budget:
+            return checkpointed
+    return n
 
 
 def flops_share(c: Counts, cfg: LlavaConfig, seq: int) -> float:

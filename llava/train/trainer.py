@@ -41,7 +41,7 @@ from llava.data.sampler import ModalityLengthGroupedSampler
 from llava.model.vision_keepalive import VisionKeepalive
 from llava.model.zero import gathered
 from llava.train import optimizer_state
-from llava.train.activation_checkpointing import LanguageInputsOnly
+from llava.train.activation_checkpointing import CheckpointedLayers, LanguageInputsOnly
 from llava.train.rank_record import RankRecord
 from llava.train.router_health import RouterHealth
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
@@ -65,6 +65,7 @@ class LlavaTrainer(Trainer):
         has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
         self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
         self.add_callback(LanguageInputsOnly())  # with activation checkpointing: the frozen tower stays out of autograd
+        self.add_callback(CheckpointedLayers())  # --checkpoint_layers: only as many layers as memory needs
         self._guard_values: list[torch.Tensor] = []  # this optimizer step's losses, for the message
         self._guard_bad: torch.Tensor | None = None  # this optimizer step's count of non-finite values
         self.router_health = None

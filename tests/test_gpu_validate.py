@@ -36,7 +36,9 @@ def test_cpu_smoke_report_has_every_section_with_numbers(smoke):
     assert data["versions"]["mode"] == "cpu-smoke" and data["versions"]["torch"]
     assert {p: data["parts"][p]["status"] for p in PARTS} == dict.fromkeys(PARTS, "ok")
     train = data["train"]["schemes"]
-    assert set(train) == {*SCHEMES, "lora r=32"}  # lora also at the routed schemes' rank
+    # lora also at the routed schemes' rank; asymlora also checkpointing only the layers memory needs
+    assert set(train) == {*SCHEMES, "lora r=32", "asymlora, checkpoint_layers auto"}
+    assert train["asymlora, checkpoint_layers auto"]["checkpointed_layers"] == 1  # the toy's 2 layers: half, smoke
     for name, row in train.items():
         assert row["step_s"] > 0 and row["tokens_per_s"] > 0 and row["flops"] > 0, name
         assert row["predicted_gib"] > 0 and row["planner_step_s"] > 0, name

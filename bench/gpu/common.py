@@ -27,13 +27,15 @@ DATASHEET_BF16 = {"H200": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 SXM": 989.
                   "H100 PCIe": 756.0e12, "A100": 312.0e12, "L40S": 362.05e12, "GH200": 989.4e12}
 
 
-# the training part adds lora at the routed schemes' rank: the cost of routing at equal rank
-TRAIN_SCHEMES = (SCHEMES[0], f"{SCHEMES[0]} r=32", *SCHEMES[1:])
+# the training part adds lora at the routed schemes' rank (the cost of routing at equal rank), and asymlora with
+# activation checkpointing on as few layers as the card's memory needs (--checkpoint_layers auto)
+AUTO_CHECKPOINTING = ", checkpoint_layers auto"
+TRAIN_SCHEMES = (SCHEMES[0], f"{SCHEMES[0]} r=32", *SCHEMES[1:], f"asymlora{AUTO_CHECKPOINTING}")
 
 
 def scheme_and_rank(name: str) -> tuple[str, int | None]:
     """"lora r=32" -> ("lora", 32); a plain scheme name -> (name, None): its preset's rank."""
-    scheme, _, rank = name.partition(" r=")
+    scheme, _, rank = name.removesuffix(AUTO_CHECKPOINTING).partition(" r=")
     return scheme, int(rank) if rank else None
 
 

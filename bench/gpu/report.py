@@ -78,6 +78,8 @@ def train_section(t: dict) -> list[str]:
             lines.append(f"| {name} | {r.get('error', 'not measured')} ||||||||||")
             continue
         ratio = r["step_s"] / lora if lora else None
+        if r.get("checkpointed_layers") is not None:
+            name = f"{name} ({r['checkpointed_layers']} layers checkpointed)"
         lines.append(f"| {name} | {r['batch']} x {r['seq']} | {r['step_s']:.3f} | {fmt(ratio, '.3f')} | "
                      f"{r['tokens_per_s']:,.0f} | {fmt(r['mfu'] and 100 * r['mfu'], '.1f')}{'%' if r['mfu'] else ''} | "
                      f"{100 * r['of_matmul_ceiling']:.1f}% | {fmt(r.get('planner_step_s'), '.3g')} | {fmt(r['peak_gib'])} | "

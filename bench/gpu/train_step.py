@@ -4,7 +4,9 @@
 The step is LlavaTrainer's, written out so it can be timed alone: task ids and masks to the routers, the LM head on
 labelled positions only, bf16 autocast (the Trainer's `--bf16`), activation checkpointing with the input-grad hook on
 the language model's embeddings alone (LlavaTrainer), the balance loss, backward, clipping at 1.0 and fused AdamW
-with the projector in its own group. One process, no DeepSpeed: what a single GPU does per micro-batch.
+with the projector in its own group. One process, no DeepSpeed: what a single GPU does per micro-batch. Rows: each
+scheme's preset, lora at r=32 (the routed schemes' rank), and asymlora with checkpointing on as few decoder layers as
+the card's memory needs by the planner (`--checkpoint_layers auto`).
 
 FLOP model (per step, recompute not counted, so this is MFU not HFU): frozen LM linears 4 N T (forward + input
 gradient, no weight gradient), causal attention 6 s h per token and layer (forward 2, backward 4), LM head 4 V h per
@@ -20,6 +22,7 @@ import statistics
 
 import torch
 from common import (
+    AUTO_CHECKPOINTING,
     TRAIN_SCHEMES,
     build_model,
     datasheet_peak,
@@ -41,7 +44,7 @@ from llava.adapters.layer import AdapterLinear
 from llava.adapters.routing import Router, label_router_layers
 from llava.data.token_count import DataTokens
 from llava.train import estimate, plan, plan_model
-from llava.train.activation_checkpointing import language_inputs_require_grad
+from llava.train.activation_checkpointing import checkpoint_first_layers, language_inputs_require_grad
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only
 
 GIB = 1024**3
@@ -131,9 +134,32 @@ def planner_prediction(model, name: str, smoke: bool, batch: int, seq: int, peak
             "planner_flops": flops, "planner_step_s": flops / (peak * estimate.MFU), "planner_mfu": estimate.MFU}
 
 
+def enable_checkpointing(model) -> None:
+    """Every decoder layer checkpointed, the input-grad hook on the language model's embeddings alone (LlavaTrainer)."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; older: the deprecated name
+        model.activation_checkpointing_enable()
+    else:
+        model.gradient_checkpointing_enable()
+    language_inputs_require_grad(model)
+
+
+def checkpoint_as_memory_needs(model, batch: int, seq: int, smoke: bool) -> int:
+    """--checkpoint_layers auto on this card (the smoke run: half the layers, to run the code path)."""
+    if smoke:
+        n = model.config.text_config.num_hidden_layers // 2
+    else:
+        budget = 0.85 * torch.cuda.get_device_properties(0).total_memory
+        n = plan_model.layers_to_checkpoint(model.config, plan_model.count(model), 0, 1, 16, batch, seq, budget)
+    checkpoint_first_layers(model, n)
+    return n
+
+
 def measure(model, name, args, batch_size, seq, steps, warmup):
     config = with_adapters(model, name, args.smoke)
     model.train()
+    checkpointed = None
+    if name.endswith(AUTO_CHECKPOINTING):
+        checkpointed = checkpoint_as_memory_needs(model, batch_size, seq, args.smoke)
     try:
         if config.num_experts > 1:
             routing_state(model).start_load_tracking(3, config.num_experts)
@@ -154,8 +180,11 @@ def measure(model, name, args, batch_size, seq, steps, warmup):
         return {"step_s": statistics.median(times), "step_s_all": times, "batch": batch_size, "seq": seq,
                 "tokens_per_s": batch_size * seq / statistics.median(times), "peak_gib": peak,
                 "trainable": sum(p.numel() for p in params), "flops": model_flops(model, n, batch_size, seq, labelled),
-                **planner_prediction(model, name, args.smoke, batch_size, seq, args.peak)}
+                "checkpointed_layers": checkpointed, **planner_prediction(model, name, args.smoke, batch_size, seq,
+                                                                          args.peak)}
     finally:
+        if checkpointed is not None:
+            enable_checkpointing(model)  # every layer again
         remove_adapters(model)
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -167,11 +196,7 @@ def main():
     batch_size, seq, steps, warmup = (2, 96, 2, 1) if args.smoke else (16, 2048, 3, 2)
     model = build_model(args.smoke, args.device, args.dtype)
     model.config.use_cache = model.config.text_config.use_cache = False
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; older: the deprecated name
-        model.activation_checkpointing_enable()
-    else:
-        model.gradient_checkpointing_enable()
-    language_inputs_require_grad(model)  # as LlavaTrainer does with activation checkpointing
+    enable_checkpointing(model)
     device_name, datasheet = datasheet_peak(args.device)
     ceiling = matmul_flops_per_s(args.device, args.dtype, 256 if args.smoke else 8192)
     args.peak = datasheet or ceiling  # the planner's step time is read against the datasheet where one is known

@@ -3,7 +3,8 @@ ZeRO-3 (one process, NCCL, bf16 with fp32 masters), on a model built from parts 
 a Llama dir, a stage-1 `mm_projector.bin`) with 7B-wide layers (Vicuna-7B's 4096 / 11008 / 32 heads, CLIP-L's 1024,
 336 px) but two of each: 4 optimizer steps of 2 x 2 accumulated samples, checkpoints at step 2 and 4; then the run
 resumed from checkpoint-2, whose steps 3-4 should repeat the uninterrupted run's. Per stage: exit status, wall time,
-the losses, the resumed losses and their largest difference. --smoke: toy widths on the CPU (DS_ACCELERATOR=cpu, gloo).
+the losses, the resumed losses and their largest difference. --smoke: toy widths on the CPU (DS_ACCELERATOR=cpu, gloo),
+ZeRO-3 only and not resumed.
 
 DeepSpeed is not in the GPU image: carry it as a wheel (validate.sh --wheels DIR); without it this part says so.
 """
@@ -117,10 +118,12 @@ def main():
     shutil.rmtree(root, ignore_errors=True)
     paths = write_parts(os.path.join(root, "parts"), args.smoke)
     data = write_data(os.path.join(root, "data"))
-    for stage in ("zero3",) if args.smoke else ("zero2", "zero3"):  # the smoke run checks the code path only
+    # the smoke run checks the code path only: ZeRO-3, not resumed (the suite resumes ZeRO-3 on the CPU exactly:
+    # tests/test_scheme_matrix.py)
+    for stage in ("zero3",) if args.smoke else ("zero2", "zero3"):
         out = os.path.join(root, stage)
         row = finetune(paths, data, os.path.join(root, "data"), out, stage, args.smoke)
-        if "losses" in row:
+        if "losses" in row and not args.smoke:
             resumed = finetune(paths, data, os.path.join(root, "data"), out + "-resumed", stage, args.smoke,
                                resume=os.path.join(out, "checkpoint-2"))
             row["resumed"] = resumed

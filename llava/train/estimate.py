@@ -7,7 +7,8 @@ Training FLOPs per token with a frozen base and gradient checkpointing (docs/pla
                                 recompute 1x; s is the data's mean sequence length
   projector          6 Pp per image token (not checkpointed); vision tower 2 Pv per patch, forward only (frozen)
 Time = FLOPs / (GPUs x peak x MFU). Evaluation: prefill the same way (forward only) at the same MFU, plus decoding
-at one full read of the weights per generated token and batch (memory-bound) at MBU of HBM bandwidth, plus a
+at one full read of the weights per generated token and batch (memory-bound) at MBU of HBM bandwidth, but never
+faster than the decoding step measured on a GPU (it is bound by the host launching kernels, not by memory), plus a
 fixed model-load time per benchmark run.
 """
 
@@ -28,7 +29,12 @@ class GPU:
 GPUS = {"a100": GPU("A100 SXM 80GB", 312e12, 2.039e12), "h100": GPU("H100 SXM 80GB", 989e12, 3.35e12),
         "h200": GPU("H200 SXM 141GB", 989e12, 4.8e12)}
 MFU = 0.30  # model FLOPs utilisation: LLaVA-1.5-7B stage 2 (~0.5e9 tokens) in its reported ~10 h on 8 A100 is ~0.3
-MBU = 0.5  # share of HBM bandwidth a decoding step reaches at small batch
+MBU = 0.5  # share of HBM bandwidth a decoding step could reach at small batch
+# A decoding step of LLaVA-1.5-7B with unmerged adapters (cast to bf16 once, as evaluation loads them) measured
+# 44.8 ms at batch 16 on an H200 (docs/gpu/h200-run2.md, asymlora; the merged base alone 29.5 ms): 15x the
+# bandwidth floor, because eager decoding is bound by the host launching kernels. The floor of every GPU's estimate
+# until compiled decoding is measured.
+MEASURED_DECODE_STEP = 0.0448
 LOAD_SECONDS = 120  # loading the 7B base + adapters once per benchmark run
 IMAGE_TOKENS = 576
 PATCHES = 577  # CLIP ViT-L/14-336: 24 x 24 patches + class token
@@ -83,7 +89,7 @@ def eval_time(s: Sizes, bench: str, gpu: GPU, gpus: int, mfu: float = MFU, batch
     questions, prompt, answer = BENCHMARKS[bench]
     prefill = questions * (2 * (s.lm + s.adapters) * (IMAGE_TOKENS + prompt) + 2 * s.vision * PATCHES)
     weight_read = 2 * (s.lm + s.adapters + s.vision) / (gpu.hbm_bytes_per_s * MBU)  # bf16 bytes per decode step
-    decode = questions / batch * answer * weight_read
+    decode = questions / batch * answer * max(weight_read, MEASURED_DECODE_STEP)
     seconds_gpu = prefill / (gpu.bf16_flops * mfu) + decode + LOAD_SECONDS * gpus
     return {"questions": questions, "gpu_hours": seconds_gpu / 3600, "wall_hours": seconds_gpu / gpus / 3600}
 
@@ -91,8 +97,9 @@ def eval_time(s: Sizes, bench: str, gpu: GPU, gpus: int, mfu: float = MFU, batch
 def time_report(sizes: dict[str, Sizes], data: DataTokens, gpu: GPU, gpus: int, benchmarks: list[str],
                 epochs: float = 1.0, mfu: float = MFU, global_batch: int = 128) -> str:
     """The estimate per stage (training per scheme, then each benchmark per scheme) and the total GPU-hours."""
-    lines = [f"time on {gpus} x {gpu.name} (bf16 peak {gpu.bf16_flops / 1e12:.0f} TFLOPS, MFU {mfu:.2f} and decode "
-             f"at {MBU:.0%} of {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s assumed; docs/planning.md):",
+    lines = [f"time on {gpus} x {gpu.name} (bf16 peak {gpu.bf16_flops / 1e12:.0f} TFLOPS, MFU {mfu:.2f} assumed; a "
+             f"decoding step at {MBU:.0%} of {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s, at least the "
+             f"{1000 * MEASURED_DECODE_STEP:.1f} ms measured on an H200; docs/planning.md):",
              f"  data: {data.records:,} records ({data.image_records:,} with an image): "
              f"{data.text_tokens / 1e6:.1f}M text + {data.image_tokens(IMAGE_TOKENS) / 1e6:.1f}M image tokens "
              f"({data.how})"]

@@ -6,7 +6,8 @@ at load: llava/checkpoint.py), and asymlora with fp32 adapter weights cast in ev
 loading did before), and the merged base and asymlora with compiled decoding (a static KV cache, the decoding step
 compiled whole by transformers' generate: CUDA graphs). Decode time is the time of N new tokens minus the time of 1
 (the prefill, best of the runs), so tokens/s counts decode steps only; each row gives the median over 5 runs of 128
-new tokens, with the fastest and slowest run's ms per step.
+new tokens, with the fastest and slowest run's ms per step. Per row also short-answer evaluation's questions/s:
+batch 8 with an image, 4 new tokens, prefill included, as `scripts/eval/*.sh` answer (median of the runs).
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def generate(model, inputs: dict, new_tokens: int, compiled: bool = False):
     return model.generate(**inputs, **kwargs)
 
 
+def questions_per_s(model, inputs, answer_tokens, device, runs: int, compiled: bool = False) -> dict:
+    """Short-answer evaluation as scripts/eval/*.sh runs it: a batch of questions with an image, a few new tokens,
+    prefill included (what the planner's evaluation estimate needs)."""
+    generate(model, inputs, answer_tokens, compiled)  # warm-up (and the compile)
+    seconds = statistics.median(timed(lambda: generate(model, inputs, answer_tokens, compiled), device)
+                                for _ in range(runs))
+    return {"questions_per_s": inputs["input_ids"].shape[0] / seconds, "batch": inputs["input_ids"].shape[0],
+            "answer_tokens": answer_tokens, "s_per_batch": seconds}
+
+
 def tokens_per_s(model, inputs, new_tokens, device, runs: int, compiled: bool = False) -> dict:
     generate(model, inputs, new_tokens, compiled)  # warm-up (and the compile, which is not timed)
     prefill = min(timed(lambda: generate(model, inputs, 1, compiled), device) for _ in range(runs))
@@ -61,6 +72,7 @@ def main():
     args = run_args(__doc__)
     time_left = deadline(args.budget)
     batches, new_tokens, text, runs = ((1, 4), 6, 8, 2) if args.smoke else ((1, 16), 128, 32, 5)
+    eval_batch, answer_tokens = (2, 2) if args.smoke else (8, 4)  # the eval scripts' BATCH, a short answer + </s>
     model = build_model(args.smoke, args.device, args.dtype).eval()
     contiguous_head_input(model)
     result = {"part": "decode", "new_tokens": new_tokens, "prompt_tokens": 1 + model.config.image_seq_length + text,
@@ -80,6 +92,9 @@ def main():
                         continue
                     row[f"batch{b}"] = tokens_per_s(model, prompts(model, b, args.device, args.dtype, text),
                                                     new_tokens, args.device, runs, compiled)
+                if time_left():
+                    row["eval"] = questions_per_s(model, prompts(model, eval_batch, args.device, args.dtype, text),
+                                                  answer_tokens, args.device, runs, compiled)
             finally:
                 if scheme is not None:
                     remove_adapters(model)

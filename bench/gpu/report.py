@@ -109,14 +109,15 @@ def layer_section(t: dict) -> list[str]:
 
 def decode_section(t: dict) -> list[str]:
     rows = t["rows"]
-    batches = sorted({b for r in rows.values() for b in r}, key=lambda b: int(b.removeprefix("batch")))
+    batches = sorted({b for r in rows.values() for b in r if b.startswith("batch")},
+                     key=lambda b: int(b.removeprefix("batch")))
     merged = rows.get("merged (base alone)", {})
     head = " | ".join(f"batch {b.removeprefix('batch')}: tokens/s | ms per step (fastest-slowest run) | vs merged"
                       for b in batches)
     runs = next((c["runs"] for r in rows.values() for c in r.values() if "runs" in c), "?")
     lines = [f"Prompt {t['prompt_tokens']} tokens (one image), {t['new_tokens']} new tokens, greedy, attention "
              f"`{t['attn']}`; decode only (prefill subtracted), median of {runs} runs.", "",
-             f"| variant | {head} |", "|---|" + "---|---|---|" * len(batches)]
+             f"| variant | {head} | short-answer eval: questions/s |", "|---|" + "---|---|---|" * len(batches) + "---|"]
     for label, r in rows.items():
         cells = []
         for b in batches:
@@ -128,6 +129,9 @@ def decode_section(t: dict) -> list[str]:
             spread = (f"{cell['ms_per_step']:.2f} ({cell['ms_per_step_min']:.2f}-{cell['ms_per_step_max']:.2f})"
                       if "ms_per_step_min" in cell else f"{cell['ms_per_step']:.2f}")
             cells += [f"{cell['tokens_per_s']:,.1f}", spread, fmt(base and cell["tokens_per_s"] / base, ".3f")]
+        evaluation = r.get("eval", {})
+        cells.append(f"{evaluation['questions_per_s']:.1f} (batch {evaluation['batch']}, {evaluation['answer_tokens']} "
+                     "tokens)" if "questions_per_s" in evaluation else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 

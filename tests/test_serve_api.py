@@ -1,7 +1,9 @@
 """The OpenAI-compatible API, started as a user starts it, through the official `openai` client.
 
 The checkpoint is trained by scripts/finetune_asymlora.sh on a model built from parts (CLIP dir + Llama dir +
-mm_projector.bin) with task heads and routed experts; a second one is plain LoRA on the tiny preset.
+mm_projector.bin) with task heads and routed experts; a second one is plain LoRA on the tiny preset. The server runs
+with `--compile` (a static KV cache, bucketed shapes; the step compiled where the device allows): its greedy answers,
+streamed and whole, equal `llava.eval.generate`'s eager ones.
 """
 
 import io
@@ -34,7 +36,8 @@ def served(tmp_path_factory):
     shutil.copy(os.path.join(parts["images"], first), media / "q.png")
     proc, url = start_server("llava.serve.api", ["--model-path", f"asym={root / 'asym'}", "--api-key", KEY,
                                                  "--allowed-local-media-path", str(media), "--max-tokens", "64",
-                                                 "--max-image-mb", "20", "--require-image"], root / "api.log")
+                                                 "--max-image-mb", "20", "--require-image", "--compile"],
+                                root / "api.log")
     yield {"url": url, "ckpt": str(root / "asym"), "media": media, "root": root, "proc": proc}
     stop_server(proc)
 

@@ -3,7 +3,8 @@ every matmul a training forward + backward really runs, on the toy 7B-architectu
 
 Eager attention, so the attention matmuls are visible to the counter; the counter counts them whole, where the FLOP
 model counts causal attention's useful half, so that half is added back before comparing. What stays uncounted by
-the counter is not matmul work (biases, embeddings, norms in the frozen tower's parameter count): 0.2% here."""
+the counter is not matmul work (biases, embeddings, norms in the frozen tower's parameter count), well inside the
+tolerance."""
 
 import os
 import sys

@@ -81,7 +81,7 @@ class AdapterLinear(nn.Module):
         u, aux = self.head_inputs(x)
         y = self.base(x)
         # y + u Bcat^T as one GEMM that accumulates into y (no separate pass over the [tokens, d_out] output). Out of
-        # place: in place (y.addmm_) costs 4 more backward kernels per layer in autograd (tests/test_op_budget.py)
+        # place: in place (y.addmm_) adds backward kernels in autograd (counted as tests/test_op_budget.py counts)
         out = torch.addmm(y.reshape(-1, y.shape[-1]), u.reshape(-1, u.shape[-1]), cast(self.lora_B, u).t()).view_as(y)
         return attach_aux(out, aux, self._aux_key)
 

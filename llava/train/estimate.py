@@ -31,9 +31,9 @@ GPUS = {"a100": GPU("A100 SXM 80GB", 312e12, 2.039e12), "h100": GPU("H100 SXM 80
 MFU = 0.30  # model FLOPs utilisation: LLaVA-1.5-7B stage 2 (~0.5e9 tokens) in its reported ~10 h on 8 A100 is ~0.3
 MBU = 0.5  # share of HBM bandwidth a decoding step could reach at small batch
 # Seconds per decoding step of LLaVA-1.5-7B with unmerged adapters (cast to bf16 once, as evaluation loads them), batch
-# 16, measured on an H200: docs/gpu/h200-run2.md's decode table (its asymlora row). Eager decoding is bound by the
-# host launching kernels, far above the bandwidth floor, so this is the floor of every GPU's estimate until compiled
-# decoding is measured.
+# 16, measured on an H200: docs/gpu/h200-run2.md, decode table, row "asymlora, adapters cast to bf16 once". Eager
+# decoding is bound by the host launching kernels, far above the bandwidth floor, so this is the floor of every GPU's
+# estimate until compiled decoding is measured.
 MEASURED_DECODE_STEP = 0.0448
 LOAD_SECONDS = 120  # loading the 7B base + adapters once per benchmark run
 IMAGE_TOKENS = 576

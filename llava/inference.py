@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 from PIL import Image
-from transformers import CompileConfig, MaxLengthCriteria, StoppingCriteriaList
+from transformers import CompileConfig, StoppingCriteria, StoppingCriteriaList
 
 from llava.adapters.attached import adapter_batch, adapter_config, routing_state
 from llava.checkpoint import image_aspect_ratio_of, load_checkpoint_model, template_of
@@ -42,6 +42,18 @@ def resolve_eval_device(device: str = "auto", dtype: str = "auto") -> tuple[str,
 
 def bucket(n: int, size: int) -> int:
     return -(-n // size) * size
+
+
+class StopAtLength(StoppingCriteria):
+    """Every row stops at `length` tokens. transformers' own MaxLengthCriteria, passed in, would be reported as
+    clashing with the one generate builds from max_new_tokens (here the bucket's, larger)."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), input_ids.shape[1] >= self.length, dtype=torch.bool,
+                          device=input_ids.device)
 
 
 def _contiguous(module, args):
@@ -129,8 +141,10 @@ class Generator:
             attention_mask[i, length - len(e):] = 1
         kwargs = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                       max_new_tokens=steps, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
-        if self.compiled:
-            kwargs.update(cache_implementation="static", compile_config=CompileConfig(fullgraph=True))
+        if self.compiled:  # transformers compiles the decoding step only on a GPU: elsewhere the static cache alone
+            kwargs["cache_implementation"] = "static"
+            if device.type == "cuda":
+                kwargs["compile_config"] = CompileConfig(fullgraph=True)
         pixels = [self.transform(im) for im in images if im is not None]
         if pixels:
             dtype = next(self.model.parameters()).dtype
@@ -142,8 +156,7 @@ class Generator:
         if streamer is not None:  # prints tokens as they come (the terminal chat); one prompt at a time
             kwargs["streamer"] = streamer
         if self.compiled and steps > max(limits):  # the cache is sized for the bucket; generation stops at the limit
-            stopping_criteria = StoppingCriteriaList([*(stopping_criteria or []),
-                                                      MaxLengthCriteria(length + max(limits))])
+            stopping_criteria = StoppingCriteriaList([*(stopping_criteria or []), StopAtLength(length + max(limits))])
         if stopping_criteria is not None:
             kwargs["stopping_criteria"] = stopping_criteria
         if task_ids is None and self.task_id is not None:

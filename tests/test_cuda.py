@@ -153,3 +153,32 @@ def test_small_preset_trains_and_answers_on_the_gpu(tmp_path, data):
     generator = Generator(model.to("cuda"), tokenizer, processor)
     reply = generator.generate([generator.prompt_for("What is the capital of France?", False)], [None], 8)[0]
     assert reply.strip()
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "flash_attention_2"])
+def test_padding_free_training_on_the_gpu_matches_padded(tmp_path, data, attention):
+    """fp32 (bf16 rounding would hide a leak between packed samples); flash-attn's varlen path where it is installed."""
+    if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        pytest.skip("flash-attn is not installed (the `flash` extra)")
+    precision = "fp32" if attention == "sdpa" else "bf16"  # flash-attn runs in half precision only
+    runs = {}
+    for mode in ("padded", "packed"):
+        extra = [*ASYMLORA, "--attn_implementation", attention, "--padding_free", str(mode == "packed")]
+        trainer = cuda_run(data, tmp_path / mode, precision=precision, max_steps=3, extra=extra)
+        runs[mode] = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    tolerance = 1e-4 if precision == "fp32" else 2e-2
+    assert runs["packed"] == pytest.approx(runs["padded"], rel=tolerance), runs
+
+
+def test_compiled_decoding_on_the_gpu_answers_as_eager(asym_bf16):
+    """transformers compiles the decoding step on CUDA (static cache, CUDA graphs): the same greedy tokens."""
+    out, _ = asym_bf16
+    model, tokenizer, processor = load_checkpoint_model(str(out), dtype="fp32")
+    model.to("cuda")
+    images = [Image.new("RGB", (40 + 4 * i, 40), (60 * i, 30, 200 - 50 * i)) for i in range(4)]
+    answers = []
+    for compiled in (False, True, True):  # the second compiled call reuses the bucketed shapes
+        generator = Generator(model, tokenizer, processor, compiled=compiled)
+        prompts = [generator.prompt_for(f"what shape is number {i}?", True) for i in range(4)]
+        answers.append(generator.generate_ids(prompts, images, max_new_tokens=6))
+    assert answers[1] == answers[0] and answers[2] == answers[0]

@@ -33,7 +33,9 @@ def generate(model, inputs: dict, new_tokens: int, compiled: bool = False):
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0,
                   eos_token_id=2)
     if compiled:  # as Generator(compiled=True): a static cache, the decoding step compiled whole (CUDA graphs)
-        kwargs.update(cache_implementation="static", compile_config=CompileConfig(fullgraph=True))
+        kwargs["cache_implementation"] = "static"
+        if model.device.type == "cuda":  # transformers compiles on a GPU only (the smoke run: the static cache alone)
+            kwargs["compile_config"] = CompileConfig(fullgraph=True)
     if routing_state(model) is not None:
         with adapter_batch(model, token_mask=inputs["attention_mask"]):
             return model.generate(**inputs, **kwargs)

@@ -46,8 +46,7 @@ def step(model, batch: dict, coef: float) -> None:
     batch = dict(batch)
     task_ids, state = batch.pop("task_ids"), routing_state(model)
     batch.pop("sample_index")
-    packed = PackedSamples.from_position_ids(batch["position_ids"], task_ids.numel()) if "position_ids" in batch else None
-    state.begin_batch(task_ids, batch.get("attention_mask"), batch["labels"], packed)
+    state.begin_batch(task_ids, batch.get("attention_mask"), batch["labels"], PackedSamples.of_batch(batch, task_ids))
     state.aux_grad_scale = coef
     loss = model(**supervised_logits_only(batch), use_cache=False).loss
     state.finish_forward()

@@ -80,7 +80,8 @@ def forward_backward(model, batch, packed: bool, config: dict):
     batch = dict(batch)
     task_ids, state = batch.pop("task_ids"), routing_state(model)
     batch.pop("sample_index")
-    samples = PackedSamples.from_position_ids(batch["position_ids"], task_ids.numel()) if packed else None
+    samples = PackedSamples.of_batch(batch, task_ids)  # as LlavaTrainer.compute_loss reads the batch
+    assert (samples is not None) == packed
     state.begin_batch(task_ids, batch.get("attention_mask"), batch["labels"], samples)
     state.aux_grad_scale, state.z_grad_scale = config.get("balance_coef", 0.0), config.get("router_z_loss_coef", 0.0)
     state.start_load_tracking(2, config.get("num_experts", 1), top_counts=True)

@@ -24,6 +24,14 @@ class PackedSamples:
         """A sample starts where its position is 0 (the collator restarts positions per sample)."""
         return cls((position_ids == 0).long().flatten().cumsum(0).sub(1).view_as(position_ids), count)
 
+    @classmethod
+    def of_batch(cls, inputs: dict, task_ids: torch.Tensor | None) -> PackedSamples | None:
+        """A collated batch's packing: positions and no attention mask (SupervisedCollator(padding_free=True)), one
+        task id per sample; None for a padded batch."""
+        if "position_ids" not in inputs or "attention_mask" in inputs or task_ids is None:
+            return None
+        return cls.from_position_ids(inputs["position_ids"], task_ids.numel())
+
     def lines_up(self, x: torch.Tensor) -> bool:
         return x.dim() >= 3 and tuple(x.shape[:2]) == tuple(self.segments.shape)
 

@@ -96,7 +96,8 @@ class RoutingState:
         g = gates.detach().float()
         if mask is not None:
             g = g * mask.unsqueeze(-1)
-        tasks, mass = self.task_ids.to(gates.device), sample_sums(g, self.packed_for(gates))
+        packed = self.packed_for(gates)
+        tasks, mass = self.task_ids.to(gates.device), sample_sums(g, packed)
         self.load.index_add_(0, tasks, mass)
         if layer is not None:
             if layer not in self.layer_load:
@@ -113,7 +114,7 @@ class RoutingState:
                 top = onehot(g.argmax(-1), g.shape[-1], torch.float32)
                 if mask is not None:
                     top = top * mask.unsqueeze(-1)
-                top = sample_sums(top, self.packed_for(gates))
+                top = sample_sums(top, packed)
                 self.layer_top.setdefault(layer, torch.zeros_like(self.load)).index_add_(0, tasks, top)
 
 

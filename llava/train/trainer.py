@@ -132,10 +132,8 @@ class LlavaTrainer(Trainer):
         config = adapter_config(self.model) if state is not None else None
         coef, z_coef = (config.balance_coef, config.router_z_loss_coef) if config is not None else (0.0, 0.0)
         if state is not None:
-            packed = None
-            if "position_ids" in inputs and "attention_mask" not in inputs and task_ids is not None:
-                packed = PackedSamples.from_position_ids(inputs["position_ids"], task_ids.numel())  # padding-free
-            state.begin_batch(task_ids, inputs.get("attention_mask"), inputs.get("labels"), packed)
+            state.begin_batch(task_ids, inputs.get("attention_mask"), inputs.get("labels"),
+                              PackedSamples.of_batch(inputs, task_ids))  # padding-free batches: several samples a row
             per_step = 1.0 / self.args.gradient_accumulation_steps if model.training else 0.0
             state.aux_grad_scale, state.z_grad_scale = coef * per_step, z_coef * per_step
         if self.vision_keepalive is not None:

@@ -294,14 +294,22 @@ def test_ddp_trains_like_zero3(parts, tmp_path_factory, nproc):
         assert len(z_ddp) == STEPS and z_ddp == pytest.approx(z_zero3, rel=0.01)
 
 
+BOUNDED = ("weight_change", "grad_norm")
+
+
 def same_router_health(stage, nproc) -> None:
     """Router weight change and gradient norm read through DeepSpeed's full fp32 parameters (partitioned under
     ZeRO-3) agree with every other mode's, DDP's plain tensors included, within bf16's rounding over 4 steps."""
     for name in (n for n in ROUTED if n in cell_schemes(stage, nproc)):
         reference, health = HEALTH[("zero3", 2, name)], HEALTH[(stage, nproc, name)]
         # mixlora picks r of its factors per sample (top-r): a bf16 rounding flips a pick, and with it which router
-        # rows get a gradient, so its values are compared loosely (its routers move ~0.1% in these 4 steps)
-        bound = 0.05 if name != "mixlora" else 0.5
+        # rows get a gradient, so its values are compared loosely (its routers move ~0.1% in these 4 steps). A router's
+        # gradient is a sum over tokens and experts that mostly cancels (its softmax's gradients sum to zero), so one
+        # step's norm moves with bf16's reduction order more than the weights do: after the first step DDP's and
+        # ZeRO-3's norms were seen 5% apart while the weight changes agreed within 0.1%; a lost or doubled update
+        # still moves either by far more than its bound
+        bound = {"weight_change": 0.05, "grad_norm": 0.1} if name != "mixlora" else dict.fromkeys(BOUNDED, 0.5)
         for key in reference:
-            if key.endswith(("weight_change", "grad_norm")):
-                assert health[key] == pytest.approx(reference[key], rel=bound), (name, key, health[key], reference[key])
+            kind = key.rsplit("/", 1)[-1]
+            if kind in BOUNDED:
+                assert health[key] == pytest.approx(reference[key], rel=bound[kind]), (name, key, health[key], reference[key])

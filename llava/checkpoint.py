@@ -2,12 +2,11 @@
 
 Every checkpoint directory (each intermediate `checkpoint-N/` and the final output) holds:
 - `llava_base.json`: what the frozen base is (`Base`), enough to rebuild it; the base weights are not copied;
-- `llava_adapters.json` + `llava_adapters.safetensors`: the adapters, routers and projector (adapters/io.py);
-  a projector-only run (stage 1) writes `mm_projector.safetensors` in LLaVA's key layout instead;
-- `config.json` (the Llava model config), the tokenizer and the image processor;
-- in an intermediate one, what resumes it: trainer_state.json, optimizer and scheduler state, RNG states.
-A loaded model carries its `Checkpoint` (typed, read through `checkpoint_of`), so what runs on it (templates, image
-handling, task names) follows what it was trained with.
+- `llava_adapters.json` + `llava_adapters.safetensors`: adapters, routers, projector (adapters/io.py); a projector-only
+  run (stage 1) writes `mm_projector.safetensors` in LLaVA's key layout instead;
+- `config.json` (the Llava model config), the tokenizer and the image processor; in an intermediate one, what
+  resumes it: trainer_state.json, optimizer and scheduler state, RNG states.
+A loaded model carries its `Checkpoint` (`checkpoint_of`): templates, image handling, task names follow its training.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from transformers.trainer_pt_utils import safe_globals
 
 from llava.adapters.attached import adapter_config
 from llava.adapters.config import AdapterConfig, config_path
-from llava.adapters.inject import cast_adapters, projector
+from llava.adapters.inject import cast_adapters
 from llava.adapters.io import (
     LEGACY_WEIGHTS_NAME,
     PROJECTOR_PREFIX,
@@ -33,6 +32,7 @@ from llava.adapters.io import (
     load_adapters,
     save_adapters,
 )
+from llava.model.anatomy import projector
 from llava.model.builder import load_model, load_projector, resolve_dtype
 
 BASE_NAME = "llava_base.json"

@@ -4,7 +4,8 @@ DeepSpeed side (adapters in the model's dtype, fp32 masters inside DeepSpeed) is
 
 import torch
 
-from llava.adapters.inject import adapter_modules, projector
+from llava.adapters.inject import adapter_modules
+from llava.model.anatomy import projector
 from llava.train.adapter_setup import adapter_config_from_args
 from llava.train.args import TrainingArguments
 from llava.train.train import train

@@ -39,10 +39,11 @@ from common import (
 from torch import nn
 
 from llava.adapters.attached import routing_state
-from llava.adapters.inject import adapter_modules, language_model, projector
+from llava.adapters.inject import adapter_modules
 from llava.adapters.layer import AdapterLinear
 from llava.adapters.routing import Router, label_router_layers
 from llava.data.token_count import DataTokens
+from llava.model.anatomy import language_model, projector
 from llava.train import estimate, plan, plan_model
 from llava.train.activation_checkpointing import checkpoint_first_layers, language_inputs_require_grad
 from llava.train.supervised_logits import accepts_logits_mask, supervised_logits_only

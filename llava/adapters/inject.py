@@ -1,4 +1,5 @@
-"""Put adapters into a model: only the language model's linear layers, never the vision tower or lm_head."""
+"""Put adapters into a model: only the language model's linear layers (llava/model/anatomy.py finds it in any
+image-text-to-text family), never the vision tower, the projector or lm_head."""
 
 from __future__ import annotations
 
@@ -13,23 +14,9 @@ from llava.adapters.layer import AdapterLinear
 from llava.adapters.routing import BlockRouter, Router
 from llava.adapters.schemes import scheme as scheme_class
 from llava.adapters.state import RoutingState
+from llava.model.anatomy import language_model, projector
 
 logger = logging.getLogger(__name__)
-
-
-def language_model(model: nn.Module) -> nn.Module:
-    """The decoder stack: LlavaForConditionalGeneration.model.language_model, or a bare causal LM's body."""
-    inner = getattr(model, "model", None)
-    if inner is not None and hasattr(inner, "language_model"):
-        return inner.language_model
-    if inner is not None and hasattr(inner, "layers"):
-        return inner
-    raise ValueError(f"cannot find a language model with decoder layers in {type(model).__name__}")
-
-
-def projector(model: nn.Module) -> nn.Module | None:
-    inner = getattr(model, "model", None)
-    return getattr(inner, "multi_modal_projector", None)
 
 
 def adapter_modules(model: nn.Module):

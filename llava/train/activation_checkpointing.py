@@ -18,7 +18,7 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from llava.adapters.inject import language_model
+from llava.model.anatomy import language_model
 from llava.train.plan_model import GIB, count, layers_to_checkpoint
 
 logger = logging.getLogger("llava.train")

@@ -6,10 +6,11 @@ import logging
 
 from llava.adapters import AdapterConfig, inject_adapters, print_trainable_parameters
 from llava.adapters.attached import routing_state
-from llava.adapters.inject import adapter_modules, projector
+from llava.adapters.inject import adapter_modules
 from llava.adapters.io import load_adapter_weights
 from llava.adapters.routing import BlockRouter, label_router_layers
 from llava.adapters.schemes import scheme
+from llava.model.anatomy import projector
 from llava.train.args import ModelArguments, TrainingArguments
 
 logger = logging.getLogger("llava.train")

@@ -71,7 +71,7 @@ def build_model(family: str, image_id: int = IMAGE, seed: int = 0):
 
 def byte_tokenizer(specials: list[str], bos: str | None, eos: str, **extra):
     """A byte-level tokenizer (256 byte tokens, no merges) with the family's special tokens."""
-    vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}  # a set: sorted, for fixed ids
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -101,8 +101,35 @@ def build_processor(family: str):
         return tf.Idefics3Processor(images, tokenizer, image_seq_len=4), tokenizer.convert_tokens_to_ids("<image>")
     if family == "gemma3":
         names = {"boi_token": "<start_of_image>", "image_token": "<image_soft_token>", "eoi_token": "<end_of_image>"}
-        tokenizer = byte_tokenizer(list(names.values()), bos="<bos>", eos="<eos>", extra_special_tokens=names)
+        tokenizer = byte_tokenizer([*names.values(), "<start_of_turn>", "<end_of_turn>"], bos="<bos>", eos="<eos>",
+                                   extra_special_tokens=names)
         images = tf.Gemma3ImageProcessorPil(size={"height": 64, "width": 64})
         processor = tf.Gemma3Processor(images, tokenizer, image_seq_length=4)
         return processor, tokenizer.convert_tokens_to_ids("<image_soft_token>")
     raise ValueError(family)
+
+
+def _content(image: str) -> str:
+    return ("{% for c in m['content'] %}{% if c['type'] == 'image' %}" + image + "{% else %}{{ c['text'] }}{% endif %}"
+            "{% endfor %}")
+
+
+# Chat templates in each family's shape (turn markers, where the image goes), each reply inside `{% generation %}`;
+# `without_markers` gives the same template as most released ones are: unmarked
+TEMPLATES = {
+    "llava_next": "{% for m in messages %}{% if m['role'] == 'user' %}USER: " + _content("<image>\n") + " "
+                  "{% else %}ASSISTANT:{% generation %} " + _content("") + "</s>{% endgeneration %}{% endif %}"
+                  "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}",
+    "idefics3": "<|begin_of_text|>{% for m in messages %}{% if m['role'] == 'user' %}User:" + _content("<image>")
+                + "<end_of_utterance>\n{% else %}Assistant:{% generation %} " + _content("")
+                + "<end_of_utterance>\n{% endgeneration %}{% endif %}{% endfor %}"
+                "{% if add_generation_prompt %}Assistant:{% endif %}",
+    "gemma3": "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}<start_of_turn>user\n"
+              + _content("<start_of_image>") + "<end_of_turn>\n{% else %}<start_of_turn>model\n{% generation %}"
+              + _content("") + "<end_of_turn>\n{% endgeneration %}{% endif %}{% endfor %}"
+              "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
+}
+
+
+def without_markers(template: str) -> str:
+    return template.replace("{% generation %}", "").replace("{% endgeneration %}", "")

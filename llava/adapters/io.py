@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from llava.adapters.attached import adapter_config
 from llava.adapters.config import AdapterConfig
 from llava.adapters.inject import adapter_modules, inject_adapters
+from llava.model.anatomy import projector_parameter_names
 
 WEIGHTS_NAME = "llava_adapters.safetensors"
 LEGACY_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -24,7 +25,7 @@ def weights_path(directory: str) -> str | None:
         if os.path.exists(os.path.join(directory, name)):
             return os.path.join(directory, name)
     return None
-PROJECTOR_PREFIX = "model.multi_modal_projector."
+PROJECTOR_PREFIX = "model.multi_modal_projector."  # LLaVA-1.5's; any family's: anatomy.projector_parameter_names
 
 
 def adapter_state_dict(model, include_projector: bool = True) -> dict[str, torch.Tensor]:
@@ -35,7 +36,8 @@ def adapter_state_dict(model, include_projector: bool = True) -> dict[str, torch
             if not pname.startswith("base."):
                 out[f"{name}.{pname}"] = p
     if include_projector:
-        out.update({n: p for n, p in model.named_parameters() if n.startswith(PROJECTOR_PREFIX)})
+        names = projector_parameter_names(model)
+        out.update({n: p for n, p in model.named_parameters() if n in names})
     return out
 
 
@@ -87,7 +89,8 @@ def load_adapter_weights(model, directory: str) -> None:
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
     saved = load_file(path)
     params = adapter_state_dict(model, include_projector=True)
-    missing = [k for k in params if k not in saved and not k.startswith(PROJECTOR_PREFIX)]
+    projector = projector_parameter_names(model)  # a run that froze the projector saved none
+    missing = [k for k in params if k not in saved and k not in projector]
     unexpected = [k for k in saved if k not in params]
     if missing or unexpected:
         raise KeyError(f"{path}: adapter weights do not match the model (missing {missing[:5]}, "

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from llava.lazy_names import lazy_names
 
-_HOMES = {"SupervisedCollator": "collator", "SupervisedDataset": "dataset", "DataError": "sources",
-          "parse_data_path": "sources", "read_records": "sources"}
+_HOMES = {"SupervisedCollator": "collator", "ProcessorCollator": "collator", "SupervisedDataset": "dataset",
+          "DataError": "sources", "parse_data_path": "sources", "read_records": "sources"}
 __all__ = list(_HOMES)
 
 __getattr__ = lazy_names(__name__, _HOMES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from llava.constants import IGNORE_INDEX
+from llava.data.processor_batch import collate
 
 
 class SupervisedCollator:
@@ -56,3 +57,25 @@ class SupervisedCollator:
         return {"input_ids": torch.cat([torch.as_tensor(it["input_ids"], dtype=torch.long) for it in kept])[None],
                 "labels": torch.cat(labels)[None],
                 "position_ids": torch.cat([torch.arange(len(it["input_ids"])) for it in kept])[None]}
+
+
+class ProcessorCollator:
+    """Batches for another family than LLaVA-1.5: the conversations through the model's own processor and chat
+    template (data/processor_batch.py), right-padded, with the task ids routed adapters read."""
+
+    def __init__(self, processor, max_length: int | None = None):
+        processor.tokenizer.padding_side = "right"  # labels and the loss read rows left to right from position 0
+        self.processor = processor
+        self.max_length = max_length
+        self.padding_free = False
+        self.dropped = 0
+
+    def __call__(self, items):
+        kept = [it for it in items if it is not None]
+        self.dropped += len(items) - len(kept)
+        if not kept:
+            raise ValueError("every sample of this batch was skipped as bad input; check the skip log")
+        batch = collate(self.processor, [it["conversation"] for it in kept], self.max_length)
+        batch["task_ids"] = torch.tensor([it["task_id"] for it in kept], dtype=torch.long)
+        batch["sample_index"] = torch.tensor([it.get("index", -1) for it in kept], dtype=torch.long)
+        return batch

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from llava.conversation import get_template
 from llava.data.arrow_records import load_records
 from llava.data.preprocess import move_image_to_front, tokenize_conversation
+from llava.data.processor_batch import Conversation
 from llava.data.sources import DataError, SkipReport
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class SupervisedDataset(Dataset):
 
     def __init__(self, data_path: str, tokenizer, image_transform=None, image_folder: str = "",
                  template: str = "vicuna_v1", image_seq_length: int = 576, model_max_length: int = 2048,
-                 skip_bad: bool = False, defer_errors: bool = False):
+                 skip_bad: bool = False, defer_errors: bool = False, processor=None):
         self.report = SkipReport()
         self.data_path = data_path
         # defer_errors: structurally bad records are set aside in self.report instead of raising at the first one,
@@ -42,6 +43,9 @@ class SupervisedDataset(Dataset):
         self.model_max_length = model_max_length
         self.skip_bad = skip_bad
         self.truncated = 0
+        # another family than LLaVA-1.5 (llava/model/image_text_to_text.py): items are conversations with their images,
+        # made into tokens, labels and image inputs a batch at a time by its processor (ProcessorCollator)
+        self.processor = processor
 
     def drop(self, indices) -> None:
         """Remove records (the pre-flight check's bad samples) so training never sees them."""
@@ -67,6 +71,8 @@ class SupervisedDataset(Dataset):
     def __getitem__(self, index: int):
         record = self.records[index]
         where = f"{record.file}: sample {record.sample_id}"
+        if self.processor is not None:
+            return self._conversation(record, where, index)
         try:
             pixel_values = self._load_image(record, where) if record.image else None
             turns = move_image_to_front(record.turns, record.image is not None)
@@ -82,6 +88,18 @@ class SupervisedDataset(Dataset):
             logger.warning("%s: truncated to model_max_length=%d", where, self.model_max_length)
         return {"input_ids": tok.input_ids, "labels": tok.labels, "pixel_values": pixel_values,
                 "task_id": record.task_id, "index": index}
+
+
+    def _conversation(self, record, where: str, index: int):
+        try:
+            images = [open_image(os.path.join(self.image_folder, record.image), where)] if record.image else []
+        except DataError as e:
+            if not self.skip_bad:
+                raise
+            self.report.add(e.reason, where)
+            return None
+        turns = move_image_to_front(record.turns, record.image is not None)
+        return {"conversation": Conversation(turns, images, where), "task_id": record.task_id, "index": index}
 
 
 def open_image(path: str, where: str) -> Image.Image:

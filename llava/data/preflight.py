@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from llava.cache import cache_dir
 from llava.data.preprocess import move_image_to_front, tokenize_conversation
+from llava.data.processor_batch import Conversation, reply_spans, to_messages
 from llava.data.sources import DataError, parse_data_path
 
 MAX_IMAGE_SIDE = 100_000  # larger images are refused as corrupt headers
@@ -83,6 +84,10 @@ def _check(index: int) -> tuple[int, str] | None:
         return None
     try:
         turns = move_image_to_front(record.turns, record.image is not None)
+        if ds.processor is not None:  # another family: its chat template renders the replies (the processor tokenizes
+            # a batch at a time, where truncation is checked)
+            reply_spans(ds.processor, to_messages(Conversation(turns, [None] * (record.image is not None), where)), where)
+            return None
         tokenize_conversation(turns, ds.template, ds.tokenizer, ds.image_seq_length, ds.model_max_length, where)
     except DataError as e:
         return index, e.reason
@@ -94,7 +99,8 @@ def _cache_key(dataset) -> str:
     tok = dataset.tokenizer
     tokenizer = None if tok is None else [tok.name_or_path, len(tok), tok.eos_token]
     settings = [stats, os.path.abspath(dataset.image_folder or "."), dataset.template.name, dataset.image_seq_length,
-                dataset.model_max_length, tokenizer, 1]
+                dataset.model_max_length, tokenizer, 1,
+                getattr(dataset.processor, "chat_template", None) if dataset.processor is not None else None]
     return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:24]
 
 

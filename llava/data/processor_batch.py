@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 import torch
+from transformers import BatchFeature
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX
 from llava.data.sources import DataError
@@ -104,12 +105,13 @@ def collate(processor, conversations: list[Conversation], max_length: int | None
         masks = torch.as_tensor(out.pop("assistant_masks"))
     else:
         rendered = [reply_spans(processor, m, c.where) for m, c in zip(batch_messages, conversations)]
-        # the template writes the special tokens (BOS included), as apply_chat_template has the tokenizer assume
-        out = processor(text=[text for text, _ in rendered], images=images if any(images) else None,
-                        add_special_tokens=False, return_offsets_mapping=True, return_text_replacement_offsets=True,
-                        **kwargs)
-        offsets = out.pop("offset_mapping").tolist()
+        # the template writes the special tokens (BOS included), as apply_chat_template has the tokenizer assume; the
+        # offsets come back as Python lists (some processors cannot make tensors of them) and the rest becomes tensors
+        out = processor(text=[text for text, _ in rendered], images=images if any(images) else None, padding=True,
+                        add_special_tokens=False, return_offsets_mapping=True, return_text_replacement_offsets=True)
+        offsets = out.pop("offset_mapping")
         replacements = out.pop("text_replacement_offsets", None) or [[] for _ in conversations]
+        out = BatchFeature(dict(out), tensor_type="pt")
         masks = torch.tensor([_token_mask(row, spans, repl)
                               for row, (_, spans), repl in zip(offsets, rendered, replacements)])
     batch = dict(out)

@@ -72,6 +72,14 @@ def projector(model: nn.Module) -> nn.Module | None:
     return ProjectorParts(parts)
 
 
+def projector_parameter_names(model: nn.Module) -> set[str]:
+    """The projector's parameters as `model.named_parameters()` names them (`model.multi_modal_projector.*` for
+    LLaVA-1.5, `model.connector.*`, `model.image_newline`, `model.visual.merger.*`, ...)."""
+    part = projector(model)
+    ids = {id(p) for p in part.parameters()} if part is not None else set()
+    return {name for name, p in model.named_parameters() if id(p) in ids}
+
+
 def vision_parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name inside the body, module) of the vision tower: the body's modules that are neither the language model nor
     a projector part (for Qwen's `visual`, its children other than the mergers)."""

@@ -1,11 +1,13 @@
-"""Build a transformers `LlavaForConditionalGeneration` from what LLaVA users actually have on disk.
+"""Build the model to train from what users actually have on disk: LLaVA-1.5 as `LlavaForConditionalGeneration`, or
+any other image-text-to-text family through transformers' own classes.
 
-Six sources, one result (model, tokenizer, image processor):
+Seven sources, one result (model, tokenizer, image processor, or for another family its whole processor):
   * "tiny"                         -> the preset in `tiny.py` (random, for tests);
   * "small"                        -> the experiment kit's preset (llava/kit/small.py: SmolLM2-135M + a cached
                                       easy-vqa-trained tower), imported only when asked for;
   * a llava-hf directory           -> `LlavaForConditionalGeneration.from_pretrained`;
   * an original LLaVA checkpoint   -> `original.py` (Llama weights + `model.mm_projector.*`);
+  * another family's directory     -> `image_text_to_text.py` (LLaVA-NeXT, Qwen2.5-VL, Idefics3, Gemma 3, ...);
   * parts                          -> `parts.py`: a CLIP vision tower dir + a Llama/Vicuna dir or one .gguf file
                                       + an optional stage-1 `mm_projector.bin` / `.safetensors`.
 Every source builds under DeepSpeed ZeRO-3 (weights arrive partitioned) and, with `bits`, with the language model
@@ -25,6 +27,7 @@ from transformers import AutoTokenizer, CLIPImageProcessorPil, LlavaForCondition
 
 from llava.data.preprocess import ensure_image_token
 from llava.model.image import clip_image_processor
+from llava.model.image_text_to_text import from_image_text_to_text, is_image_text_to_text
 from llava.model.original import from_original_llava, save_original_llava
 from llava.model.parts import from_parts
 from llava.model.quant import quantization_config, quantize_tiny
@@ -82,6 +85,8 @@ def detect_source(path: str) -> str:
         raw = json.load(f)
     if raw.get("model_type") == "llava" and "text_config" in raw:
         return "llava_hf"
+    if is_image_text_to_text(raw.get("model_type")):
+        return "image_text_to_text"
     if "mm_vision_tower" in raw or raw.get("model_type") in ("llava_llama", "llava"):
         return "original"
     return "language_model"
@@ -121,6 +126,8 @@ def _load_model(model_name_or_path, vision_tower, pretrain_mm_mlp_adapter, dtype
         model, tokenizer, image_processor = build_small(dtype, attn, quant)
     elif source == "llava_hf":
         model, tokenizer, image_processor = from_llava_hf(model_name_or_path, dtype, attn, quant)
+    elif source == "image_text_to_text":
+        model, tokenizer, image_processor = from_image_text_to_text(model_name_or_path, dtype, attn, quant)
     elif source == "original":
         model, tokenizer, image_processor = from_original_llava(model_name_or_path, vision_tower, dtype, attn, quant)
     else:

@@ -12,15 +12,27 @@ from llava.model.image import ImageTransform
 from llava.train.distributed import main_process_first
 
 logger = logging.getLogger("llava.train")
+FAMILY_IMAGE_TOKENS = 256
+
+
+def is_processor(image_processor) -> bool:
+    """A whole processor (tokenizer + image processor + chat template: another family), not LLaVA's image processor."""
+    return hasattr(image_processor, "apply_chat_template") and hasattr(image_processor, "tokenizer")
 
 
 def read_training_data(model, tokenizer, image_processor, model_args, data_args, training_args) -> SupervisedDataset:
+    """`image_processor` is a whole processor for another family than LLaVA-1.5 (is_processor)."""
+    family = is_processor(image_processor)
     with main_process_first(training_args, "read-data"):  # rank 0 builds the Arrow cache, others map it
         dataset = SupervisedDataset(
-            data_args.data_path, tokenizer, ImageTransform(image_processor, data_args.image_aspect_ratio),
+            data_args.data_path, tokenizer,
+            None if family else ImageTransform(image_processor, data_args.image_aspect_ratio),
             image_folder=data_args.image_folder, template=model_args.version,
-            image_seq_length=model.config.image_seq_length, model_max_length=training_args.model_max_length,
-            skip_bad=data_args.skip_bad_samples, defer_errors=True)
+            # LLaVA's image token count; another family's varies with the image: its length grouping counts a nominal
+            # FAMILY_IMAGE_TOKENS per image
+            image_seq_length=getattr(model.config, "image_seq_length", None) or FAMILY_IMAGE_TOKENS,
+            model_max_length=training_args.model_max_length, skip_bad=data_args.skip_bad_samples, defer_errors=True,
+            processor=image_processor if family else None)
     logger.info("%d samples, tasks %s", len(dataset), dataset.task_names)
     check_data_before_training(dataset, data_args, training_args)
     return dataset

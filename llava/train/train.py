@@ -12,14 +12,14 @@ import transformers
 from llava import process_gc
 from llava.checkpoint import Base
 from llava.console import on_a_terminal, progress_bars_only_on_a_terminal
-from llava.data import DataError, SupervisedCollator
+from llava.data import DataError, ProcessorCollator, SupervisedCollator
 from llava.model.builder import load_model
 from llava.model.zero import init_deepspeed_distributed
 from llava.train.adapter_setup import set_trainable
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.checks import check_arguments, slow_dtype_note
 from llava.train.config_file import ConfigError, parse_with_config, read_config, split_config_flag, write_run_config
-from llava.train.data_check import read_training_data
+from llava.train.data_check import is_processor, read_training_data
 from llava.train.distributed import (
     JobWatch,
     failure_line,
@@ -87,6 +87,15 @@ def padding_free(model_args, training_args) -> bool:
     return model_args.attn_implementation == "flash_attention_2"
 
 
+def make_collator(tokenizer, image_processor, model_args, training_args):
+    """LLaVA-1.5's batches (padded or padding-free), or another family's through its processor."""
+    if is_processor(image_processor):
+        if training_args.padding_free:
+            raise ValueError("--padding_free is for LLaVA-1.5 models so far; leave it unset for this family")
+        return ProcessorCollator(image_processor, training_args.model_max_length)
+    return SupervisedCollator(tokenizer.pad_token_id, padding_free=padding_free(model_args, training_args))
+
+
 def base_record(model_args, data_args, training_args, task_names: list[str]) -> Base:
     """How to rebuild the frozen base: written as llava_base.json into every checkpoint."""
     return Base(model_name_or_path=model_args.model_name_or_path, vision_tower=model_args.vision_tower,
@@ -120,7 +129,7 @@ def train(argv=None, callbacks=None):
         dataset = read_training_data(model, tokenizer, image_processor, model_args, data_args, training_args)
         transformers.set_seed(training_args.seed)  # adapter init draws from the global RNG: make --seed govern it
         set_trainable(model, model_args, training_args, dataset.task_names)
-        collator = SupervisedCollator(tokenizer.pad_token_id, padding_free=padding_free(model_args, training_args))
+        collator = make_collator(tokenizer, image_processor, model_args, training_args)
         if collator.padding_free and training_args.should_log:
             logger.info("padding-free batches: each micro-batch's samples packed in one row")
         trainer = LlavaTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,

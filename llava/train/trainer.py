@@ -27,17 +27,18 @@ import math
 import os
 
 import torch
-from transformers import Trainer
+from transformers import LlavaForConditionalGeneration, Trainer
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer import SCHEDULER_NAME
 
 from llava.adapters.attached import adapter_config, routing_state
-from llava.adapters.io import PROJECTOR_PREFIX, adapter_state_dict
+from llava.adapters.io import adapter_state_dict
 from llava.adapters.packed import PackedSamples
 from llava.adapters.routing import is_router_parameter
 from llava.adapters.state import load_shares
 from llava.checkpoint import Base, load_trained_weights, newest_checkpoint_note, save_checkpoint
 from llava.data.sampler import ModalityLengthGroupedSampler
+from llava.model.anatomy import projector_parameter_names
 from llava.model.vision_keepalive import VisionKeepalive
 from llava.model.zero import gathered
 from llava.train import optimizer_state
@@ -62,8 +63,9 @@ class LlavaTrainer(Trainer):
         self.base = base
         self._loss_parts = {"lm_loss": [], "balance_loss": [], "router_z_loss": []}
         self.rank_record = RankRecord() if self.args.record_ranks else None
-        has_tower = getattr(getattr(self.model, "model", None), "vision_tower", None) is not None
-        self.vision_keepalive = VisionKeepalive(self.model) if has_tower else None
+        # LLaVA-1.5's text-only batches run a blank image (its shape is LLaVA's); another family's do not yet, so under
+        # ZeRO-3 its ranks must see images in every batch or none
+        self.vision_keepalive = VisionKeepalive(self.model) if isinstance(self.model, LlavaForConditionalGeneration) else None
         self.add_callback(LanguageInputsOnly())  # with activation checkpointing: the frozen tower stays out of autograd
         self.add_callback(CheckpointedLayers())  # --checkpoint_layers: only as many layers as memory needs
         self._guard_values: list[torch.Tensor] = []  # this optimizer step's losses, for the message
@@ -94,11 +96,11 @@ class LlavaTrainer(Trainer):
         decay = set(self.get_decay_parameter_names(model))
         rates = {"adapters": None, "routers": self.args.router_lr, "projector": self.args.mm_projector_lr}
         groups: dict[tuple[str, bool], list] = {}
+        projector = projector_parameter_names(model)
         for name, p in model.named_parameters():
             if not p.requires_grad:
                 continue
-            kind = "projector" if name.startswith(PROJECTOR_PREFIX) else "routers" if is_router_parameter(name) \
-                else "adapters"
+            kind = "projector" if name in projector else "routers" if is_router_parameter(name) else "adapters"
             kind = kind if rates[kind] is not None else "adapters"  # no rate of its own: the adapters' group
             groups.setdefault((kind, name in decay), []).append(p)
         param_groups = []

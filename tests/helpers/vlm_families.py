@@ -133,3 +133,12 @@ TEMPLATES = {
 
 def without_markers(template: str) -> str:
     return template.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+
+
+def save_family(path, family: str, marked: bool = False) -> str:
+    """A tiny model of `family` and its processor (its template marked or not) saved as a local model directory."""
+    processor, image_id = build_processor(family)
+    processor.chat_template = TEMPLATES[family] if marked else without_markers(TEMPLATES[family])
+    build_model(family, image_id=image_id).save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)

@@ -1,0 +1,68 @@
+"""Another family than LLaVA-1.5, from a local model directory (a tiny model saved with its processor and chat
+template), trained by the training entry point in bf16 with AsymLoRA's preset: the loss falls, the checkpoint
+reloads through llava.checkpoint and gives the trained model's logits, and the head-only-on-labels loss equals the
+full-head loss for the family's batch."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from llava.adapters import adapter_batch
+from llava.checkpoint import load_checkpoint_model
+from llava.data.collator import ProcessorCollator
+from llava.model.anatomy import projector_parameter_names
+from llava.train.supervised_logits import supervised_logits_only
+from llava.train.train import train
+from tests.helpers.data import write_small_data
+from tests.helpers.vlm_families import save_family
+
+pytestmark = pytest.mark.slow
+STEPS = 10
+
+
+def family_args(model_dir, data, out, scheme="asymlora"):
+    spec, folder = data
+    preset = {"asymlora": ["--adapter_scheme", "asymlora", "--num_experts", "3", "--router_scope", "mlp_block",
+                           "--mixture_targets", "gate_proj,up_proj,down_proj", "--balance_coef", "0.05"],
+              "mixlora": ["--adapter_scheme", "mixlora", "--num_experts", "4"]}[scheme]
+    return ["--model_name_or_path", model_dir, "--data_path", spec, "--image_folder", folder, "--output_dir", str(out),
+            "--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.0", "--bf16", "True",
+            "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--mm_projector_lr", "5e-3",
+            "--max_steps", str(STEPS), "--save_steps", str(STEPS), "--logging_steps", "1", "--report_to", "none",
+            "--model_max_length", "512", "--disable_tqdm", "True", "--seed", "0", "--use_cpu", "True", *preset]
+
+
+@pytest.mark.parametrize("family", ["gemma3", "idefics3", "llava_next"])
+def test_a_family_trains_in_bf16_and_its_checkpoint_reloads(tmp_path, family):
+    model_dir = save_family(tmp_path / "model", family)
+    data = write_small_data(tmp_path / "data")
+    out = tmp_path / "out"
+    trainer = train(family_args(model_dir, data, out))
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) == STEPS and sum(losses[-3:]) < sum(losses[:3]), losses
+    # the family's projector (LLaVA-NeXT's with image_newline, Idefics3's connector) trained in its own group and saved
+    assert all("projector_learning_rate" in h for h in history if "loss" in h)
+    with safe_open(out / "llava_adapters.safetensors", framework="pt") as f:
+        saved = set(f.keys())
+    assert projector_parameter_names(trainer.model) <= saved and any("lora_A" in k for k in saved)
+
+    collator = ProcessorCollator(trainer.image_processor, 512)
+    batch = collator([trainer.train_dataset[i] for i in range(4)])
+    task_ids = batch.pop("task_ids")
+    batch.pop("sample_index")
+    assert "pixel_values" in batch
+    # the model as trained, without the autocast + fp32-outputs wrapper accelerate put on its forward for bf16
+    trained = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
+    model, tokenizer, processor = load_checkpoint_model(str(out), dtype="bf16")
+    assert type(model) is type(trained) and type(processor) is type(trainer.image_processor)
+    with torch.no_grad():
+        with adapter_batch(trained, task_ids=task_ids, token_mask=batch["attention_mask"]):
+            want = trained(**batch)
+            head_only = trained(**supervised_logits_only(batch)).loss
+        with adapter_batch(model, task_ids=task_ids, token_mask=batch["attention_mask"]):
+            got = model(**batch)
+    assert torch.equal(got.logits, want.logits), family  # the same bf16 weights, the same computation
+    assert head_only == pytest.approx(want.loss.item(), rel=1e-2), family  # bf16 logits, two reductions

@@ -138,6 +138,12 @@ if [ "$MODEL" = "tiny" ]; then
 else
     DATA=${DATA:-./playground/data/llava_v1_5_mix665k.json}
     IMAGE_FOLDER=${IMAGE_FOLDER:-./playground/data}
+    # a MODEL directory whose config has a vision_config holds its own tower and projector (llava-hf, or another
+    # family: LLaVA-NeXT, Qwen2.5-VL, Idefics3, Gemma 3, ...); a language model gets LLaVA-1.5's parts
+    if [ -f "$MODEL/config.json" ] && "$PYTHON" -c 'import json, sys; sys.exit("vision_config" not in json.load(open(sys.argv[1])))' "$MODEL/config.json"; then
+        VISION_TOWER=${VISION_TOWER-}
+        PROJECTOR=${PROJECTOR-}
+    fi
     VISION_TOWER=${VISION_TOWER-./checkpoints/clip-vit-large-patch14-336}
     PROJECTOR=${PROJECTOR-./checkpoints/llava-v1.5-7b-pretrain/mm_projector.bin}
     # ZeRO-2: the base is frozen, so ZeRO-3 would gather all of it at every use to save only its replicas; ZeRO-2

@@ -4,6 +4,10 @@ reloads through llava.checkpoint and gives the trained model's logits, and the h
 full-head loss for the family's batch."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -19,6 +23,7 @@ from tests.helpers.data import write_small_data
 from tests.helpers.vlm_families import save_family
 
 pytestmark = pytest.mark.slow
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 10
 
 
@@ -66,3 +71,25 @@ def test_a_family_trains_in_bf16_and_its_checkpoint_reloads(tmp_path, family):
             got = model(**batch)
     assert torch.equal(got.logits, want.logits), family  # the same bf16 weights, the same computation
     assert head_only == pytest.approx(want.loss.item(), rel=1e-2), family  # bf16 logits, two reductions
+
+
+@pytest.mark.parametrize("family", ["gemma3", "idefics3", "llava_next"])
+def test_the_users_script_trains_a_family_with_mixlora(tmp_path, family):
+    """`MODEL=<the family's directory> bash scripts/finetune_mixlora.sh`: no LLaVA part asked for (the directory holds
+    its tower and projector), in the precision the script picks (bf16 where the CPU runs it natively), loss falls,
+    a clean log."""
+    model_dir = save_family(tmp_path / "model", family)
+    spec, folder = write_small_data(tmp_path / "data")
+    out = tmp_path / "out"
+    env = {**os.environ, "MODEL": model_dir, "DATA": spec, "IMAGE_FOLDER": folder, "OUTPUT": str(out), "DEVICE": "cpu",
+           "DEEPSPEED": "", "NUM_GPUS": "1", "BATCH": "4", "GLOBAL_BATCH": "4", "WORKERS": "0",
+           "SAVE_STEPS": str(STEPS), "LOGGING_STEPS": "1", "EXTRA_ARGS": f"--max_steps {STEPS}", "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", "scripts/finetune_mixlora.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "VISION_TOWER=<from MODEL>, PROJECTOR=<none>" in log
+    assert not [line for line in log.splitlines() if re.search(r"warn|error|\[transformers\]", line, re.I)]
+    losses = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+    assert len(losses) == STEPS and sum(losses[-3:]) < sum(losses[:3]), losses
+    assert json.loads((out / "llava_adapters.json").read_text())["scheme"] == "mixlora"

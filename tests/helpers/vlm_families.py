@@ -139,6 +139,10 @@ def save_family(path, family: str, marked: bool = False) -> str:
     """A tiny model of `family` and its processor (its template marked or not) saved as a local model directory."""
     processor, image_id = build_processor(family)
     processor.chat_template = TEMPLATES[family] if marked else without_markers(TEMPLATES[family])
-    build_model(family, image_id=image_id).save_pretrained(path)
+    model, tokenizer = build_model(family, image_id=image_id), processor.tokenizer
+    for config in (model.config, model.config.get_text_config(), model.generation_config):  # the tokenizer's ids
+        config.bos_token_id, config.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+        config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
     processor.save_pretrained(path)
     return str(path)

@@ -13,6 +13,7 @@ from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import get_template
 from llava.data.preprocess import encode_prompt
 from llava.model.image import ImageTransform
+from llava.model.image_text_to_text import is_processor
 
 GREEDY_BELOW = 1e-5  # as vLLM: a smaller temperature is greedy (1e-124 would overflow the logits to inf / nan)
 # compiled decoding: prompts are left-padded to a multiple of PROMPT_BUCKET and the static cache holds a multiple of
@@ -103,8 +104,16 @@ class Generator:
             model.to(device)
         config = adapter_config(model)
         task_id = config.task_id(task) if (config is not None and task is not None) else None
-        return cls(model, tokenizer, image_processor, conv_mode or template_of(model),
-                   image_aspect_ratio, task_id, compiled)
+        return cls.for_model(model, tokenizer, image_processor, conv_mode or template_of(model), image_aspect_ratio,
+                             task_id, compiled)
+
+    @classmethod
+    def for_model(cls, model, tokenizer, image_processor, conv_mode: str = "vicuna_v1",
+                  image_aspect_ratio: str | None = None, task_id: int | None = None, compiled: bool = False):
+        """A Generator for a loaded model: LLaVA-1.5's, or ProcessorGenerator for a family loaded with its processor."""
+        if is_processor(image_processor):
+            return ProcessorGenerator(model, tokenizer, image_processor, task_id, compiled)
+        return cls(model, tokenizer, image_processor, conv_mode, image_aspect_ratio, task_id, compiled)
 
     def prompt_for(self, question: str, has_image: bool, exact: bool = False) -> str:
         """The template around `question`, the image token first. exact: the question's text kept byte for byte, as
@@ -127,28 +136,17 @@ class Generator:
         """Each prompt's new token ids, up to (not including) its end-of-sequence token and at most its
         max_new_tokens. Rows may have their own max_new_tokens and task heads (the server batches requests)."""
         device = next(self.model.parameters()).device
-        encoded = [self.encode(p) for p in prompts]
         limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-        length = max(len(e) for e in encoded)
-        steps = max(limits)
-        if self.compiled:
-            length, steps = bucket(length, PROMPT_BUCKET), bucket(steps, NEW_TOKENS_BUCKET)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(encoded), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros_like(input_ids)
-        for i, e in enumerate(encoded):
-            input_ids[i, length - len(e):] = torch.tensor(e)
-            attention_mask[i, length - len(e):] = 1
-        kwargs = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                      max_new_tokens=steps, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+        steps = bucket(max(limits), NEW_TOKENS_BUCKET) if self.compiled else max(limits)
+        dtype = next(self.model.parameters()).dtype
+        kwargs = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
+                  for k, v in self.batch_inputs(prompts, images).items()}
+        length = kwargs["input_ids"].shape[1]
+        kwargs.update(max_new_tokens=steps, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_token_id)
         if self.compiled:  # transformers compiles the decoding step only on a GPU: elsewhere the static cache alone
             kwargs["cache_implementation"] = "static"
             if device.type == "cuda":
                 kwargs["compile_config"] = CompileConfig(fullgraph=True)
-        pixels = [self.transform(im) for im in images if im is not None]
-        if pixels:
-            dtype = next(self.model.parameters()).dtype
-            kwargs["pixel_values"] = torch.stack(pixels).to(device, dtype)
         if is_sampling(temperature):
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
@@ -167,12 +165,33 @@ class Generator:
                 out = self.model.generate(**kwargs)
         else:
             out = self.model.generate(**kwargs)
-        eos = self.tokenizer.eos_token_id
+        ends = set(self.eos_token_id) if isinstance(self.eos_token_id, list) else {self.eos_token_id}
         rows = []
         for row, limit in zip(out[:, length:].tolist(), limits):
             row = row[:limit]
-            rows.append(row[:row.index(eos)] if eos in row else row)
+            end = next((i for i, t in enumerate(row) if t in ends), len(row))
+            rows.append(row[:end])
         return rows
+
+    @property
+    def eos_token_id(self) -> int | list[int]:
+        return self.tokenizer.eos_token_id
+
+    def batch_inputs(self, prompts: list[str], images: list[Image.Image | None]) -> dict[str, torch.Tensor]:
+        """The prompts left-padded (to a multiple of PROMPT_BUCKET when compiled) and the images' pixels."""
+        encoded = [self.encode(p) for p in prompts]
+        length = max(len(e) for e in encoded)
+        length = bucket(length, PROMPT_BUCKET) if self.compiled else length
+        input_ids = torch.full((len(encoded), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for i, e in enumerate(encoded):
+            input_ids[i, length - len(e):] = torch.tensor(e)
+            attention_mask[i, length - len(e):] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        pixels = [self.transform(im) for im in images if im is not None]
+        if pixels:
+            batch["pixel_values"] = torch.stack(pixels)
+        return batch
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
@@ -181,3 +200,35 @@ class Generator:
                  temperature: float = 0.0, streamer=None) -> list[str]:
         return [self.decode(ids) for ids in self.generate_ids(prompts, images, max_new_tokens, temperature,
                                                                streamer=streamer)]
+
+
+class ProcessorGenerator(Generator):
+    """Generation for another family than LLaVA-1.5 (Gemma 3, Idefics3, LLaVA-NeXT, ...): prompts through its own
+    chat template, images through its own processor; batching, routing, compiling and stopping as the Generator."""
+
+    def __init__(self, model, tokenizer, processor, task_id: int | None = None, compiled: bool = False):
+        self.model = model.eval()
+        self.compiled = compiled
+        contiguous_head_input(model)
+        self.tokenizer, self.processor, self.task_id = tokenizer, processor, task_id
+        self.conv_mode = "chat_template"
+
+    def prompt_for(self, question: str, has_image: bool, exact: bool = False) -> str:
+        question = question.replace(DEFAULT_IMAGE_TOKEN, "")
+        content = [{"type": "image"}] if has_image else []
+        content.append({"type": "text", "text": question if exact else question.strip()})
+        return self.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+    @property
+    def eos_token_id(self) -> int | list[int]:
+        """The model's own end of a reply (its generation config: an end-of-turn token, often several)."""
+        configured = self.model.generation_config.eos_token_id
+        return configured if configured is not None else self.tokenizer.eos_token_id
+
+    def batch_inputs(self, prompts: list[str], images: list[Image.Image | None]) -> dict[str, torch.Tensor]:
+        per_prompt = [[image] if image is not None else [] for image in images]
+        kwargs = dict(padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
+        if self.compiled:
+            kwargs["pad_to_multiple_of"] = PROMPT_BUCKET
+        return dict(self.processor(text=prompts, images=per_prompt if any(per_prompt) else None, **kwargs))

@@ -11,11 +11,13 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 
 from llava.adapters import adapter_batch
 from llava.checkpoint import load_checkpoint_model
 from llava.data.collator import ProcessorCollator
+from llava.inference import Generator
 from llava.model.anatomy import projector_parameter_names
 from llava.train.supervised_logits import supervised_logits_only
 from llava.train.train import train
@@ -71,6 +73,25 @@ def test_a_family_trains_in_bf16_and_its_checkpoint_reloads(tmp_path, family):
             got = model(**batch)
     assert torch.equal(got.logits, want.logits), family  # the same bf16 weights, the same computation
     assert head_only == pytest.approx(want.loss.item(), rel=1e-2), family  # bf16 logits, two reductions
+    answers_through_inference(out, family)
+
+
+def answers_through_inference(out, family):
+    """The checkpoint answers through llava.inference, batched (an image question beside a text one, left-padded):
+    each row's first new token is the argmax of that prompt's own unpadded forward."""
+    generator = Generator.from_checkpoint(str(out), device="cpu", dtype="fp32")
+    assert type(generator).__name__ == "ProcessorGenerator"
+    prompts = [generator.prompt_for("what colour is it?", True), generator.prompt_for("say hi", False)]
+    images = [Image.new("RGB", (48, 40), "red"), None]
+    rows = generator.generate_ids(prompts, images, max_new_tokens=4)
+    assert len(rows) == 2 and all(len(r) <= 4 for r in rows)
+    eos = generator.eos_token_id
+    ends = set(eos) if isinstance(eos, list) else {eos}
+    for prompt, image, row in zip(prompts, images, rows):
+        single = generator.batch_inputs([prompt], [image])
+        with torch.no_grad(), adapter_batch(generator.model, token_mask=single["attention_mask"]):
+            first = generator.model(**single).logits[0, -1].argmax().item()
+        assert row[:1] == [first] or (not row and first in ends), (family, row, first)
 
 
 @pytest.mark.parametrize("family", ["gemma3", "idefics3", "llava_next"])

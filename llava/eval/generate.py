@@ -115,7 +115,7 @@ def run(model, tokenizer, image_processor, questions: list[dict], answers_file: 
         model_id: str = "llava", task_id: int | None = None, limit: int | None = None, progress: bool = True,
         skip_missing_images: bool = False, image_aspect_ratio: str | None = None) -> int:
     """Answer the questions not yet in `answers_file` with a loaded model; returns how many were answered now."""
-    gen = Generator(model, tokenizer, image_processor, conv_mode, image_aspect_ratio, task_id=task_id)
+    gen = Generator.for_model(model, tokenizer, image_processor, conv_mode, image_aspect_ratio, task_id=task_id)
     return answer_questions(gen, questions, answers_file, image_folder, batch_size, max_new_tokens, temperature,
                             model_id, limit, progress, skip_missing_images)
 

@@ -16,6 +16,12 @@ def is_image_text_to_text(model_type: str | None) -> bool:
     return model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and model_type not in LLAVA_1_5
 
 
+def is_processor(image_processor) -> bool:
+    """A whole processor (tokenizer + image processor + chat template: another family than LLaVA-1.5), where
+    LLaVA-1.5's sources give an image processor."""
+    return hasattr(image_processor, "apply_chat_template") and hasattr(image_processor, "tokenizer")
+
+
 def from_image_text_to_text(path: str, dtype=torch.float32, attn_implementation: str = "sdpa",
                             quantization_config=None):
     """(model, tokenizer, processor); training pads on the right (the processor's tokenizer may pad left for

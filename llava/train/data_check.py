@@ -9,15 +9,11 @@ import os
 from llava.data import DataError, SupervisedDataset
 from llava.data.preflight import preflight, summary
 from llava.model.image import ImageTransform
+from llava.model.image_text_to_text import is_processor
 from llava.train.distributed import main_process_first
 
 logger = logging.getLogger("llava.train")
 FAMILY_IMAGE_TOKENS = 256
-
-
-def is_processor(image_processor) -> bool:
-    """A whole processor (tokenizer + image processor + chat template: another family), not LLaVA's image processor."""
-    return hasattr(image_processor, "apply_chat_template") and hasattr(image_processor, "tokenizer")
 
 
 def read_training_data(model, tokenizer, image_processor, model_args, data_args, training_args) -> SupervisedDataset:

@@ -14,12 +14,13 @@ from llava.checkpoint import Base
 from llava.console import on_a_terminal, progress_bars_only_on_a_terminal
 from llava.data import DataError, ProcessorCollator, SupervisedCollator
 from llava.model.builder import load_model
+from llava.model.image_text_to_text import is_processor
 from llava.model.zero import init_deepspeed_distributed
 from llava.train.adapter_setup import set_trainable
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.checks import check_arguments, slow_dtype_note
 from llava.train.config_file import ConfigError, parse_with_config, read_config, split_config_flag, write_run_config
-from llava.train.data_check import is_processor, read_training_data
+from llava.train.data_check import read_training_data
 from llava.train.distributed import (
     JobWatch,
     failure_line,

@@ -13,10 +13,13 @@ import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from llava.adapters import adapter_batch
 from llava.checkpoint import load_checkpoint_model
+from llava.commands.merge import main as merge_main
 from llava.data.collator import ProcessorCollator
+from llava.data.processor_batch import Conversation
 from llava.inference import Generator
 from llava.model.anatomy import projector_parameter_names
 from llava.train.supervised_logits import supervised_logits_only
@@ -29,15 +32,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 10
 
 
-def family_args(model_dir, data, out, scheme="asymlora"):
+def family_args(model_dir, data, out, scheme="asymlora", steps=STEPS):
     spec, folder = data
     preset = {"asymlora": ["--adapter_scheme", "asymlora", "--num_experts", "3", "--router_scope", "mlp_block",
                            "--mixture_targets", "gate_proj,up_proj,down_proj", "--balance_coef", "0.05"],
-              "mixlora": ["--adapter_scheme", "mixlora", "--num_experts", "4"]}[scheme]
+              "mixlora": ["--adapter_scheme", "mixlora", "--num_experts", "4"],
+              "lora": ["--adapter_scheme", "lora"]}[scheme]
     return ["--model_name_or_path", model_dir, "--data_path", spec, "--image_folder", folder, "--output_dir", str(out),
             "--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.0", "--bf16", "True",
             "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--mm_projector_lr", "5e-3",
-            "--max_steps", str(STEPS), "--save_steps", str(STEPS), "--logging_steps", "1", "--report_to", "none",
+            "--max_steps", str(steps), "--save_steps", str(steps), "--logging_steps", "1", "--report_to", "none",
             "--model_max_length", "512", "--disable_tqdm", "True", "--seed", "0", "--use_cpu", "True", *preset]
 
 
@@ -114,3 +118,24 @@ def test_the_users_script_trains_a_family_with_mixlora(tmp_path, family):
     losses = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
     assert len(losses) == STEPS and sum(losses[-3:]) < sum(losses[:3]), losses
     assert json.loads((out / "llava_adapters.json").read_text())["scheme"] == "mixlora"
+
+
+@pytest.mark.parametrize("family", ["gemma3", "idefics3", "llava_next"])
+def test_a_merged_lora_export_loads_with_transformers_and_gives_the_unmerged_logits(tmp_path, family):
+    model_dir = save_family(tmp_path / "model", family)
+    data = write_small_data(tmp_path / "data")
+    out = tmp_path / "out"
+    train(family_args(model_dir, data, out, scheme="lora", steps=2) + ["--bf16", "False"])
+    merged_dir = tmp_path / "merged"
+    merge_main(["--checkpoint", str(out), "--out", str(merged_dir)])
+    merged = AutoModelForImageTextToText.from_pretrained(merged_dir).eval()
+    processor = AutoProcessor.from_pretrained(merged_dir)
+    unmerged, _, _ = load_checkpoint_model(str(out), dtype="fp32")
+    question = Conversation([(0, "<image>\nwhat colour is it?"), (1, "red")], [Image.new("RGB", (48, 40), "red")], "q")
+    batch = ProcessorCollator(processor, 512)([{"conversation": question, "task_id": 0}])
+    batch = {k: v for k, v in batch.items() if k not in ("task_ids", "sample_index")}
+    with torch.no_grad():
+        want = unmerged.eval()(**batch).logits
+        got = merged(**batch).logits
+    assert type(merged).__name__ == type(unmerged).__name__
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (family, (got - want).abs().max())  # fp32, W + BA summed

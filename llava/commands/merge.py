@@ -1,4 +1,5 @@
-"""Merge a checkpoint's adapters into its base and write a llava-hf model (AutoProcessor / pipeline load it as is).
+"""Merge a checkpoint's adapters into its base and write a llava-hf model, or another family's model as transformers
+saves it (AutoModelForImageTextToText, AutoProcessor and the pipeline load either as is).
 Exact only where merging is (lora; asymlora per task with one expert): adapters/merge.py refuses the rest.
 
 python -m llava.commands.merge --checkpoint DIR [--task NAME] --out DIR   (installed as llava-merge)
@@ -13,6 +14,7 @@ from llava.adapters.merge import merge_adapters
 from llava.checkpoint import load_checkpoint_model, template_of
 from llava.console import progress_bars_only_on_a_terminal
 from llava.model.hf_export import save_llava_hf
+from llava.model.image_text_to_text import is_processor
 
 
 def main(argv=None):
@@ -26,7 +28,11 @@ def main(argv=None):
     model, tokenizer, image_processor = load_checkpoint_model(args.checkpoint, dtype=args.dtype, load_weights=False)
     load_adapters(model, args.checkpoint)
     merge_adapters(model, args.task)
-    save_llava_hf(model, tokenizer, image_processor, args.out, template_of(model))
+    if is_processor(image_processor):  # another family: its own classes and processor, as it was loaded
+        model.save_pretrained(args.out)
+        image_processor.save_pretrained(args.out)
+    else:
+        save_llava_hf(model, tokenizer, image_processor, args.out, template_of(model))
     print(f"merged model written to {args.out}")
 
 

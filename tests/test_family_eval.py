@@ -1,0 +1,58 @@
+"""Another family than LLaVA-1.5 through evaluation: a tiny Gemma 3 AsymLoRA checkpoint answers every
+scripts/eval/*.sh on the benchmark fixtures (MM-Vet graded by a stub judge) through its own chat template, and the
+lmms-eval plugin answers exactly as llava.eval.generate does."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from llava.train.train import train
+from tests.helpers.data import write_small_data
+from tests.helpers.eval_fixtures import make_all
+from tests.helpers.judge import StubJudge
+from tests.helpers.vlm_families import save_family
+from tests.test_family_training import family_args
+from tests.test_lmms_eval_plugin import TASK, generate_answers, responses, write_task
+
+pytestmark = pytest.mark.slow
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("family-eval")
+    out = tmp / "out"
+    train(family_args(save_family(tmp / "model", "gemma3"), write_small_data(tmp / "data"), out, steps=4))
+    return out
+
+
+def test_every_eval_script_answers_with_a_family_checkpoint(checkpoint, tmp_path):
+    make_all(str(tmp_path / "data"))
+    stub = StubJudge(reply="0.4")
+    env = {**os.environ, "PYTHON": sys.executable, "EVAL_ROOT": str(tmp_path / "data"), "RUNS_DIR": str(tmp_path / "runs"),
+           "BATCH": "4", "OPENAI_BASE_URL": stub.url, "OPENAI_API_KEY": "test-key"}
+    try:
+        for script in ("mme", "gqa", "textvqa", "vizwiz", "mmvet"):
+            proc = subprocess.run(["bash", f"scripts/eval/{script}.sh", str(checkpoint), "gemma3-asymlora"], cwd=ROOT,
+                                  env=env, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, (script, proc.stdout[-2000:] + proc.stderr[-3000:])
+    finally:
+        stub.close()
+    metrics = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "runs" / "gemma3-asymlora").glob("*.json")}
+    assert set(metrics) == {"mme", "gqa", "textvqa", "vizwiz", "mmvet"}
+    rows = [json.loads(line) for line in (tmp_path / "data" / "MME" / "answers" / "gemma3-asymlora.jsonl").open()]
+    assert len(rows) == 12 and all(r["metadata"]["conv_mode"] == "chat_template" for r in rows)
+    assert all("<start_of_turn>user\n" in r["metadata"]["full_prompt"] for r in rows)  # the model's own template
+
+
+def test_the_lmms_eval_plugin_answers_as_generate_with_a_family_checkpoint(checkpoint, tmp_path):
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.tasks import TaskManager
+
+    rows = write_task(tmp_path)
+    results = simple_evaluate(model="llava_asymlora", model_args=f"pretrained={checkpoint}", tasks=[TASK], batch_size=3,
+                              task_manager=TaskManager(include_path=str(tmp_path)), log_samples=True)
+    assert responses(results["samples"][TASK]) == generate_answers(checkpoint, rows, tmp_path)

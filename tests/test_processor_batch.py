@@ -87,3 +87,37 @@ def test_truncation_never_cuts_an_image_and_is_logged_for_text(caplog):
     assert [r.getMessage() for r in caplog.records] == ["a.json: sample cut: truncated to model_max_length=40"]
     assert batch["input_ids"].shape == batch["labels"].shape == (1, 40)
     assert supervised_text(processor, batch, 0) == "hi<end_of_turn>\n"  # the first reply, whole; the second cut off
+
+
+def test_records_with_several_images_reach_a_familys_processor_and_are_refused_by_llava_1_5(tmp_path, tiny_tokenizer):
+    import json
+
+    from llava.data import ProcessorCollator, SupervisedDataset
+
+    RED.save(tmp_path / "red.png")
+    BLUE.save(tmp_path / "blue.png")
+    rows = [{"id": "two", "image": ["red.png", "blue.png"], "conversations": [
+                {"from": "human", "value": "Compare <image> with <image>."}, {"from": "gpt", "value": "red, then blue"}]},
+            {"id": "tag-last", "image": "red.png", "conversations": [
+                {"from": "human", "value": "What colour?\n<image>"}, {"from": "gpt", "value": "red"}]},
+            {"id": "text", "conversations": [{"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "hi"}]}]
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(rows))
+    processor, image_id = processor_for("gemma3", marked=False)
+    dataset = SupervisedDataset(str(data), processor.tokenizer, image_folder=str(tmp_path), processor=processor)
+    items = [dataset[i] for i in range(3)]
+    assert [len(it["conversation"].images) for it in items] == [2, 1, 0]
+    assert items[1]["conversation"].turns[0] == (0, "What colour?\n<image>")  # the record's placement is kept
+    batch = ProcessorCollator(processor, 512)(items)
+    assert batch["pixel_values"].shape[0] == 3 and (batch["input_ids"] == image_id).sum() == 3 * 4
+    assert [supervised_text(processor, batch, row) for row in range(3)] == [
+        "red, then blue<end_of_turn>\n", "red<end_of_turn>\n", "hi<end_of_turn>\n"]
+    assert dataset.modality_lengths[0] > dataset.modality_lengths[1] > 0 > dataset.modality_lengths[2]
+
+    llava = SupervisedDataset(str(data), tiny_tokenizer, image_folder=str(tmp_path), image_seq_length=4)
+    with pytest.raises(DataError, match=r"d.json: sample two: 2 images: LLaVA-1.5 takes one per sample"):
+        llava[0]
+    rows[0]["conversations"][0]["value"] = "Compare <image> with the other."
+    data.write_text(json.dumps(rows))
+    with pytest.raises(DataError, match=r"sample two .*: 2 images need 2 <image> tags, one where each goes; the text has 1"):
+        SupervisedDataset(str(data), tiny_tokenizer, image_folder=str(tmp_path))

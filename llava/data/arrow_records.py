@@ -17,6 +17,7 @@ import shutil
 import tempfile
 
 import numpy as np
+import pyarrow.compute as pc
 from datasets import Dataset, Features, Sequence, Value
 from datasets.arrow_writer import ArrowWriter
 
@@ -25,16 +26,16 @@ from llava.data.sources import DataError, Record, SkipReport, parse_data_path, r
 
 FEATURES = Features({
     "file": Value("int32"), "sample_id": Value("string"), "roles": Sequence(Value("int8")),
-    "texts": Sequence(Value("string")), "image": Value("string"), "task_id": Value("int32"),
+    "texts": Sequence(Value("string")), "images": Sequence(Value("string")), "task_id": Value("int32"),
     "words": Value("int32"),  # whitespace words over all turns: LLaVA's length for batching by modality
 })
-FORMAT = 1  # bump when the columns change
+FORMAT = 2  # bump when the columns change
 
 
 class RecordTable:
     """A sequence of Records backed by the Arrow table; `rows` selects (after pre-flight drops) without copying."""
 
-    COLUMNS = ("file", "sample_id", "roles", "texts", "image", "task_id")
+    COLUMNS = ("file", "sample_id", "roles", "texts", "images", "task_id")
 
     def __init__(self, table: Dataset, files: list[str], rows: np.ndarray | None = None):
         self.table = table
@@ -54,17 +55,18 @@ class RecordTable:
 
     def __getitem__(self, index: int) -> Record:
         i = int(self.rows[index])
-        file, sample_id, roles, texts, image, task_id = (c[i].as_py() for c in self._columns)
-        return Record(self.files[file], sample_id, list(zip(roles, texts)), image, task_id)
+        file, sample_id, roles, texts, images, task_id = (c[i].as_py() for c in self._columns)
+        return Record(self.files[file], sample_id, list(zip(roles, texts)), images, task_id)
 
     def without(self, indices) -> RecordTable:
         return RecordTable(self.table, self.files, np.delete(self.rows, np.fromiter(indices, dtype=np.int64)))
 
     def modality_lengths(self, image_seq_length: int) -> list[int]:
         """LLaVA's convention: words (+ image tokens) positive for image samples, negative for text-only ones."""
-        columns = self.table.select_columns(["words", "image"]).with_format("numpy")[self.rows]
-        words, has_image = columns["words"].astype(np.int64), np.array([i is not None for i in columns["image"]])
-        return np.where(has_image, words + image_seq_length, -words).tolist()
+        words = self.table.data.column("words").to_numpy().astype(np.int64)[self.rows]
+        images = pc.list_value_length(self.table.data.column("images")).fill_null(0).to_numpy().astype(np.int64)
+        images = images[self.rows]
+        return np.where(images > 0, words + images * image_seq_length, -words).tolist()
 
 
 def _key(spec: str) -> str:
@@ -84,7 +86,7 @@ def _write(records: list[Record], report: SkipReport, task_names: list[str], pat
             writer.write_batch({
                 "file": [index[r.file] for r in chunk], "sample_id": [r.sample_id for r in chunk],
                 "roles": [[role for role, _ in r.turns] for r in chunk],
-                "texts": [[text for _, text in r.turns] for r in chunk], "image": [r.image for r in chunk],
+                "texts": [[text for _, text in r.turns] for r in chunk], "images": [r.images for r in chunk],
                 "task_id": [r.task_id for r in chunk],
                 "words": [sum(len(text.split()) for _, text in r.turns) for r in chunk]})
         writer.finalize()

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from llava.conversation import get_template
 from llava.data.arrow_records import load_records
-from llava.data.preprocess import move_image_to_front, tokenize_conversation
+from llava.data.preprocess import move_image_to_front, place_images, tokenize_conversation
 from llava.data.processor_batch import Conversation
 from llava.data.sources import DataError, SkipReport
 
@@ -63,7 +63,7 @@ class SupervisedDataset(Dataset):
         return self.records.modality_lengths(self.image_seq_length)
 
     def _load_image(self, record, where: str):
-        image = open_image(os.path.join(self.image_folder, record.image), where)
+        image = open_image(os.path.join(self.image_folder, record.one_image(where)), where)
         if self.image_transform is None:
             raise DataError(where, "sample has an image but the model has no image transform")
         return self.image_transform(image)
@@ -92,13 +92,13 @@ class SupervisedDataset(Dataset):
 
     def _conversation(self, record, where: str, index: int):
         try:
-            images = [open_image(os.path.join(self.image_folder, record.image), where)] if record.image else []
+            images = [open_image(os.path.join(self.image_folder, path), where) for path in record.images]
         except DataError as e:
             if not self.skip_bad:
                 raise
             self.report.add(e.reason, where)
             return None
-        turns = move_image_to_front(record.turns, record.image is not None)
+        turns = place_images(record.turns, len(images))
         return {"conversation": Conversation(turns, images, where), "task_id": record.task_id, "index": index}
 
 

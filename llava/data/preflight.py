@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from llava.cache import cache_dir
-from llava.data.preprocess import move_image_to_front, tokenize_conversation
+from llava.data.preprocess import move_image_to_front, place_images, tokenize_conversation
 from llava.data.processor_batch import Conversation, reply_spans, to_messages
 from llava.data.sources import DataError, parse_data_path
 
@@ -74,8 +74,7 @@ def _check(index: int) -> tuple[int, str] | None:
     ds = _WORKER["dataset"]
     record = ds.records[index]
     where = f"{record.file}: sample {record.sample_id}"
-    if record.image is not None:
-        path = os.path.join(ds.image_folder, record.image)
+    for path in (os.path.join(ds.image_folder, p) for p in record.images):
         if path not in _WORKER["images"]:  # LLaVA mixtures reuse images across conversations
             _WORKER["images"][path] = check_image(path)
         if _WORKER["images"][path]:
@@ -83,11 +82,12 @@ def _check(index: int) -> tuple[int, str] | None:
     if ds.tokenizer is None:  # structure and images only (a data recipe without the model's tokenizer)
         return None
     try:
-        turns = move_image_to_front(record.turns, record.image is not None)
         if ds.processor is not None:  # another family: its chat template renders the replies (the processor tokenizes
             # a batch at a time, where truncation is checked)
-            reply_spans(ds.processor, to_messages(Conversation(turns, [None] * (record.image is not None), where)), where)
+            turns = place_images(record.turns, len(record.images))
+            reply_spans(ds.processor, to_messages(Conversation(turns, [None] * len(record.images), where)), where)
             return None
+        turns = move_image_to_front(record.turns, record.one_image(where) is not None)
         tokenize_conversation(turns, ds.template, ds.tokenizer, ds.image_seq_length, ds.model_max_length, where)
     except DataError as e:
         return index, e.reason

@@ -64,6 +64,14 @@ def move_image_to_front(turns: list[tuple[int, str]], has_image: bool) -> list[t
     return out
 
 
+def place_images(turns: list[tuple[int, str]], images: int) -> list[tuple[int, str]]:
+    """For another family's chat template: the <image> tags stay where the record put them; an image sample without
+    one gets it in front of the first turn (LLaVA's convention)."""
+    if images and not any(DEFAULT_IMAGE_TOKEN in value for _, value in turns):
+        return [(turns[0][0], f"{DEFAULT_IMAGE_TOKEN}\n{turns[0][1]}"), *turns[1:]]
+    return turns
+
+
 def tokenize_conversation(turns, template: Template | ChatTemplate, tokenizer, image_seq_length: int, max_length: int,
                           where: str) -> Tokenized:
     """Tokenize one conversation with labels; `where` (file + sample id) goes into every error message."""

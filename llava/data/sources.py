@@ -35,8 +35,20 @@ class Record:
     file: str
     sample_id: str
     turns: list[tuple[int, str]]  # (0 = human, 1 = assistant, text)
-    image: str | None
+    images: list[str]  # paths relative to the image folder, in the order of their <image> tags
     task_id: int
+
+    @property
+    def image(self) -> str | None:
+        """The first image (LLaVA-1.5's samples have one at most; its paths refuse several: one_image)."""
+        return self.images[0] if self.images else None
+
+    def one_image(self, where: str) -> str | None:
+        """The sample's image for LLaVA-1.5, which takes one per sample."""
+        if len(self.images) > 1:
+            raise DataError(where, f"{len(self.images)} images: LLaVA-1.5 takes one per sample (another family's "
+                                   "processor takes several: docs/models.md)")
+        return self.image
 
 
 @dataclass
@@ -138,6 +150,24 @@ def _parse_turns(raw: dict, where: str) -> list[tuple[int, str]]:
     return turns
 
 
+def _images(image, tags: int, where: str) -> list[str]:
+    """The sample's image paths: LLaVA's one path (its <image> tag optional: it goes in front), or a list of paths,
+    one <image> tag for each, where it goes (LLaVA-NeXT-Interleave's and OneVision's records)."""
+    if image is None:
+        if tags:
+            raise DataError(where, f"text contains {DEFAULT_IMAGE_TOKEN} but the sample has no 'image'")
+        return []
+    paths = [image] if isinstance(image, str) else image
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+        raise DataError(where, "'image' must be a path or a non-empty list of paths")
+    if len(paths) == 1 and tags > 1:
+        raise DataError(where, f"more than one {DEFAULT_IMAGE_TOKEN} for one image ({tags} tags)")
+    if len(paths) > 1 and tags != len(paths):
+        raise DataError(where, f"{len(paths)} images need {len(paths)} {DEFAULT_IMAGE_TOKEN} tags, one where each "
+                               f"goes; the text has {tags}")
+    return paths
+
+
 def read_records(spec: str, skip_bad: bool = False, report: SkipReport | None = None):
     """Read every file of a `--data_path` spec. Returns (records, task_names)."""
     report = report if report is not None else SkipReport()
@@ -160,19 +190,12 @@ def read_records(spec: str, skip_bad: bool = False, report: SkipReport | None = 
                 if not isinstance(raw, dict):
                     raise DataError(where, "sample is not a JSON object")
                 turns = _parse_turns(raw, where)
-                image = raw.get("image")
-                has_token = any(DEFAULT_IMAGE_TOKEN in v for _, v in turns)
-                if sum(v.count(DEFAULT_IMAGE_TOKEN) for _, v in turns) > 1:
-                    raise DataError(where, f"more than one {DEFAULT_IMAGE_TOKEN} (one image per sample is supported)")
-                if image is None and has_token:
-                    raise DataError(where, f"text contains {DEFAULT_IMAGE_TOKEN} but the sample has no 'image'")
-                if image is not None and not isinstance(image, str):
-                    raise DataError(where, "'image' must be one path string (multi-image samples are not supported)")
+                images = _images(raw.get("image"), sum(v.count(DEFAULT_IMAGE_TOKEN) for _, v in turns), where)
             except DataError as e:
                 if not skip_bad:
                     raise
                 report.add(e.reason, where, e)
                 continue
             task = mixture_task or raw.get("task") or "default"
-            records.append(Record(path, sample_id, turns, image, task_index(str(task))))
+            records.append(Record(path, sample_id, turns, images, task_index(str(task))))
     return records, task_names

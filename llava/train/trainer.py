@@ -27,7 +27,7 @@ import math
 import os
 
 import torch
-from transformers import LlavaForConditionalGeneration, Trainer
+from transformers import Trainer
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer import SCHEDULER_NAME
 
@@ -38,7 +38,8 @@ from llava.adapters.routing import is_router_parameter
 from llava.adapters.state import load_shares
 from llava.checkpoint import Base, load_trained_weights, newest_checkpoint_note, save_checkpoint
 from llava.data.sampler import ModalityLengthGroupedSampler
-from llava.model.anatomy import projector_parameter_names
+from llava.model.anatomy import projector_parameter_names, vision_parts
+from llava.model.image_text_to_text import is_processor
 from llava.model.vision_keepalive import VisionKeepalive
 from llava.model.zero import gathered
 from llava.train import optimizer_state
@@ -63,9 +64,9 @@ class LlavaTrainer(Trainer):
         self.base = base
         self._loss_parts = {"lm_loss": [], "balance_loss": [], "router_z_loss": []}
         self.rank_record = RankRecord() if self.args.record_ranks else None
-        # LLaVA-1.5's text-only batches run a blank image (its shape is LLaVA's); another family's do not yet, so under
-        # ZeRO-3 its ranks must see images in every batch or none
-        self.vision_keepalive = VisionKeepalive(self.model) if isinstance(self.model, LlavaForConditionalGeneration) else None
+        has_tower = bool(vision_parts(self.model))
+        family = image_processor if is_processor(image_processor) else None  # another family: its processor
+        self.vision_keepalive = VisionKeepalive(self.model, family) if has_tower else None
         self.add_callback(LanguageInputsOnly())  # with activation checkpointing: the frozen tower stays out of autograd
         self.add_callback(CheckpointedLayers())  # --checkpoint_layers: only as many layers as memory needs
         self._guard_values: list[torch.Tensor] = []  # this optimizer step's losses, for the message

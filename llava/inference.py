@@ -12,6 +12,7 @@ from llava.checkpoint import image_aspect_ratio_of, load_checkpoint_model, templ
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import get_template
 from llava.data.preprocess import encode_prompt
+from llava.data.processor_batch import Conversation, to_messages
 from llava.model.image import ImageTransform
 from llava.model.image_text_to_text import is_processor
 
@@ -84,6 +85,7 @@ class Generator:
         self.compiled = compiled
         contiguous_head_input(model)
         self.tokenizer = tokenizer
+        self.eos_token_id = tokenizer.eos_token_id  # where a reply ends (another family: ProcessorGenerator's)
         self.conv_mode = conv_mode
         self.template = get_template(conv_mode, tokenizer)
         if image_aspect_ratio is None:  # images reach the model as in training: pad (LLaVA-1.5) or resize (authors')
@@ -125,8 +127,8 @@ class Generator:
             question = f"{DEFAULT_IMAGE_TOKEN}\n{question}"
         return self.template.prompt(question)
 
-    def encode(self, prompt: str) -> list[int]:
-        """The prompt's token ids as the model sees them (each image placeholder expanded)."""
+    def encode(self, prompt: str, image: Image.Image | None = None) -> list[int]:
+        """The prompt's token ids as the model sees them (each image placeholder expanded, whatever the image)."""
         return encode_prompt(prompt, self.tokenizer, self.image_seq_length, self.template.add_special_tokens)
 
     @torch.no_grad()
@@ -173,10 +175,6 @@ class Generator:
             rows.append(row[:end])
         return rows
 
-    @property
-    def eos_token_id(self) -> int | list[int]:
-        return self.tokenizer.eos_token_id
-
     def batch_inputs(self, prompts: list[str], images: list[Image.Image | None]) -> dict[str, torch.Tensor]:
         """The prompts left-padded (to a multiple of PROMPT_BUCKET when compiled) and the images' pixels."""
         encoded = [self.encode(p) for p in prompts]
@@ -202,33 +200,51 @@ class Generator:
                                                                streamer=streamer)]
 
 
+class ProcessorTemplate:
+    """A family's own chat template in the LLaVA templates' shape where serving reads them (name, style, roles, render:
+    turns with <image> where each image goes, rendered by the processor; no reply spans: training has its own)."""
+
+    name, style, roles = "chat_template", "processor", ("user", "assistant")
+    def __init__(self, processor):
+        self.processor = processor
+
+    def render(self, turns: list[tuple[int, str]], add_generation_prompt: bool = False, system: str | None = None):
+        images = sum(text.count(DEFAULT_IMAGE_TOKEN) for role, text in turns if role == 0)
+        messages = to_messages(Conversation(turns, [None] * images, "the conversation"))
+        if system is not None:
+            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
+        return self.processor.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt), []
+
+
 class ProcessorGenerator(Generator):
     """Generation for another family than LLaVA-1.5 (Gemma 3, Idefics3, LLaVA-NeXT, ...): prompts through its own
     chat template, images through its own processor; batching, routing, compiling and stopping as the Generator."""
 
     def __init__(self, model, tokenizer, processor, task_id: int | None = None, compiled: bool = False):
-        self.model = model.eval()
-        self.compiled = compiled
+        self.model, self.compiled = model.eval(), compiled
         contiguous_head_input(model)
         self.tokenizer, self.processor, self.task_id = tokenizer, processor, task_id
-        self.conv_mode = "chat_template"
+        self.template = ProcessorTemplate(processor)
+        self.conv_mode = self.template.name
 
     def prompt_for(self, question: str, has_image: bool, exact: bool = False) -> str:
         question = question.replace(DEFAULT_IMAGE_TOKEN, "")
-        content = [{"type": "image"}] if has_image else []
-        content.append({"type": "text", "text": question if exact else question.strip()})
+        content = [{"type": "image"}] * has_image + [{"type": "text", "text": question if exact else question.strip()}]
         return self.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                                   add_generation_prompt=True)
 
     @property
     def eos_token_id(self) -> int | list[int]:
-        """The model's own end of a reply (its generation config: an end-of-turn token, often several)."""
-        configured = self.model.generation_config.eos_token_id
+        configured = self.model.generation_config.eos_token_id  # the model's end of a reply (often several ids)
         return configured if configured is not None else self.tokenizer.eos_token_id
+
+    def encode(self, prompt: str, image: Image.Image | None = None) -> list[int]:
+        """As the processor expands the prompt with this image (tiles and grids vary with its size)."""
+        return self.batch_inputs([prompt], [image])["input_ids"][0].tolist()
 
     def batch_inputs(self, prompts: list[str], images: list[Image.Image | None]) -> dict[str, torch.Tensor]:
         per_prompt = [[image] if image is not None else [] for image in images]
-        kwargs = dict(padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
-        if self.compiled:
-            kwargs["pad_to_multiple_of"] = PROMPT_BUCKET
+        kwargs = dict(padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt",
+                      **({"pad_to_multiple_of": PROMPT_BUCKET} if self.compiled else {}))
         return dict(self.processor(text=prompts, images=per_prompt if any(per_prompt) else None, **kwargs))

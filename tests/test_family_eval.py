@@ -2,6 +2,7 @@
 scripts/eval/*.sh on the benchmark fixtures (MM-Vet graded by a stub judge) through its own chat template, and the
 lmms-eval plugin answers exactly as llava.eval.generate does."""
 
+import io
 import json
 import os
 import subprocess
@@ -56,3 +57,30 @@ def test_the_lmms_eval_plugin_answers_as_generate_with_a_family_checkpoint(check
     results = simple_evaluate(model="llava_asymlora", model_args=f"pretrained={checkpoint}", tasks=[TASK], batch_size=3,
                               task_manager=TaskManager(include_path=str(tmp_path)), log_samples=True)
     assert responses(results["samples"][TASK]) == generate_answers(checkpoint, rows, tmp_path)
+
+
+def test_the_api_answers_as_the_generator_with_a_family_checkpoint(checkpoint, tmp_path):
+    """The OpenAI-compatible server renders a family's conversation with its own chat template: a greedy answer about
+    an image equals llava.inference's, whole and streamed, and the usage counts the processor's image tokens."""
+    import httpx
+    from PIL import Image
+
+    from llava.inference import Generator
+    from tests.helpers.serve import data_url, png_bytes, start_server, stop_server
+
+    generator = Generator.from_checkpoint(str(checkpoint), device="cpu", dtype="fp32")
+    prompt, image = generator.prompt_for("what colour is it?", True), Image.open(io.BytesIO(png_bytes())).convert("RGB")
+    want = generator.decode(generator.generate_ids([prompt], [image], 6)[0])
+    proc, url = start_server("llava.serve.api", ["--model-path", f"gemma3={checkpoint}", "--device", "cpu",
+                                                 "--dtype", "fp32"], tmp_path / "api.log")
+    try:
+        body = {"model": "gemma3", "max_tokens": 6, "temperature": 0, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what colour is it?"}, {"type": "image_url", "image_url": {"url": data_url(png_bytes())}}]}]}
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120).json()
+        assert reply["choices"][0]["message"]["content"] == want, reply
+        assert reply["usage"]["prompt_tokens"] == len(generator.encode(prompt, image))
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=120) as stream:
+            chunks = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: {")]
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == want
+    finally:
+        stop_server(proc)

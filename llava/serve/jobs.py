@@ -23,7 +23,7 @@ def build_job(served: ServedModel, task_id: int | None, turns: list[tuple[int, s
         raise BadRequest(f"model {served.name} answers questions about an image: add an image to a user message",
                          param="messages", code="image_required")
     prompt = render_conversation(served.generator, turns, image_turn if image is not None else None, system)
-    prompt_tokens = len(served.generator.encode(prompt))
+    prompt_tokens = len(served.generator.encode(prompt, image))
     context = served.context_length
     if max_tokens is not None and max_tokens > cap:
         raise BadRequest(f"max_tokens={max_tokens} is above this server's cap of {cap} (--max-tokens)",

@@ -33,6 +33,8 @@ def render_conversation(generator, turns: list[tuple[int, str]], image_turn: int
         system = system.replace(DEFAULT_IMAGE_TOKEN, "")
         if template.style == "two":
             template = dataclasses.replace(template, system=system)
+        elif template.style == "processor":  # another family's chat template, through its processor
+            return template.render(rendered, add_generation_prompt=True, system=system)[0]
         elif template.style == "chat":
             messages = [{"role": "system", "content": system}] + [
                 {"role": "assistant" if r == 1 else "user", "content": t} for r, t in rendered]

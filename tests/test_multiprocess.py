@@ -1,6 +1,7 @@
 """The paper recipe as the scripts run it on several processes (CPU, gloo): a model built from parts (CLIP dir +
 Llama dir + stage-1 mm_projector.bin), the AsymLoRA paper preset, gradient checkpointing, under DDP, ZeRO-2 and
-ZeRO-3 with 2 processes. The data-parallel contract: N processes x b samples train exactly like 1 process x N*b."""
+ZeRO-3 with 2 processes. The data-parallel contract: N processes x b samples train exactly like 1 process x N*b.
+The runs of one process count share one launch (the scripts' own arguments, one start-up per process)."""
 
 import os
 
@@ -9,7 +10,7 @@ import torch
 
 from llava.adapters.io import adapter_state_dict
 from llava.train.rank_record import tensor_digest
-from tests.helpers.recipe_runs import finetune, global_batches, probe_logits, recipe_parts
+from tests.helpers.recipe_runs import finetune_env, finetune_together, global_batches, probe_logits, recipe_parts
 
 pytestmark = pytest.mark.slow
 
@@ -19,35 +20,36 @@ def parts(tmp_path_factory):
     return recipe_parts(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def one_process(parts, tmp_path_factory):
-    """The 1-process reference run per balance-loss kind (made once)."""
-    runs = {}
-
-    def get(balance="hydra"):
-        if balance not in runs:
-            out = tmp_path_factory.mktemp(f"single-{balance}") / "run"
-            logs, records, stdout = finetune(parts, out, balance=balance)
-            assert "global batch 8 = 8 per device x 1 processes x 1 nodes x 1 accumulation" in stdout
-            runs[balance] = (logs, records, out)
-        return runs[balance]
-    return get
+CELLS = {  # name -> (DeepSpeed, batch per process, accumulation, balance loss)
+    "zero2": ("zero2", 4, 1, "hydra"), "zero3-accumulated": ("zero3", 2, 2, "hydra"),
+    "ddp-switch": (None, 4, 1, "switch"),  # DDP; switch pools token counts over ranks: its all-reduce path
+}
 
 
 @pytest.fixture(scope="module")
-def single(one_process):
-    return one_process("hydra")
+def runs(parts, tmp_path_factory):
+    """Every run of this file, in two launches (one per process count; tests/helpers/recipe_runs.py's
+    finetune_together): the 1-process references per balance-loss kind and the original-checkpoint run under
+    ZeRO-3, then the three 2-process cells."""
+    root = tmp_path_factory.mktemp("runs")
+    one = {f"single-{balance}": {"out": root / f"single-{balance}", "balance": balance} for balance in ("hydra", "switch")}
+    one["original"] = {"out": root / "original", "deepspeed": "zero3", "model": parts["orig"], "projector": False}
+    two = {name: {"out": root / name, "deepspeed": deepspeed, "batch": batch, "grad_accum": grad_accum,
+                  "balance": balance} for name, (deepspeed, batch, grad_accum, balance) in CELLS.items()}
+    (root / "one").mkdir()
+    (root / "two").mkdir()
+    done = finetune_together({name: finetune_env(parts, nproc=1, **run) for name, run in one.items()}, 1, root / "one")
+    done.update(finetune_together({name: finetune_env(parts, nproc=2, **run) for name, run in two.items()}, 2,
+                                  root / "two"))
+    return {name: (*done[name], settings["out"]) for name, settings in {**one, **two}.items()}
 
 
-@pytest.mark.parametrize("deepspeed,batch,grad_accum,balance", [
-    ("zero2", 4, 1, "hydra"), ("zero3", 2, 2, "hydra"),
-    (None, 4, 1, "switch"),  # DDP; switch pools token counts over ranks: its all-reduce path
-])
-def test_two_processes_train_like_one_big_batch(parts, one_process, tmp_path, deepspeed, batch, grad_accum, balance):
-    ref_logs, ref_records, ref_dir = one_process(balance)
-    out = tmp_path / "run"
-    logs, records, stdout = finetune(parts, out, nproc=2, deepspeed=deepspeed, batch=batch, grad_accum=grad_accum,
-                                     balance=balance)
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_two_processes_train_like_one_big_batch(runs, cell):
+    _, batch, grad_accum, balance = CELLS[cell]
+    ref_logs, ref_records, ref_stdout, ref_dir = runs[f"single-{balance}"]
+    assert "global batch 8 = 8 per device x 1 processes x 1 nodes x 1 accumulation" in ref_stdout
+    logs, records, stdout, out = runs[cell]
     assert f"= {batch} per device x 2 processes x 1 nodes x {grad_accum} accumulation" in stdout
 
     # ranks see disjoint samples, and together exactly the 1-process run's global batches
@@ -73,11 +75,11 @@ def test_two_processes_train_like_one_big_batch(parts, one_process, tmp_path, de
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]  # atomic writes left nothing behind
 
 
-def test_original_llava_checkpoint_under_zero3(parts, single, tmp_path):
+def test_original_llava_checkpoint_under_zero3(runs):
     """The original-layout checkpoint holds the same weights as the parts: the same training, under ZeRO-3."""
-    ref_logs, _, _ = single
-    logs, records, _ = finetune(parts, tmp_path / "run", deepspeed="zero3", model=parts["orig"], projector=False)
+    ref_logs = runs["single-hydra"][0]
+    logs, records, _, out = runs["original"]
     for got, want in zip(logs, ref_logs):
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-4)
-    model, _ = probe_logits(tmp_path / "run")
+    model, _ = probe_logits(out)
     assert tensor_digest(adapter_state_dict(model)) == records[0]["trainable_digest"]

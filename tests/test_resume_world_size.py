@@ -3,7 +3,8 @@
 A chain over one epoch (48 samples, global batch 8, 6 steps): an uninterrupted 2-process run; resumed from its
 checkpoint-2 on 1 process (steps 3-6); that run's checkpoint-4 resumed on 2 processes (steps 5-6). Every resumed
 step's loss equals the uninterrupted run's, and the per-rank sample records over the chain cover the epoch exactly
-once: the data order continues where it stopped whatever the world size.
+once: the data order continues where it stopped whatever the world size. Both engines' runs of one link share one
+launch (the scripts' own arguments, one start-up per process).
 """
 
 import shutil
@@ -11,7 +12,7 @@ import shutil
 import pytest
 
 from llava.train.optimizer_state import FILE
-from tests.helpers.recipe_runs import finetune, recipe_parts
+from tests.helpers.recipe_runs import finetune_env, finetune_together, recipe_parts
 
 pytestmark = pytest.mark.slow
 STEPS = 6
@@ -23,22 +24,40 @@ def parts(tmp_path_factory):
     return recipe_parts(tmp_path_factory, per_task=16)
 
 
-def resumed(parts, source, out, nproc, deepspeed):
-    out.mkdir()
-    shutil.copytree(source, out / source.name)
-    return finetune(parts, out, nproc=nproc, deepspeed=deepspeed, steps=STEPS,
-                    extra="--resume_from_checkpoint last", env={"SAVE_TOTAL_LIMIT": "10"})
+ENGINES = ("zero2", "zero3")
 
 
-@pytest.mark.parametrize("deepspeed", ["zero2", "zero3"])
-def test_resume_2_to_1_to_2_processes_continues_exactly(parts, tmp_path, deepspeed):
-    full_out = tmp_path / "full"
-    full, full_rec, _ = finetune(parts, full_out, nproc=2, deepspeed=deepspeed, steps=STEPS,
-                                 env={"SAVE_TOTAL_LIMIT": "10"})
-    assert (full_out / "checkpoint-2" / FILE).exists()  # the whole optimizer state, which any world size loads
-    one, one_rec, one_stdout = resumed(parts, full_out / "checkpoint-2", tmp_path / "on1", 1, deepspeed)
+@pytest.fixture(scope="module")
+def chains(parts, tmp_path_factory):
+    """Both engines' chains in three launches, one per link (tests/helpers/recipe_runs.py's finetune_together):
+    the uninterrupted 2-process runs, their checkpoint-2 resumed on 1 process, that run's checkpoint-4 on 2."""
+    root = tmp_path_factory.mktemp("chains")
+    settings = {"steps": STEPS, "env": {"SAVE_TOTAL_LIMIT": "10"}}
+    links = {}
+    for link, nproc, source in (("full", 2, None), ("on1", 1, ("full", "checkpoint-2")),
+                                ("on2", 2, ("on1", "checkpoint-4"))):
+        runs = {}
+        for engine in ENGINES:
+            out = root / engine / link
+            extra = {}
+            if source:  # a copy of the earlier link's checkpoint in the new OUTPUT, resumed as `last`
+                out.mkdir()
+                shutil.copytree(root / engine / source[0] / source[1], out / source[1])
+                extra = {"extra": "--resume_from_checkpoint last"}
+            runs[engine] = finetune_env(parts, out, nproc, deepspeed=engine, **settings, **extra)
+        (root / link).mkdir()
+        links[link] = finetune_together(runs, nproc, root / link)
+    return root, links
+
+
+@pytest.mark.parametrize("deepspeed", ENGINES)
+def test_resume_2_to_1_to_2_processes_continues_exactly(chains, deepspeed):
+    root, links = chains
+    full, full_rec, _ = links["full"][deepspeed]
+    assert (root / deepspeed / "full" / "checkpoint-2" / FILE).exists()  # the whole optimizer state, any world size
+    one, one_rec, one_stdout = links["on1"][deepspeed]
     assert "8 per device x 1 processes" in one_stdout
-    two, two_rec, _ = resumed(parts, tmp_path / "on1" / "checkpoint-4", tmp_path / "on2", 2, deepspeed)
+    two, two_rec, _ = links["on2"][deepspeed]
 
     worst = 0.0
     for logs, first in ((one, 3), (two, 5)):

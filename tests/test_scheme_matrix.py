@@ -1,6 +1,6 @@
 """Every adapter scheme under every execution mode in bf16, through the scripts' own command lines.
 
-One launch per process count trains every cell of that count, one run after another (tests/scripts/scheme_matrix.py,
+One launch per process count trains every cell of that count, one run after another (tests/scripts/train_plan.py,
 the scripts' own command lines; DDP first), 4 optimizer steps of 2 accumulated micro-steps each, bf16, a model built
 from parts; under ZeRO-3 `stage3_param_persistence_threshold: 0`, so every adapter and router tensor is partitioned
 as at 7B. Each run's mode as transformers saw it is checked (none leaks into the next run), and the optimizer that
@@ -124,7 +124,7 @@ def train_cells(parts, tmp_path, nproc: int, stages: list, resume: dict) -> dict
     plan_path.write_text(json.dumps(plan))
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS}
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-              "--master_port", str(free_port()), "-m", "tests.scripts.scheme_matrix", str(plan_path)]
+              "--master_port", str(free_port()), "-m", "tests.scripts.train_plan", str(plan_path)]
     proc = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + "\n".join(failure_lines(proc.stderr))
     # no third-party warning flood: torch warned on each of DeepSpeed's ZeRO-3 collectives (hundreds of lines)

@@ -2,9 +2,11 @@
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,28 +39,60 @@ def recipe_parts(tmp_path_factory, per_task: int = 8) -> dict[str, str]:
     return paths
 
 
-def finetune(parts, out, nproc=1, deepspeed=None, batch=None, grad_accum=None, steps=3, extra="", model=None,
-             tower=True, projector=True, balance="hydra", env=None, check=True):
+def finetune_env(parts, out, nproc=1, deepspeed=None, batch=None, grad_accum=None, steps=3, extra="", model=None,
+                 tower=True, projector=True, balance="hydra", env=None) -> dict[str, str]:
+    """The environment a user sets for scripts/finetune_asymlora.sh (fp32, dropout 0, every rank's samples recorded)."""
     base = {**os.environ, "MODEL": model or parts["lm"], "VISION_TOWER": parts["clip"] if tower else "",
-           "PROJECTOR": parts["projector"] if projector else "", "DATA": parts["data"],
-           "IMAGE_FOLDER": parts["images"], "OUTPUT": str(out), "PYTHON": sys.executable, "NUM_GPUS": str(nproc),
-           "BATCH": str(batch or GLOBAL_BATCH // nproc), "GLOBAL_BATCH": str(GLOBAL_BATCH), "DROPOUT": "0",
-           "PRECISION": "fp32", "WORKERS": "0", "SAVE_STEPS": "2", "LOGGING_STEPS": "1",
-           "DEEPSPEED": f"configs/deepspeed/{deepspeed}.json" if deepspeed else "",
-           "EXTRA_ARGS": f"--max_steps {steps} --warmup_ratio 0 --record_ranks True {extra}",
-           "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS,
-           "MASTER_PORT": str(free_port()), "BALANCE_LOSS": balance, "DEVICE": "cpu"}
+            "PROJECTOR": parts["projector"] if projector else "", "DATA": parts["data"],
+            "IMAGE_FOLDER": parts["images"], "OUTPUT": str(out), "PYTHON": sys.executable, "NUM_GPUS": str(nproc),
+            "BATCH": str(batch or GLOBAL_BATCH // nproc), "GLOBAL_BATCH": str(GLOBAL_BATCH), "DROPOUT": "0",
+            "PRECISION": "fp32", "WORKERS": "0", "SAVE_STEPS": "2", "LOGGING_STEPS": "1",
+            "DEEPSPEED": f"configs/deepspeed/{deepspeed}.json" if deepspeed else "",
+            "EXTRA_ARGS": f"--max_steps {steps} --warmup_ratio 0 --record_ranks True {extra}",
+            "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS,
+            "MASTER_PORT": str(free_port()), "BALANCE_LOSS": balance, "DEVICE": "cpu"}
     if grad_accum:
         base["GRAD_ACCUM"] = str(grad_accum)
-    env = {**base, **(env or {})}
-    proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    return {**base, **(env or {})}
+
+
+def finetune(parts, out, nproc=1, check=True, **settings):
+    """One run of the script as a user launches it; returns (logged steps, per-rank records, stdout)."""
+    proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, capture_output=True, text=True,
+                          env=finetune_env(parts, out, nproc, **settings), timeout=900)
     if not check:
         return proc
     assert proc.returncode == 0, proc.stdout[-3000:] + "\n".join(failure_lines(proc.stderr))
+    return run_results(out, nproc) + (proc.stdout,)
+
+
+def run_results(out, nproc) -> tuple[list, list]:
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     records = [json.loads((out / "rank_records" / f"rank{r}.json").read_text()) for r in range(nproc)]
-    return [h for h in history if "loss" in h], records, proc.stdout
+    return [h for h in history if "loss" in h], records
+
+
+def finetune_together(runs: dict[str, dict], nproc: int, plan_dir) -> dict[str, tuple]:
+    """Several runs of `nproc` processes in one launch (tests/scripts/train_plan.py), one after another: each run's
+    arguments are the script's own (its DRY_RUN command line in that run's environment), and one start-up of torch,
+    transformers and DeepSpeed per process serves them all. Runs without DeepSpeed go first (none follows a ZeRO-3
+    one that could leave its state behind). `runs`: name -> the script's environment (finetune_env's, or a test's own
+    with OUTPUT and --record_ranks). Returns name -> (logged steps, per-rank records, the script's stdout)."""
+    plan, stdouts = [], {}
+    for name, env in sorted(runs.items(), key=lambda run: bool(run[1].get("DEEPSPEED"))):
+        proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env={**env, "DRY_RUN": "1"},
+                              capture_output=True, text=True, check=True)
+        command = shlex.split(proc.stdout.split("command:", 1)[1])
+        plan.append({"name": name, "argv": command[command.index("llava.train.train") + 1:]})
+        stdouts[name] = proc.stdout
+    plan_path = plan_dir / "plan.json"
+    plan_path.write_text(json.dumps(plan))
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+              str(free_port()), "-m", "tests.scripts.train_plan", str(plan_path)]
+    proc = subprocess.run(launch, cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS})
+    assert proc.returncode == 0, proc.stdout[-3000:] + "\n".join(failure_lines(proc.stderr))
+    return {name: run_results(Path(env["OUTPUT"]), nproc) + (stdouts[name],) for name, env in runs.items()}
 
 
 def failure_lines(stderr: str, keep: int = 60) -> list[str]:

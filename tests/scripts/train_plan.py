@@ -1,10 +1,11 @@
-"""Several training runs in one launched job, for the scheme x mode matrix (tests/test_scheme_matrix.py).
+"""Several training runs in one launched job (tests/test_scheme_matrix.py, tests/helpers/recipe_runs.py's
+finetune_together).
 
 Each run's arguments are the scripts' own (their DRY_RUN command line); one process start-up (torch, transformers,
-DeepSpeed, the process group) serves every scheme and mode of one process count, which is what keeps the matrix
+DeepSpeed, the process group) serves every run of one process count, which is what keeps the multi-process tests
 inside the suite's time. Rank 0 writes PLAN.json.modes: what each run trained under, as transformers saw it
-(DeepSpeed on, ZeRO-3 on), so the test can tell a mode that leaked from one run into the next.
-Usage: python -m torch.distributed.run ... -m tests.scripts.scheme_matrix PLAN.json ([{"name": ..., "argv": [...]}, ...])
+(DeepSpeed on, ZeRO-3 on), so a test can tell a mode that leaked from one run into the next.
+Usage: python -m torch.distributed.run ... -m tests.scripts.train_plan PLAN.json ([{"name": ..., "argv": [...]}, ...])
 """
 
 import json

@@ -139,8 +139,10 @@ else
     DATA=${DATA:-./playground/data/llava_v1_5_mix665k.json}
     IMAGE_FOLDER=${IMAGE_FOLDER:-./playground/data}
     # a MODEL directory whose config has a vision_config holds its own tower and projector (llava-hf, or another
-    # family: LLaVA-NeXT, Qwen2.5-VL, Idefics3, Gemma 3, ...); a language model gets LLaVA-1.5's parts
-    if [ -f "$MODEL/config.json" ] && "$PYTHON" -c 'import json, sys; sys.exit("vision_config" not in json.load(open(sys.argv[1])))' "$MODEL/config.json"; then
+    # family: LLaVA-NeXT, Qwen2.5-VL, Idefics3, Gemma 3, ...); a language model gets LLaVA-1.5's parts. MAX_LEN: what
+    # the family's largest image needs (llava/model/family_defaults.py; LLaVA-1.5's 2048 otherwise)
+    read -r own_tower family_max_len < <("$PYTHON" -m llava.model.family_defaults "$MODEL") || exit 2
+    if [ "$own_tower" = "1" ]; then
         VISION_TOWER=${VISION_TOWER-}
         PROJECTOR=${PROJECTOR-}
     fi
@@ -153,7 +155,7 @@ else
     EPOCHS=${EPOCHS:-1}
     BATCH=${BATCH:-16}
     GLOBAL_BATCH=${GLOBAL_BATCH:-128}
-    MAX_LEN=${MAX_LEN:-2048}
+    MAX_LEN=${MAX_LEN:-$family_max_len}
     SAVE_STEPS=${SAVE_STEPS:-500}
     LOGGING_STEPS=${LOGGING_STEPS:-1}
     GRAD_CKPT=${GRAD_CKPT:-True}

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from peft import PeftModel
 from PIL import Image
 from safetensors import safe_open
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -121,7 +122,7 @@ def test_the_users_script_trains_a_family_with_mixlora(tmp_path, family):
 
 
 @pytest.mark.parametrize("family", ["gemma3", "idefics3", "llava_next"])
-def test_a_merged_lora_export_loads_with_transformers_and_gives_the_unmerged_logits(tmp_path, family):
+def test_a_merged_lora_and_its_peft_export_load_with_transformers_and_give_the_unmerged_logits(tmp_path, family):
     model_dir = save_family(tmp_path / "model", family)
     data = write_small_data(tmp_path / "data")
     out = tmp_path / "out"
@@ -139,3 +140,17 @@ def test_a_merged_lora_export_loads_with_transformers_and_gives_the_unmerged_log
         got = merged(**batch).logits
     assert type(merged).__name__ == type(unmerged).__name__
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (family, (got - want).abs().max())  # fp32, W + BA summed
+
+    # the same checkpoint as a PEFT adapter (with the trained projector as modules_to_save) on the saved base
+    peft_dir = tmp_path / "peft"
+    if family == "llava_next":  # its projector holds image_newline, a bare parameter PEFT has no place for
+        with pytest.raises(SystemExit, match="bare parameter.*image_newline.*merge the checkpoint instead"):
+            merge_main(["--checkpoint", str(out), "--peft", "--out", str(peft_dir)])
+        return
+    merge_main(["--checkpoint", str(out), "--peft", "--out", str(peft_dir)])
+    config = json.loads((peft_dir / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == model_dir and config["modules_to_save"]
+    base = AutoModelForImageTextToText.from_pretrained(model_dir)
+    with torch.no_grad():
+        got = PeftModel.from_pretrained(base, str(peft_dir)).eval()(**batch).logits
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (family, (got - want).abs().max())

@@ -84,3 +84,34 @@ def test_the_api_answers_as_the_generator_with_a_family_checkpoint(checkpoint, t
         assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == want
     finally:
         stop_server(proc)
+
+
+def test_the_web_chat_answers_and_shows_routing_with_a_family_checkpoint(checkpoint, tmp_path):
+    """The web chat (gradio_client, as tests/test_serve_web.py drives it) with a family's checkpoint: the streamed
+    answer about an image is llava.inference's greedy one, and the routing view shows each routed layer's experts."""
+    import re
+
+    from PIL import Image
+
+    from llava.inference import Generator
+    from tests.helpers.serve import start_server, stop_server
+
+    gradio_client = pytest.importorskip("gradio_client", reason="the serve extra is part of `make install` (dev)")
+    Image.new("RGB", (48, 40), (200, 40, 40)).save(tmp_path / "red.png")
+    generator = Generator.from_checkpoint(str(checkpoint), device="cpu", dtype="fp32")
+    with Image.open(tmp_path / "red.png") as im:
+        image = im.convert("RGB")
+    want = generator.decode(generator.generate_ids([generator.prompt_for("what colour is it?", True)], [image], 8)[0])
+    proc, url = start_server("llava.serve.web", ["--model-path", f"gemma3={checkpoint}", "--max-tokens", "64"],
+                             tmp_path / "web.log")
+    try:
+        client = gradio_client.Client(url, verbose=False)
+        job = client.submit("gemma3", gradio_client.handle_file(str(tmp_path / "red.png")), [], "what colour is it?", 0,
+                            1, 8, "summed over layers", api_name="/chat")
+        history, _, error, tokens, heatmap, _ = job.result(timeout=120)
+    finally:
+        stop_server(proc)
+    assert want and error == "" and history[-1]["content"][0]["text"] == want
+    layers = len(re.findall(r"<th[^>]*>layer \d+</th>", heatmap))
+    assert layers == 2 and heatmap.count("heat-cell") == layers * 3  # 2 decoder layers, 3 experts each
+    assert tokens.count("routed-token") >= 1

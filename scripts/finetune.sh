@@ -30,8 +30,8 @@ read_nodes() {  # NUM_GPUS processes on each of NNODES nodes, or what a DeepSpee
     if [ -n "${HOSTFILE:-}" ]; then  # DeepSpeed's hostfile: "host slots=N" per node; N processes there
         [ -f "$HOSTFILE" ] || missing "HOSTFILE=$HOSTFILE" "a DeepSpeed hostfile, one 'host slots=N' line per node"
         if [ -f "$HOSTFILE" ]; then
-            read -r NNODES NUM_GPUS < <(awk '!/^[[:space:]]*(#|$)/ { n++; split($2, kv, "="); s = kv[2] }
-                                              END { print n, s }' "$HOSTFILE")
+            read -r NNODES NUM_GPUS <<< "$(awk '!/^[[:space:]]*(#|$)/ { n++; split($2, kv, "="); s = kv[2] }
+                                                END { print n, s }' "$HOSTFILE")"
         fi
     fi
     case "$NNODES" in ''|*[!0-9]*) echo "error: NNODES must be a number of nodes, got '$NNODES'" >&2; exit 2 ;; esac
@@ -141,7 +141,10 @@ else
     # a MODEL directory whose config has a vision_config holds its own tower and projector (llava-hf, or another
     # family: LLaVA-NeXT, Qwen2.5-VL, Idefics3, Gemma 3, ...); a language model gets LLaVA-1.5's parts. MAX_LEN: what
     # the family's largest image needs (llava/model/family_defaults.py; LLaVA-1.5's 2048 otherwise)
-    read -r own_tower family_max_len < <("$PYTHON" -m llava.model.family_defaults "$MODEL") || exit 2
+    # (a command substitution, not `< <(...)`: bash reaps it, where a process substitution's child would be left to
+    # the launcher this shell becomes by exec)
+    family=$("$PYTHON" -m llava.model.family_defaults "$MODEL") || exit 2
+    read -r own_tower family_max_len <<< "$family"
     if [ "$own_tower" = "1" ]; then
         VISION_TOWER=${VISION_TOWER-}
         PROJECTOR=${PROJECTOR-}

@@ -27,7 +27,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="a training checkpoint or output directory")
     ap.add_argument("--task", default=None, help="task name (or id) whose B head is merged (asymlora with task heads)")
-    ap.add_argument("--out", required=True, help="where the merged llava-hf model goes")
+    ap.add_argument("--out", required=True, help="where the merged model (or, with --peft, the PEFT adapter) goes")
     ap.add_argument("--dtype", default="fp32")
     ap.add_argument("--peft", action="store_true",
                     help="write the lora adapter (and a trained projector) in PEFT's format to --out instead of merging")

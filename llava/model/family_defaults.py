@@ -39,6 +39,8 @@ FAMILIES = {  # model_type -> defaults
     "gemma3": Family(2048, "256 tokens: a 896-pixel image pooled to 16 x 16"),
     "internvl": Family(4096, "up to 3,328 tokens: 12 tiles of 448 pixels and a thumbnail, 256 each"),
 }
+
+
 def defaults(model_dir: str) -> tuple[bool, int]:
     """(the directory holds its own vision tower and projector, the model_max_length to default to)."""
     path = os.path.join(model_dir, "config.json")

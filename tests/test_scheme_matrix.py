@@ -31,8 +31,6 @@ only what trains (lean_checkpoint_problem). Resume across world sizes: test_resu
 import json
 import math
 import os
-import shlex
-import subprocess
 import sys
 
 import pytest
@@ -42,7 +40,7 @@ from safetensors import safe_open
 
 from llava.checkpoint import load_checkpoint_model
 from llava.inference import Generator
-from tests.helpers.recipe_runs import EXTENSIONS, GLOBAL_BATCH, ROOT, failure_lines, free_port, recipe_parts
+from tests.helpers.recipe_runs import GLOBAL_BATCH, ROOT, dry_run_argv, launch_plan, recipe_parts
 
 pytestmark = pytest.mark.slow
 STEPS = 4
@@ -94,11 +92,8 @@ def script_argv(parts, script, env, out, nproc, deepspeed) -> list[str]:
                "BATCH": str(GLOBAL_BATCH // nproc // 2), "GLOBAL_BATCH": str(GLOBAL_BATCH), "DROPOUT": "0",
                "PRECISION": "bf16", "WORKERS": "0", "SAVE_STEPS": "2", "LOGGING_STEPS": "1",
                "DEEPSPEED": deepspeed, "EXTRA_ARGS": f"--max_steps {STEPS} --warmup_ratio 0", "DEVICE": "cpu",
-               "PYTHON": sys.executable, "DRY_RUN": "1", "REPORT_TO": "tensorboard", **env}
-    proc = subprocess.run(["bash", f"scripts/{script}"], cwd=ROOT, env=run_env, capture_output=True, text=True,
-                          check=True)
-    command = shlex.split(proc.stdout.split("command:", 1)[1])
-    return command[command.index("llava.train.train") + 1:]
+               "PYTHON": sys.executable, "REPORT_TO": "tensorboard", **env}
+    return dry_run_argv(run_env, script)[0]
 
 
 def cell_schemes(stage, nproc) -> list[str]:
@@ -120,13 +115,7 @@ def train_cells(parts, tmp_path, nproc: int, stages: list, resume: dict) -> dict
             extra = f"--max_steps {STEPS} --warmup_ratio 0 --resume_from_checkpoint {checkpoint}"
             plan.append({"name": f"{stage}/resumed", "argv": script_argv(
                 parts, script, {**env, "EXTRA_ARGS": extra}, tmp_path / str(stage) / "resumed", nproc, config)})
-    plan_path = tmp_path / "plan.json"
-    plan_path.write_text(json.dumps(plan))
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-              "--master_port", str(free_port()), "-m", "tests.scripts.train_plan", str(plan_path)]
-    proc = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + "\n".join(failure_lines(proc.stderr))
+    proc = launch_plan(plan, nproc, tmp_path / "plan.json")
     # no third-party warning flood: torch warned on each of DeepSpeed's ZeRO-3 collectives (hundreds of lines)
     assert "FutureWarning" not in proc.stderr, [line for line in proc.stderr.splitlines() if "Warning" in line][:3]
     # one process trains every mode in turn: each run must have trained in its own (no ZeRO-3 state left behind)

@@ -72,26 +72,36 @@ def run_results(out, nproc) -> tuple[list, list]:
     return [h for h in history if "loss" in h], records
 
 
-def finetune_together(runs: dict[str, dict], nproc: int, plan_dir) -> dict[str, tuple]:
-    """Several runs of `nproc` processes in one launch (tests/scripts/train_plan.py), one after another: each run's
-    arguments are the script's own (its DRY_RUN command line in that run's environment), and one start-up of torch,
-    transformers and DeepSpeed per process serves them all. Runs without DeepSpeed go first (none follows a ZeRO-3
-    one that could leave its state behind). `runs`: name -> the script's environment (finetune_env's, or a test's own
-    with OUTPUT and --record_ranks). Returns name -> (logged steps, per-rank records, the script's stdout)."""
-    plan, stdouts = [], {}
-    for name, env in sorted(runs.items(), key=lambda run: bool(run[1].get("DEEPSPEED"))):
-        proc = subprocess.run(["bash", "scripts/finetune_asymlora.sh"], cwd=ROOT, env={**env, "DRY_RUN": "1"},
-                              capture_output=True, text=True, check=True)
-        command = shlex.split(proc.stdout.split("command:", 1)[1])
-        plan.append({"name": name, "argv": command[command.index("llava.train.train") + 1:]})
-        stdouts[name] = proc.stdout
-    plan_path = plan_dir / "plan.json"
+def dry_run_argv(env: dict, script: str = "finetune_asymlora.sh") -> tuple[list[str], str]:
+    """(the arguments the script passes to llava.train.train, its stdout): its DRY_RUN command line in `env`."""
+    proc = subprocess.run(["bash", f"scripts/{script}"], cwd=ROOT, env={**env, "DRY_RUN": "1"}, capture_output=True,
+                          text=True, check=True)
+    command = shlex.split(proc.stdout.split("command:", 1)[1])
+    return command[command.index("llava.train.train") + 1:], proc.stdout
+
+
+def launch_plan(plan: list[dict], nproc: int, plan_path) -> subprocess.CompletedProcess:
+    """Train every run of `plan` ([{"name", "argv"}]) one after another in one launch of `nproc` processes
+    (tests/scripts/train_plan.py): one start-up of torch, transformers and DeepSpeed per process for all of them."""
     plan_path.write_text(json.dumps(plan))
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
               str(free_port()), "-m", "tests.scripts.train_plan", str(plan_path)]
     proc = subprocess.run(launch, cwd=ROOT, capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": EXTENSIONS})
     assert proc.returncode == 0, proc.stdout[-3000:] + "\n".join(failure_lines(proc.stderr))
+    return proc
+
+
+def finetune_together(runs: dict[str, dict], nproc: int, plan_dir) -> dict[str, tuple]:
+    """Several runs of `nproc` processes in one launch (launch_plan), each with the script's own arguments (its
+    DRY_RUN command line in that run's environment); runs without DeepSpeed first (none follows a ZeRO-3 one that
+    could leave its state behind). `runs`: name -> the script's environment (finetune_env's, or a test's own with
+    OUTPUT and --record_ranks). Returns name -> (logged steps, per-rank records, the script's stdout)."""
+    plan, stdouts = [], {}
+    for name, env in sorted(runs.items(), key=lambda run: bool(run[1].get("DEEPSPEED"))):
+        argv, stdouts[name] = dry_run_argv(env)
+        plan.append({"name": name, "argv": argv})
+    launch_plan(plan, nproc, plan_dir / "plan.json")
     return {name: run_results(Path(env["OUTPUT"]), nproc) + (stdouts[name],) for name, env in runs.items()}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -27,7 +28,7 @@ os.environ.setdefault("LLAVA_ASYMLORA_CACHE", os.path.join(tempfile.gettempdir()
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 # the test processes train and evaluate in-process: their young generation is collected as the package's commands'
-# is (llava/process_gc.py); not marked as a command, so nothing they hold is ever frozen
+# is (llava/process_gc.py); not marked as a command, so only what collection made is frozen (below)
 process_gc.command_threshold()
 
 
@@ -83,6 +84,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session):
+    """What collection made (every imported module, class and collected test) lives until the worker exits: frozen,
+    so the collections the tests' own allocations set off (and the Trainer's gc.collect() at each training start)
+    stop walking it, as a command's do after its imports (llava/process_gc.py)."""
+    gc.freeze()
 
 
 def pytest_addoption(parser):
